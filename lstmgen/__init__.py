@@ -1,0 +1,1 @@
+"""lstmgen: LSTM text generation — tokenizers, model, data, training, evaluation, sampling, int8."""

@@ -1,0 +1,122 @@
+"""Sampling and generation. The prompt goes through the network once; after that each new
+token costs one LSTM step, because the hidden state is carried from step to step."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from .tokenizers import Tokenizer
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.8  # 0: greedy
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1: off
+    seed: int | None = None
+
+
+def make_generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def sample_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> int:
+    """Draw one id from 1-D logits. Exactly one uniform number is used per draw, so two models
+    given the same seed share one random stream and differ only where their distributions do."""
+    if config.temperature == 0:
+        return int(logits.argmax())
+    logits = logits.float() / config.temperature
+    if 0 < config.top_k < logits.numel():
+        kth = torch.topk(logits, config.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if config.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the first token is always kept).
+        drop = sorted_probs.cumsum(0) - sorted_probs >= config.top_p
+        probs = probs.scatter(0, order[drop], 0.0)
+    # Inverse-CDF draw: a cumulative sum and a binary search, several times faster than
+    # torch.multinomial on large vocabularies and exactly the same distribution.
+    cdf = probs.cumsum(0)
+    u = torch.rand((), generator=generator) * cdf[-1]
+    return min(int(torch.searchsorted(cdf, u, right=True)), probs.numel() - 1)
+
+
+@contextmanager
+def fast_float_steps():
+    """At batch 1 on CPU, torch's default oneDNN LSTM path is several times slower per step than
+    the native one (../shared/STACK.md); switch oneDNN off around single steps."""
+    with torch.backends.mkldnn.flags(enabled=False):
+        yield
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    first_token_s: float = 0.0  # time from the call to the first new token
+    total_s: float = 0.0
+    unknown: list[str] = field(default_factory=list)  # prompt pieces outside the vocabulary
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.total_s if self.total_s > 0 else 0.0
+
+
+@torch.inference_mode()
+def generate_ids(model, prompt_ids: list[int], max_new_tokens: int, config: SamplingConfig,
+                 generator: torch.Generator | None = None) -> Iterator[int]:
+    """Yield new ids one at a time. `prompt_ids` must not be empty."""
+    model.eval()
+    generator = generator or make_generator(config.seed)
+    logits, state = model(torch.tensor([prompt_ids]))
+    next_logits = logits[0, -1]
+    with fast_float_steps():
+        for i in range(max_new_tokens):
+            token = sample_next(next_logits, config, generator)
+            yield token
+            if i + 1 < max_new_tokens:
+                logits, state = model(torch.tensor([[token]]), state)
+                next_logits = logits[0, -1]
+
+
+def stream(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, config: SamplingConfig,
+           stats: GenerationStats | None = None) -> Iterator[str]:
+    """Yield the text that each new token adds (the prompt itself is not repeated).
+    Pass a GenerationStats to have it filled in as generation goes."""
+    stats = stats if stats is not None else GenerationStats()
+    started = time.perf_counter()
+    encoding = tokenizer.encode(prompt)
+    prompt_ids = encoding.ids or [tokenizer.start_id]
+    stats.prompt_tokens, stats.unknown = len(prompt_ids), encoding.unknown
+    decode = tokenizer.stream_decoder()
+    for token in prompt_ids:  # so the first new piece is joined to the prompt correctly
+        decode(token)
+    for token in generate_ids(model, prompt_ids, max_new_tokens, config):
+        stats.new_tokens += 1
+        if stats.new_tokens == 1:
+            stats.first_token_s = time.perf_counter() - started
+        piece = decode(token)
+        stats.total_s = time.perf_counter() - started
+        if piece:
+            yield piece
+    tail = decode.flush()
+    if tail:
+        yield tail
+
+
+def generate(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
+             top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
+    """The prompt followed by up to `max_new_tokens` generated tokens, as text."""
+    config = SamplingConfig(temperature, top_k, top_p, seed)
+    return prompt + "".join(stream(model, tokenizer, prompt, max_new_tokens, config))

@@ -1,0 +1,350 @@
+"""Three tokenizers behind one interface: character, word (basic_english) and GPT-2 subword.
+
+Every tokenizer turns text into model ids and back, knows its vocabulary size, its
+special ids and the id generation starts from, and saves a JSON-able state next to
+the weights (`tokenizer.json`), so a checkpoint always carries its own tokenizer.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOKENIZER_FILE = "tokenizer.json"
+GPT2_RANKS_FILE = "gpt2.tiktoken"
+# GPT-2's pre-tokenizer pattern and end-of-text id, as tiktoken's "gpt2" encoding defines them.
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+GPT2_END_OF_TEXT = 50256
+
+
+@dataclass
+class Encoding:
+    """Model ids for a text, and the pieces of it the vocabulary could not hold."""
+
+    ids: list[int]
+    unknown: list[str] = field(default_factory=list)
+
+
+class Tokenizer:
+    kind: str
+
+    def encode(self, text: str) -> Encoding:
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        decoder = self.stream_decoder()
+        return "".join(decoder(i) for i in ids) + decoder.flush()
+
+    def stream_decoder(self) -> "StreamDecoder":
+        """A callable that turns ids, one at a time, into the text they add."""
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        return {}
+
+    @property
+    def start_id(self) -> int:
+        """The id an empty prompt starts from."""
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        raise NotImplementedError
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / TOKENIZER_FILE).write_text(json.dumps(self.state(), ensure_ascii=False))
+
+
+class StreamDecoder:
+    def __call__(self, token_id: int) -> str:
+        raise NotImplementedError
+
+    def flush(self) -> str:
+        return ""
+
+
+# --------------------------------------------------------------------------- character
+
+
+class CharTokenizer(Tokenizer):
+    """One id per character seen in the training text; other characters are dropped and reported."""
+
+    kind = "char"
+
+    def __init__(self, chars: list[str], start_char: str | None = None):
+        self.chars = list(chars)
+        self.index = {c: i for i, c in enumerate(self.chars)}
+        if start_char is None:
+            start_char = "\n" if "\n" in self.index else self.chars[0]
+        self.start_char = start_char
+
+    @classmethod
+    def build(cls, text: str) -> "CharTokenizer":
+        return cls(sorted(set(text)))
+
+    def encode(self, text: str) -> Encoding:
+        ids, unknown = [], []
+        for c in text:
+            i = self.index.get(c)
+            if i is None:
+                unknown.append(c)
+            else:
+                ids.append(i)
+        return Encoding(ids, unknown)
+
+    def stream_decoder(self) -> StreamDecoder:
+        chars = self.chars
+
+        class _Decoder(StreamDecoder):
+            def __call__(self, token_id: int) -> str:
+                return chars[token_id]
+
+        return _Decoder()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    @property
+    def start_id(self) -> int:
+        return self.index[self.start_char]
+
+    def state(self) -> dict:
+        return {"kind": self.kind, "chars": self.chars, "start_char": self.start_char}
+
+
+# --------------------------------------------------------------------------- word
+
+# torchtext's `basic_english`, line for line (torchtext does not install with torch 2.13).
+_BASIC_ENGLISH = [
+    (re.compile(r"\'"), " '  "),
+    (re.compile(r"\""), ""),
+    (re.compile(r"\."), " . "),
+    (re.compile(r"<br \/>"), " "),
+    (re.compile(r","), " , "),
+    (re.compile(r"\("), " ( "),
+    (re.compile(r"\)"), " ) "),
+    (re.compile(r"\!"), " ! "),
+    (re.compile(r"\?"), " ? "),
+    (re.compile(r"\;"), " "),
+    (re.compile(r"\:"), " "),
+    (re.compile(r"\s+"), " "),
+]
+
+
+def basic_english(line: str) -> list[str]:
+    """Lower-case, split off . , ( ) ! ? and ', drop " ; : — exactly torchtext's basic_english."""
+    line = line.lower()
+    for pattern, replacement in _BASIC_ENGLISH:
+        line = pattern.sub(replacement, line)
+    return line.split()
+
+
+_NO_SPACE_BEFORE = {".", ",", "!", "?", ")", "'"}
+_NO_SPACE_AFTER = {"(", "'"}
+
+
+class WordTokenizer(Tokenizer):
+    """basic_english words; words below the minimum frequency map to <unk> and are reported."""
+
+    kind = "word"
+    UNK, EOS = "<unk>", "<eos>"
+
+    def __init__(self, words: list[str], start_word: str = "."):
+        self.words = list(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+        # The corpus has no <eos> in it; an empty prompt starts as after a full stop.
+        self.start_word = start_word if start_word in self.index else self.EOS
+
+    @classmethod
+    def build(cls, tokens: list[str], min_freq: int = 3) -> "WordTokenizer":
+        counts = Counter(tokens)
+        # Most frequent first (ties alphabetical), so ids are stable for the same corpus.
+        kept = sorted((w for w, n in counts.items() if n >= min_freq), key=lambda w: (-counts[w], w))
+        return cls([cls.UNK, cls.EOS] + [w for w in kept if w not in (cls.UNK, cls.EOS)])
+
+    def encode(self, text: str) -> Encoding:
+        return self.encode_words(basic_english(text))
+
+    def encode_words(self, words: list[str]) -> Encoding:
+        unk = self.index[self.UNK]
+        ids, unknown = [], []
+        for w in words:
+            i = self.index.get(w)
+            if i is None:
+                unknown.append(w)
+                i = unk
+            ids.append(i)
+        return Encoding(ids, unknown)
+
+    def stream_decoder(self) -> StreamDecoder:
+        words, eos = self.words, self.EOS
+
+        class _Decoder(StreamDecoder):
+            def __init__(self):
+                # Spaces between words, none before punctuation or around apostrophes.
+                self.previous: str | None = None
+
+            def __call__(self, token_id: int) -> str:
+                word = words[token_id]
+                if word == eos:
+                    self.previous = None
+                    return "\n"
+                glue = self.previous is None or word in _NO_SPACE_BEFORE or self.previous in _NO_SPACE_AFTER
+                self.previous = word
+                return word if glue else " " + word
+
+        return _Decoder()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        return {self.UNK: self.index[self.UNK], self.EOS: self.index[self.EOS]}
+
+    @property
+    def start_id(self) -> int:
+        return self.index[self.start_word]
+
+    def state(self) -> dict:
+        return {"kind": self.kind, "words": self.words, "start_word": self.start_word}
+
+
+# --------------------------------------------------------------------------- subword
+
+
+def load_gpt2_encoding(ranks_file: str | Path | None):
+    """GPT-2's BPE from a local .tiktoken ranks file; only with no file does tiktoken download it."""
+    import tiktoken
+
+    if ranks_file is None:
+        return tiktoken.get_encoding("gpt2")
+    from tiktoken.load import load_tiktoken_bpe
+
+    return tiktoken.Encoding(
+        name="gpt2",
+        pat_str=GPT2_PATTERN,
+        mergeable_ranks=load_tiktoken_bpe(str(ranks_file)),
+        special_tokens={"<|endoftext|>": GPT2_END_OF_TEXT},
+    )
+
+
+class SubwordTokenizer(Tokenizer):
+    """GPT-2 BPE with a compact vocabulary: the 256 byte tokens plus the GPT-2 tokens the training
+    text uses. A GPT-2 token outside the compact set is spelled with byte tokens, so any text
+    encodes losslessly."""
+
+    kind = "subword"
+
+    def __init__(self, gpt2_ids: list[int], ranks_file: str | Path | None, start_gpt2_id: int = 198):
+        self.ranks_file = ranks_file
+        self.encoding = load_gpt2_encoding(ranks_file)
+        self.gpt2_ids = list(gpt2_ids)
+        self.index = {g: i for i, g in enumerate(self.gpt2_ids)}
+        self.byte_ids = [self.index[self.encoding.encode_single_token(bytes([b]))] for b in range(256)]
+        self.start_gpt2_id = start_gpt2_id  # "\n" by default
+
+    @classmethod
+    def build(cls, text: str, ranks_file: str | Path | None) -> "SubwordTokenizer":
+        encoding = load_gpt2_encoding(ranks_file)
+        byte_tokens = [encoding.encode_single_token(bytes([b])) for b in range(256)]
+        used = set(encoding.encode_ordinary(text)) | {GPT2_END_OF_TEXT, 198}
+        return cls(byte_tokens + sorted(used - set(byte_tokens)), ranks_file)
+
+    def encode(self, text: str) -> Encoding:
+        ids, spelled = [], []
+        for g in self.encoding.encode_ordinary(text):
+            i = self.index.get(g)
+            if i is not None:
+                ids.append(i)
+            else:
+                piece = self.encoding.decode_single_token_bytes(g)
+                ids.extend(self.byte_ids[b] for b in piece)
+                spelled.append(piece.decode("utf-8", errors="replace"))
+        # Nothing is lost; `unknown` lists the pieces spelled out byte by byte.
+        return Encoding(ids, spelled)
+
+    def gpt2_token_count(self, text: str) -> int:
+        return len(self.encoding.encode_ordinary(text))
+
+    def stream_decoder(self) -> StreamDecoder:
+        encoding, gpt2_ids = self.encoding, self.gpt2_ids
+
+        class _Decoder(StreamDecoder):
+            def __init__(self):
+                # Tokens can end inside a UTF-8 character: hold bytes back until it is complete.
+                self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+            def __call__(self, token_id: int) -> str:
+                return self.utf8.decode(encoding.decode_single_token_bytes(gpt2_ids[token_id]))
+
+            def flush(self) -> str:
+                return self.utf8.decode(b"", final=True)
+
+        return _Decoder()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.gpt2_ids)
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        return {"<|endoftext|>": self.index[GPT2_END_OF_TEXT]}
+
+    @property
+    def start_id(self) -> int:
+        return self.index[self.start_gpt2_id]
+
+    def state(self) -> dict:
+        return {
+            "kind": self.kind,
+            "encoding": "gpt2",
+            "ranks_file": GPT2_RANKS_FILE,
+            "gpt2_ids": self.gpt2_ids,
+            "start_gpt2_id": self.start_gpt2_id,
+        }
+
+    def save(self, folder: str | Path) -> None:
+        super().save(folder)
+        # Ship the ranks with the model: loading never needs the network.
+        target = Path(folder) / GPT2_RANKS_FILE
+        if self.ranks_file is not None and Path(self.ranks_file).resolve() != target.resolve():
+            shutil.copyfile(self.ranks_file, target)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_tokenizer(folder: str | Path) -> Tokenizer:
+    folder = Path(folder)
+    path = folder / TOKENIZER_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"missing tokenizer file: {path}")
+    try:
+        state = json.loads(path.read_text())
+        kind = state["kind"]
+        if kind == "char":
+            return CharTokenizer(state["chars"], state.get("start_char"))
+        if kind == "word":
+            return WordTokenizer(state["words"], state.get("start_word", "."))
+        if kind == "subword":
+            ranks = folder / state["ranks_file"]
+            if not ranks.is_file():
+                raise FileNotFoundError(f"missing GPT-2 ranks file: {ranks}")
+            return SubwordTokenizer(state["gpt2_ids"], ranks, state.get("start_gpt2_id", 198))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"invalid tokenizer file {path}: {error}") from error
+    raise ValueError(f"invalid tokenizer file {path}: unknown kind {kind!r}")

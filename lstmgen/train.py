@@ -1,0 +1,241 @@
+"""Training: truncated BPTT with the state carried, AdamW, clipping, a plateau schedule,
+early stopping, bf16 autocast, tqdm, per-epoch metrics in JSON, and atomic checkpoints
+that let a killed run resume where it stopped. Works alone or under torchrun (DDP)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import batchify, bptt_batches, num_batches
+from .evaluate import evaluate
+
+CHECKPOINT_FILE = "last.pt"
+METRICS_FILE = "metrics.json"
+BEST_FOLDER = "best"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32  # parallel streams per process
+    seq_len: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    lr_factor: float = 0.5  # the plateau schedule multiplies the rate by this...
+    lr_patience: int = 0  # ...after this many epochs without a better validation loss
+    min_lr: float = 1e-5
+    early_stop: int = 3  # stop after this many epochs without a better validation loss
+    amp: str = "auto"  # bf16 autocast: "auto" (where the device has bf16), "on", "off"
+    device: str = "cpu"
+    seed: int = 1234
+    eval_batch_size: int = 16
+    eval_seq_len: int = 256
+    checkpoint_every_s: float = 120.0
+    checkpoint_every_steps: int = 0  # 0: by time only
+    time_budget_s: float = 0.0  # 0: no limit; else stop (after a checkpoint) once training has run this long
+    progress: bool = True
+    eval_per_tokens: int | None = None  # loss denominator override (GPT-2 tokens for subword)
+    eval_num_chars: int | None = None  # characters in the validation text, for bits per character
+    extra: dict = field(default_factory=dict)
+
+
+def bf16_supported(device: str) -> bool:
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(data, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def save_model_folder(model, tokenizer, folder: Path) -> None:
+    """Write config.json + model.safetensors + tokenizer to a temporary folder, then swap it in."""
+    folder = Path(folder)
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save(tmp)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class Trainer:
+    def __init__(self, model, train_ids, val_ids, out_dir: str | Path, config: TrainConfig, tokenizer=None,
+                 on_step: Callable[[int], None] | None = None):
+        self.config, self.tokenizer, self.on_step = config, tokenizer, on_step
+        self.out_dir = Path(out_dir)
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.is_main = self.rank == 0
+        self.device = torch.device(config.device)
+        self.model = model.to(self.device)
+        if self.distributed:
+            self.model = torch.nn.parallel.DistributedDataParallel(model)
+        self.amp = config.amp == "on" or (config.amp == "auto" and bf16_supported(config.device))
+        # Each process takes its own contiguous block of streams.
+        all_rows = batchify(train_ids, config.batch_size * self.world)
+        self.rows = all_rows[self.rank * config.batch_size : (self.rank + 1) * config.batch_size].to(self.device)
+        self.val_ids = val_ids
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
+        )
+        self.epoch, self.position, self.steps, self.elapsed = 0, 0, 0, 0.0
+        self.state = None
+        self.best_val, self.bad_epochs = math.inf, 0
+        self.history: list[dict] = []
+        torch.manual_seed(config.seed + self.rank)
+
+    @property
+    def raw_model(self):
+        return self.model.module if self.distributed else self.model
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> None:
+        local = {"state": None if self.state is None else [s.cpu() for s in self.state], "rng": torch.get_rng_state()}
+        per_rank = [None] * self.world
+        if self.distributed:
+            dist.all_gather_object(per_rank, local)
+        else:
+            per_rank = [local]
+        if not self.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        save_atomic({
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch, "position": self.position, "steps": self.steps, "elapsed": self.elapsed,
+            "best_val": self.best_val, "bad_epochs": self.bad_epochs, "history": json.dumps(self.history),
+            "world": self.world, "per_rank": per_rank,
+        }, self.out_dir / CHECKPOINT_FILE)
+
+    def resume(self) -> bool:
+        """Load the last checkpoint, if any. Returns whether one was found."""
+        path = self.out_dir / CHECKPOINT_FILE
+        if not path.is_file():
+            return False
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        self.raw_model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.epoch, self.position, self.steps = ckpt["epoch"], ckpt["position"], ckpt["steps"]
+        self.elapsed, self.best_val, self.bad_epochs = ckpt["elapsed"], ckpt["best_val"], ckpt["bad_epochs"]
+        self.history = json.loads(ckpt["history"])
+        if ckpt["world"] == self.world:
+            mine = ckpt["per_rank"][self.rank]
+            self.state = None if mine["state"] is None else tuple(s.to(self.device) for s in mine["state"])
+            torch.set_rng_state(mine["rng"])
+        else:
+            self.state = None  # another number of processes: the streams differ, start them fresh
+        return True
+
+    # ------------------------------------------------------------------ training
+
+    def evaluate(self):
+        cfg = self.config
+        return evaluate(self.raw_model, self.val_ids, cfg.eval_batch_size, cfg.eval_seq_len,
+                        num_chars=cfg.eval_num_chars, per_tokens=cfg.eval_per_tokens, device=self.device)
+
+    def out_of_time(self) -> bool:
+        return self.config.time_budget_s > 0 and self.elapsed >= self.config.time_budget_s
+
+    def train_window(self, inputs, targets) -> float:
+        state = None if self.state is None else tuple(s.detach() for s in self.state)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits, state = self.model(inputs, state)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        self.optimizer.step()
+        self.state = tuple(s.detach().float() for s in state)
+        return loss.item()
+
+    def run_epoch(self) -> tuple[float, float, bool]:
+        """Train from the current position to the end of the epoch. Returns (mean loss, tokens/s, finished)."""
+        cfg = self.config
+        self.model.train()
+        total_loss, windows, tokens = 0.0, 0, 0
+        started = last_checkpoint = time.time()
+        done_before = self.position // cfg.seq_len
+        bar = tqdm(total=num_batches(self.rows, cfg.seq_len), initial=done_before, desc=f"epoch {self.epoch + 1}",
+                   disable=not (cfg.progress and self.is_main), leave=False, dynamic_ncols=True)
+        for position, inputs, targets in bptt_batches(self.rows, cfg.seq_len, start=self.position):
+            loss = self.train_window(inputs, targets)
+            total_loss, windows, tokens = total_loss + loss, windows + 1, tokens + targets.numel() * self.world
+            self.position, self.steps = position + inputs.size(1), self.steps + 1
+            now = time.time()
+            self.elapsed += now - started if windows == 1 else now - previous
+            previous = now
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (now - started):.0f}")
+            if self.on_step:
+                self.on_step(self.steps)
+            due = (cfg.checkpoint_every_steps and self.steps % cfg.checkpoint_every_steps == 0) or (
+                now - last_checkpoint >= cfg.checkpoint_every_s)
+            if due or self.out_of_time():
+                self.save_checkpoint()
+                last_checkpoint = time.time()
+            if self.out_of_time():
+                bar.close()
+                return total_loss / windows, tokens / max(time.time() - started, 1e-9), False
+        bar.close()
+        return total_loss / max(windows, 1), tokens / max(time.time() - started, 1e-9), True
+
+    def fit(self) -> list[dict]:
+        """Train until the epochs, the patience or the time budget run out; keep the best model."""
+        cfg = self.config
+        while self.epoch < cfg.epochs and self.bad_epochs < cfg.early_stop and not self.out_of_time():
+            train_loss, tokens_per_s, finished = self.run_epoch()
+            if not finished:
+                break
+            val = self.evaluate()
+            self.scheduler.step(val.loss)
+            record = {
+                "epoch": self.epoch + 1, "train_loss": train_loss, "train_perplexity": math.exp(min(train_loss, 50)),
+                "val_loss": val.loss, "val_perplexity": val.perplexity, "val_bits_per_char": val.bits_per_char,
+                "lr": self.optimizer.param_groups[0]["lr"], "tokens_per_s": tokens_per_s, "elapsed_s": self.elapsed,
+                "amp_bf16": self.amp,
+            }
+            self.history.append(record)
+            if val.loss < self.best_val:
+                self.best_val, self.bad_epochs = val.loss, 0
+                if self.is_main:
+                    save_model_folder(self.raw_model, self.tokenizer, self.out_dir / BEST_FOLDER)
+            else:
+                self.bad_epochs += 1
+            self.epoch, self.position, self.state = self.epoch + 1, 0, None
+            self.save_checkpoint()
+            if self.is_main:
+                write_json_atomic({"config": asdict(cfg), "epochs": self.history}, self.out_dir / METRICS_FILE)
+                tqdm.write(f"epoch {record['epoch']}: train {train_loss:.4f}  val {val.loss:.4f}  "
+                           f"ppl {val.perplexity:.2f}  lr {record['lr']:.2e}  {tokens_per_s:.0f} tok/s")
+        return self.history
