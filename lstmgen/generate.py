@@ -4,6 +4,7 @@ token costs one LSTM step, because the hidden state is carried from step to step
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -56,8 +57,10 @@ def sample_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
 def fast_float_steps():
     """At batch 1 on CPU, torch's default oneDNN LSTM path is several times slower per step than
     the native one (../shared/STACK.md); switch oneDNN off around single steps."""
-    with torch.backends.mkldnn.flags(enabled=False):
-        yield
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="TF32 acceleration")  # harmless, printed on every toggle
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
 
 
 @dataclass

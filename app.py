@@ -1,0 +1,1 @@
+"""The Gradio app (filled in by the app issue)."""

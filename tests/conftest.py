@@ -1,0 +1,34 @@
+"""Shared fixtures. Everything runs offline, on small data the tests make themselves."""
+
+import os
+
+# Read when these libraries are imported: set before any test imports them (../shared/STACK.md).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lstmgen.presets import DEFAULT_DATA_DIR
+
+GPT2_RANKS = DEFAULT_DATA_DIR / "gpt2.tiktoken"
+
+REPEATING_TEXT = "the quick brown fox jumps over the lazy dog. " * 40
+
+
+@pytest.fixture
+def gpt2_ranks() -> Path:
+    assert GPT2_RANKS.is_file(), f"GPT-2 ranks file expected at {GPT2_RANKS}"
+    return GPT2_RANKS
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    yield

@@ -1,0 +1,55 @@
+"""The int8 copy is smaller, stays close to the float model, and leaves the float model untouched."""
+
+import torch
+import torch.nn as nn
+
+from lstmgen.evaluate import evaluate
+from lstmgen.model import LSTMLanguageModel
+from lstmgen.quantize import quantize_dynamic, size_bytes
+from lstmgen.tokenizers import CharTokenizer
+from lstmgen.train import TrainConfig, Trainer
+
+from conftest import REPEATING_TEXT
+
+
+def trained_like_model(vocab_size=500):
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(vocab_size, embed_size=64, hidden_size=64, num_layers=2, tie_weights=True).eval()
+    return model
+
+
+def test_int8_copy_is_quantized_and_much_smaller():
+    model = trained_like_model()
+    int8 = quantize_dynamic(model)
+    assert isinstance(int8.lstm, torch.ao.nn.quantized.dynamic.LSTM)
+    assert isinstance(int8.decoder, torch.ao.nn.quantized.dynamic.Linear)
+    assert isinstance(int8.embedding, torch.ao.nn.quantized.Embedding)
+    assert isinstance(model.lstm, nn.LSTM)  # the float model is untouched
+    assert size_bytes(int8) < 0.45 * size_bytes(model)
+
+
+def test_int8_predictions_of_a_trained_model_match_float(tmp_path):
+    tokenizer = CharTokenizer.build(REPEATING_TEXT)
+    ids = tokenizer.encode(REPEATING_TEXT).ids
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(tokenizer.vocab_size, embed_size=64, hidden_size=64, num_layers=2)
+    config = TrainConfig(epochs=8, batch_size=4, seq_len=32, lr=1e-2, progress=False, amp="off")
+    Trainer(model, ids, ids[:400], tmp_path, config).fit()
+    model.eval()
+    int8 = quantize_dynamic(model)
+    inputs = torch.tensor([ids[:300]])
+    with torch.no_grad():
+        float_probs, int8_probs = torch.softmax(model(inputs)[0], -1), torch.softmax(int8(inputs)[0], -1)
+    assert (float_probs - int8_probs).abs().max() < 0.05
+    confident = float_probs.max(-1).values > 0.6  # where float is sure, int8 makes the same choice
+    assert confident.float().mean() > 0.8
+    assert torch.equal(float_probs.argmax(-1)[confident], int8_probs.argmax(-1)[confident])
+    loss_float, loss_int8 = evaluate(model, ids[:400], seq_len=50).loss, evaluate(int8, ids[:400], seq_len=50).loss
+    assert loss_float < 0.5 and abs(loss_int8 - loss_float) < 0.01 + 0.01 * loss_float
+
+
+def test_quantizing_twice_gives_identical_models():
+    model = trained_like_model()
+    ids = torch.randint(500, (1, 30))
+    with torch.no_grad():
+        assert torch.equal(quantize_dynamic(model)(ids)[0], quantize_dynamic(model)(ids)[0])

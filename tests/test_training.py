@@ -1,0 +1,111 @@
+"""Training learns, keeps the best model, writes metrics, and a killed run resumes where it stopped."""
+
+import json
+
+import pytest
+import torch
+
+from lstmgen.data import batchify, bptt_batches, load_text
+from lstmgen.evaluate import evaluate
+from lstmgen.model import LSTMLanguageModel
+from lstmgen.tokenizers import CharTokenizer, load_tokenizer
+from lstmgen.train import TrainConfig, Trainer
+
+from conftest import REPEATING_TEXT
+
+
+def char_data():
+    tokenizer = CharTokenizer.build(REPEATING_TEXT)
+    ids = tokenizer.encode(REPEATING_TEXT).ids
+    return tokenizer, ids[: len(ids) * 9 // 10], ids[len(ids) * 9 // 10 :]
+
+
+def small_model(vocab_size):
+    return LSTMLanguageModel(vocab_size, embed_size=32, hidden_size=64, num_layers=1, dropout=0.0)
+
+
+def config(**kwargs):
+    settings = dict(epochs=2, batch_size=4, seq_len=32, lr=1e-2, progress=False, eval_batch_size=1,
+                    eval_seq_len=64, amp="off", checkpoint_every_s=1e9)
+    settings.update(kwargs)
+    return TrainConfig(**settings)
+
+
+def test_load_text_reads_local_files_exactly_through_datasets(tmp_path):
+    (tmp_path / "a.txt").write_text("First line\n\nsecond  line\n")
+    (tmp_path / "b.txt").write_text("book two")
+    text = load_text([tmp_path / "a.txt", tmp_path / "b.txt"], cache_dir=str(tmp_path / "cache"))
+    assert text == "First line\n\nsecond  line\nbook two"
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        load_text(tmp_path / "missing.txt")
+
+
+def test_batches_are_contiguous_so_the_state_can_be_carried():
+    rows = batchify(list(range(26)), batch_size=2)  # two streams: 0..12 and 13..25
+    windows = list(bptt_batches(rows, seq_len=5))
+    assert [w[1].tolist() for w in windows] == [[[0, 1, 2, 3, 4], [13, 14, 15, 16, 17]],
+                                                [[5, 6, 7, 8, 9], [18, 19, 20, 21, 22]],
+                                                [[10, 11], [23, 24]]]
+    for position, inputs, targets in windows:  # targets are the inputs shifted by one
+        assert torch.equal(targets, rows[:, position + 1 : position + 1 + inputs.size(1)])
+
+
+def test_a_tiny_model_learns_a_repeating_text_in_seconds(tmp_path):
+    tokenizer, train_ids, val_ids = char_data()
+    torch.manual_seed(0)
+    model = small_model(tokenizer.vocab_size)
+    before = evaluate(model, val_ids, seq_len=64).loss
+    history = Trainer(model, train_ids, val_ids, tmp_path, config(epochs=6), tokenizer=tokenizer).fit()
+    assert before > 2.5
+    assert history[-1]["val_loss"] < 0.3  # the text is fully predictable after one cycle
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == list(range(1, 7))
+    assert {"train_loss", "val_loss", "val_perplexity", "tokens_per_s", "elapsed_s", "lr"} <= set(metrics["epochs"][0])
+    best = LSTMLanguageModel.from_pretrained(tmp_path / "best", strict=True)
+    assert evaluate(best, val_ids, seq_len=64).loss == pytest.approx(min(e["val_loss"] for e in history), rel=1e-4)
+    assert load_tokenizer(tmp_path / "best").encode("fox").ids == tokenizer.encode("fox").ids
+
+
+def test_early_stopping_ends_training_when_validation_stops_improving(tmp_path):
+    tokenizer, train_ids, val_ids = char_data()
+    # A learning rate of zero never improves on the first epoch's validation loss.
+    history = Trainer(small_model(tokenizer.vocab_size), train_ids, val_ids, tmp_path,
+                      config(epochs=10, lr=0.0, early_stop=2)).fit()
+    assert len(history) == 3
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninterrupted_one_does(tmp_path):
+    tokenizer, train_ids, val_ids = char_data()
+    cfg = config(epochs=2, checkpoint_every_steps=1)
+
+    torch.manual_seed(0)
+    reference = small_model(tokenizer.vocab_size)
+    Trainer(reference, train_ids, val_ids, tmp_path / "whole", cfg).fit()
+
+    def kill_at_step_5(step):
+        if step == 5:
+            raise Killed
+
+    torch.manual_seed(0)
+    with pytest.raises(Killed):
+        Trainer(small_model(tokenizer.vocab_size), train_ids, val_ids, tmp_path / "killed", cfg,
+                on_step=kill_at_step_5).fit()
+    resumed_model = small_model(tokenizer.vocab_size)
+    trainer = Trainer(resumed_model, train_ids, val_ids, tmp_path / "killed", cfg)
+    assert trainer.resume()
+    assert (trainer.epoch, trainer.steps) == (0, 4)  # the checkpoint after step 4: only step 5 is lost
+    trainer.fit()
+
+    for (name, a), b in zip(reference.state_dict().items(), resumed_model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_time_budget_stops_with_a_checkpoint(tmp_path):
+    tokenizer, train_ids, val_ids = char_data()
+    trainer = Trainer(small_model(tokenizer.vocab_size), train_ids, val_ids, tmp_path, config(time_budget_s=1e-6))
+    trainer.fit()
+    assert trainer.steps == 1 and (tmp_path / "last.pt").is_file()
