@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -78,13 +78,14 @@ class GenerationStats:
 
 @torch.inference_mode()
 def generate_ids(model, prompt_ids: list[int], max_new_tokens: int, config: SamplingConfig,
-                 generator: torch.Generator | None = None) -> Iterator[int]:
-    """Yield new ids one at a time. `prompt_ids` must not be empty."""
+                 generator: torch.Generator | None = None, native_steps: bool = True) -> Iterator[int]:
+    """Yield new ids one at a time. `prompt_ids` must not be empty. `native_steps=False` keeps
+    torch's default (oneDNN) kernels for the single steps, for comparison."""
     model.eval()
     generator = generator or make_generator(config.seed)
     logits, state = model(torch.tensor([prompt_ids]))
     next_logits = logits[0, -1]
-    with fast_float_steps():
+    with fast_float_steps() if native_steps else nullcontext():
         for i in range(max_new_tokens):
             token = sample_next(next_logits, config, generator)
             yield token

@@ -133,9 +133,9 @@ The weights are stored as {metrics['stored_dtype']}; every figure above was meas
 ## Use
 
 ```python
-from lstmgen.hub import load_model
+from lstmgen.hub import resolve
 from lstmgen.generate import generate
-loaded = load_model("{preset.name}")
+loaded = resolve("{preset.name}")  # local folder, else this repo, else the weights bundled with lstmgen
 print(generate(loaded.model, loaded.tokenizer, "ROMEO:", 200, temperature=0.8, seed=0))
 ```
 

@@ -1,0 +1,358 @@
+"""Benchmark: generation speed at batch 1 on CPU, int8 against float, the memory floor, and training.
+
+    python -m lstmgen.bench [--models char,subword,word] [--repeats 5] [--out bench]
+
+Writes bench/results.json, bench/results.md and bench/results.png. Every ratio is computed from
+figures measured in the same run, so a busy machine shifts both sides alike. Nothing here asserts
+a timing; the tests only check that the report is well formed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import load_text
+from .evaluate import evaluate
+from .generate import SamplingConfig, generate_ids, make_generator, sample_next
+from .hub import LoadedModel, resolve
+from .presets import PRESETS, corpus_files, prepare
+from .quantize import quantize_dynamic, size_bytes
+from .service import MODEL_NAMES
+
+# 200 characters of prompt for the time-to-first-token figure.
+PROMPT_200 = ("ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and Juliet is the sun. "
+              "Arise, fair sun, and kill the envious moon, who is already sick and pale with grief, that thou ")
+WORD_PROMPT_200 = ("Harry looked at Ron and Hermione, and then back at the castle, where the lights were going out one "
+                   "by one. Somewhere above them an owl hooted, and Hagrid came down the steps with his lantern. ")
+
+
+def median_spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def naive_generate(model, prompt_ids: list[int], n: int, config: SamplingConfig) -> list[int]:
+    """What several earlier projects do: no state carried, the whole growing sequence re-fed every step."""
+    generator = make_generator(config.seed)
+    ids = list(prompt_ids)
+    with torch.inference_mode():
+        for _ in range(n):
+            logits, _ = model(torch.tensor([ids]))
+            ids.append(sample_next(logits[0, -1], config, generator))
+    return ids[len(prompt_ids):]
+
+
+def generation_speed(model, prompt_ids, tokens: int, repeats: int, native_steps: bool = True) -> dict:
+    config = SamplingConfig(temperature=1.0, seed=0)
+    seconds = timed(lambda: list(generate_ids(model, prompt_ids, tokens, config, native_steps=native_steps)), repeats)
+    return median_spread([tokens / s for s in seconds])
+
+
+def step_breakdown(model, prompt_ids, tokens: int, repeats: int) -> dict:
+    """Share of a generation step spent outside the network (sampling, Python)."""
+    config = SamplingConfig(temperature=1.0, seed=0)
+    whole = timed(lambda: list(generate_ids(model, prompt_ids, tokens, config)), repeats)
+
+    def network_only():
+        with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False):
+            logits, state = model(torch.tensor([prompt_ids]))
+            token = torch.tensor([[prompt_ids[-1]]])
+            for _ in range(tokens - 1):
+                logits, state = model(token, state)
+
+    network = timed(network_only, repeats)
+    whole_s, network_s = statistics.median(whole), statistics.median(network)
+    return {"step_us": whole_s / tokens * 1e6, "network_us": network_s / tokens * 1e6,
+            "outside_network_share": max(0.0, 1 - network_s / whole_s)}
+
+
+def float_weight_bytes(model) -> int:
+    """Bytes of weights one float step reads: the LSTM and output layer whole, one embedding row."""
+    lstm = sum(p.numel() * p.element_size() for p in model.lstm.parameters())
+    decoder = sum(p.numel() * p.element_size() for p in model.decoder.parameters())
+    return lstm + decoder + model.embedding.weight[0].numel() * model.embedding.weight.element_size()
+
+
+def int8_weight_bytes(model) -> int:
+    """int8 copy: one byte per LSTM / output weight, biases in float, one embedding row."""
+    lstm = sum(p.numel() for n, p in model.lstm.named_parameters() if n.startswith("weight"))
+    lstm_bias = sum(p.numel() * 4 for n, p in model.lstm.named_parameters() if n.startswith("bias"))
+    decoder = model.decoder.weight.numel() + model.decoder.bias.numel() * 4
+    return lstm + lstm_bias + decoder + model.embedding.weight.size(1)
+
+
+def read_bandwidth(num_bytes: int, repeats: int = 20) -> float:
+    """Bytes per second for summing a buffer of `num_bytes` (the same size as the weights)."""
+    buffer = torch.rand(max(num_bytes // 4, 1024))
+    seconds = timed(lambda: buffer.sum(), repeats, warmup=3)
+    return buffer.numel() * 4 / min(seconds)
+
+
+def val_slice_losses(loaded: LoadedModel, int8, preset_name: str, limit: int) -> dict | None:
+    preset = PRESETS[preset_name]
+    try:
+        data = prepare(preset, load_text(corpus_files(preset)))
+    except FileNotFoundError as error:
+        return {"error": str(error)}
+    ids = data.val_ids[:limit]
+    float_loss = evaluate(loaded.model, ids, 1, 256).loss
+    int8_loss = evaluate(int8, ids, 1, 256).loss
+    return {"tokens": len(ids), "float": float_loss, "int8": int8_loss,
+            "relative_cost": (int8_loss - float_loss) / float_loss}
+
+
+def app_ready_seconds(repeats: int = 2) -> dict:
+    """Seconds from `python app.py` to an HTTP 200 on its page."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
+               NO_PROXY="127.0.0.1,localhost")
+    results = []
+    for attempt in range(repeats):
+        port = 7900 + attempt
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--no-hub"], cwd=root, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while time.perf_counter() - started < 120:
+                try:
+                    if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).status == 200:
+                        results.append(time.perf_counter() - started)
+                        break
+                except OSError:
+                    time.sleep(0.05)
+        finally:
+            process.terminate()
+            process.wait(10)
+    return median_spread(results) if results else {"error": "the app never answered"}
+
+
+def manual_lstm_step_rate(preset_name: str, steps: int = 3) -> dict:
+    """Training tokens/s of nn.LSTM against a hand-written per-time-step LSTM cell in Python."""
+    preset = PRESETS[preset_name]
+    cfg = preset.train
+    vocab = {"char": 65, "subword": 11429, "word": 13134}[preset.kind]
+    from .model import LSTMLanguageModel
+
+    model = LSTMLanguageModel(vocab, **preset.model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
+    batch, seq = cfg["batch_size"], cfg["seq_len"]
+    x = torch.randint(vocab, (batch, seq))
+    amp = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+    def fused_step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits, _ = model(x)
+        F.cross_entropy(logits.float().reshape(-1, vocab), x.reshape(-1)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    def python_cell_step():
+        # The per-time-step cell a reference project wrote by hand: one Python iteration per character.
+        h = [torch.zeros(batch, model.hidden_size) for _ in range(model.num_layers)]
+        c = [torch.zeros(batch, model.hidden_size) for _ in range(model.num_layers)]
+        outputs = []
+        embedded = model.embedding(x)
+        for t in range(seq):
+            inp = embedded[:, t]
+            for layer in range(model.num_layers):
+                w_ih, w_hh = getattr(model.lstm, f"weight_ih_l{layer}"), getattr(model.lstm, f"weight_hh_l{layer}")
+                bias = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
+                gates = inp @ w_ih.T + h[layer] @ w_hh.T + bias
+                i, f, g, o = gates.chunk(4, 1)
+                c[layer] = torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g)
+                h[layer] = torch.sigmoid(o) * torch.tanh(c[layer])
+                inp = h[layer]
+            outputs.append(inp)
+        logits = model.decoder(torch.stack(outputs, 1))
+        F.cross_entropy(logits.reshape(-1, vocab), x.reshape(-1)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    fused = timed(fused_step, steps)
+    manual = timed(python_cell_step, max(1, steps // 2))
+    tokens = batch * seq
+    fused_rate, manual_rate = tokens / statistics.median(fused), tokens / statistics.median(manual)
+    epoch_tokens = {"char": 1_003_854, "subword": 338_025 - 36_059, "word": 926_599}[preset.kind]
+    return {"batch": batch, "seq_len": seq, "bf16_autocast": amp, "tokens_per_s": fused_rate,
+            "python_cell_tokens_per_s": manual_rate, "speedup": fused_rate / manual_rate,
+            "epoch_minutes": epoch_tokens / fused_rate / 60}
+
+
+def bench_model(name: str, threads_options: list[int], tokens: int, repeats: int, naive: bool, val_limit: int,
+                source: str | None = None) -> dict:
+    preset = MODEL_NAMES[name]
+    loaded = resolve(source or preset, use_hub=False)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    int8 = quantize_dynamic(model)
+    prompt = WORD_PROMPT_200 if name == "word" else PROMPT_200
+    prompt_ids = tokenizer.encode(prompt).ids
+    short_prompt = prompt_ids[:8]
+    result = {"model": name, "source": loaded.source, "parameters": model.num_parameters(),
+              "vocab_size": tokenizer.vocab_size, "by_threads": {}}
+    for threads in threads_options:
+        torch.set_num_threads(threads)
+        row = {
+            "float_default": generation_speed(model, short_prompt, tokens, repeats, native_steps=False),
+            "float_fastest": generation_speed(model, short_prompt, tokens, repeats, native_steps=True),
+            "int8": generation_speed(int8, short_prompt, tokens, repeats),
+        }
+        if naive:
+            seconds = timed(lambda: naive_generate(model, short_prompt, tokens, SamplingConfig(1.0, seed=0)),
+                            max(1, repeats // 2), warmup=0)
+            row["naive_refeed"] = median_spread([tokens / s for s in seconds])
+        config = SamplingConfig(temperature=1.0, seed=0)
+        for label, m in (("float", model), ("int8", int8)):
+            first = timed(lambda: next(generate_ids(m, prompt_ids, 1, config)), repeats)
+            row[f"first_token_ms_{label}"] = median_spread([s * 1000 for s in first])
+        row["step_int8"] = step_breakdown(int8, short_prompt, tokens, repeats)
+        row["step_float"] = step_breakdown(model, short_prompt, tokens, repeats)
+        best_float = row["float_fastest"]["median"]
+        row["ratios"] = {
+            "int8_over_fastest_float": row["int8"]["median"] / best_float,
+            "fastest_float_over_default": best_float / row["float_default"]["median"],
+        }
+        if naive:
+            row["ratios"]["stateful_over_naive"] = max(best_float, row["int8"]["median"]) / row["naive_refeed"]["median"]
+        result["by_threads"][str(threads)] = row
+    torch.set_num_threads(threads_options[0])
+    float_bytes, q_bytes = float_weight_bytes(model), int8_weight_bytes(model)
+    floor = {}
+    for label, num_bytes, speed in (("float", float_bytes, result["by_threads"][str(threads_options[0])]["float_fastest"]),
+                                    ("int8", q_bytes, result["by_threads"][str(threads_options[0])]["int8"])):
+        bandwidth = read_bandwidth(num_bytes)
+        floor_us = num_bytes / bandwidth * 1e6
+        step_us = 1e6 / speed["median"]
+        floor[label] = {"bytes_per_step": num_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "floor_us": floor_us,
+                        "step_us": step_us, "step_over_floor": step_us / floor_us}
+    result["floor_1_thread"] = floor
+    disk = loaded.folder / "model.safetensors"
+    result["size"] = {"disk_mb": disk.stat().st_size / 1e6, "float32_memory_mb": size_bytes(model) / 1e6,
+                      "int8_memory_mb": size_bytes(int8) / 1e6}
+    result["size"]["int8_over_float"] = result["size"]["int8_memory_mb"] / result["size"]["float32_memory_mb"]
+    if val_limit:
+        result["val_slice"] = val_slice_losses(loaded, int8, preset, val_limit)
+    return result
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Machine: {report['machine']}; torch {report['torch']}; {report['tokens']} generated tokens at batch 1, "
+             f"median of {report['repeats']} runs after a warm-up (min–max in brackets).", ""]
+    lines += ["| model | threads | float default tok/s | float fastest tok/s | int8 tok/s | naive re-feed tok/s | "
+              "int8 ÷ fastest float | stateful ÷ naive | first token int8 (200-char prompt) | outside network (int8 step) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(x):
+        return f"{x['median']:.0f} [{x['min']:.0f}–{x['max']:.0f}]"
+
+    for m in report["models"]:
+        for threads, row in m["by_threads"].items():
+            naive = cell(row["naive_refeed"]) if "naive_refeed" in row else "–"
+            ratio_naive = f"{row['ratios']['stateful_over_naive']:.0f}×" if "stateful_over_naive" in row["ratios"] else "–"
+            lines.append(f"| {m['model']} | {threads} | {cell(row['float_default'])} | {cell(row['float_fastest'])} | "
+                         f"{cell(row['int8'])} | {naive} | {row['ratios']['int8_over_fastest_float']:.2f}× | {ratio_naive} | "
+                         f"{row['first_token_ms_int8']['median']:.1f} ms | {row['step_int8']['outside_network_share']:.0%} |")
+    lines += ["", "| model | parameters | disk MB | float32 MB (memory) | int8 MB | int8 ÷ float | val loss float | val loss int8 | "
+              "int8 cost | floor µs/step (int8) | fastest step ÷ floor |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in report["models"]:
+        s, v, fl = m["size"], m.get("val_slice") or {}, m["floor_1_thread"]["int8"]
+        val = (f"{v['float']:.4f} | {v['int8']:.4f} | {v['relative_cost']:+.2%}" if "float" in v else "– | – | –")
+        lines.append(f"| {m['model']} | {m['parameters']:,} | {s['disk_mb']:.1f} | {s['float32_memory_mb']:.1f} | "
+                     f"{s['int8_memory_mb']:.1f} | {s['int8_over_float']:.0%} | {val} | {fl['floor_us']:.0f} | "
+                     f"{fl['step_over_floor']:.2f}× |")
+    if report.get("app_ready_s"):
+        a = report["app_ready_s"]
+        lines += ["", f"`python app.py` answers HTTP 200 after {a['median']:.1f} s (median of {a['n']})."
+                  if "median" in a else f"app: {a}"]
+    if report.get("training"):
+        lines += ["", "| preset | batch × steps | training tok/s (nn.LSTM) | hand-written Python cell tok/s | speed-up | one epoch |",
+                  "|---|---|---|---|---|---|"]
+        for name, t in report["training"].items():
+            lines.append(f"| {name} | {t['batch']} × {t['seq_len']} | {t['tokens_per_s']:.0f} | "
+                         f"{t['python_cell_tokens_per_s']:.0f} | {t['speedup']:.1f}× | {t['epoch_minutes']:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    threads = str(report["threads"][0])
+    labels = ["naive_refeed", "float_default", "float_fastest", "int8"]
+    fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
+    width = 0.2
+    for i, label in enumerate(labels):
+        values = [m["by_threads"][threads].get(label, {}).get("median", 0) for m in report["models"]]
+        ax.bar([x + i * width for x in range(len(values))], values, width, label=label.replace("_", " "))
+    ax.set_xticks([x + 1.5 * width for x in range(len(report["models"]))], [m["model"] for m in report["models"]])
+    ax.set_yscale("log")
+    ax.set_ylabel(f"generated tokens/s ({threads} thread, batch 1)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="char,subword,word")
+    parser.add_argument("--tokens", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", default=f"1,{os.cpu_count()}")
+    parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--val-limit", type=int, default=20000, help="validation tokens for the quality cost (0: skip)")
+    parser.add_argument("--no-app", action="store_true")
+    parser.add_argument("--no-training", action="store_true")
+    parser.add_argument("--source", action="append", default=[], metavar="NAME=FOLDER",
+                        help="benchmark this model folder instead of the bundled one")
+    parser.add_argument("--out", default="bench")
+    args = parser.parse_args(argv)
+    sources = dict(item.split("=", 1) for item in args.source)
+    threads = sorted({int(t) for t in args.threads.split(",")})
+    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "torch": torch.__version__, "tokens": args.tokens, "repeats": args.repeats, "threads": threads,
+              "models": []}
+    for name in args.models.split(","):
+        print(f"benchmarking {name} …", file=sys.stderr, flush=True)
+        report["models"].append(bench_model(name, threads, args.tokens, args.repeats, not args.no_naive, args.val_limit,
+                                              sources.get(name)))
+    if not args.no_app:
+        report["app_ready_s"] = app_ready_seconds()
+    if not args.no_training:
+        torch.set_num_threads(max(threads))
+        report["training"] = {MODEL_NAMES[n]: manual_lstm_step_rate(MODEL_NAMES[n]) for n in args.models.split(",")}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    (out / "results.md").write_text(markdown(report))
+    bar_chart(report, out / "results.png")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
