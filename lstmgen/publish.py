@@ -20,6 +20,7 @@ MODEL_FOLDER = "model"
 METRICS_FILE = "metrics.json"
 LOSS_CURVE_FILE = "loss_curve.png"
 CARD_FILE = "README.md"
+VAL_SLICE_TOKENS = 4000
 
 
 class MissingTokenError(RuntimeError):
@@ -63,6 +64,8 @@ def final_figures(model, preset, data) -> dict:
     chars = data.val_chars if preset.kind == "char" else None
     for name, m in (("float", model), ("int8", int8)):
         figures[f"val_{name}"] = measure(m, data.val_ids, preset, data.val_per_tokens, chars)
+        # A fixed slice, quick to recompute: the tests check the shipped weights against it.
+        figures[f"val_slice_{name}"] = measure(m, data.val_ids[:VAL_SLICE_TOKENS], preset, batch_size=1, seq_len=256)
         if data.test_ids is not None:
             figures[f"test_{name}"] = measure(m, data.test_ids, preset)
             figures[f"test_{name}_one_stream"] = measure(m, data.test_ids, preset, batch_size=1)

@@ -5,27 +5,39 @@ import torch.nn as nn
 
 from lstmgen.evaluate import evaluate
 from lstmgen.model import LSTMLanguageModel
-from lstmgen.quantize import quantize_dynamic, size_bytes
+from lstmgen.quantize import Int8TiedHead, quantize_dynamic, size_bytes
 from lstmgen.tokenizers import CharTokenizer
 from lstmgen.train import TrainConfig, Trainer
 
 from conftest import REPEATING_TEXT
 
 
-def trained_like_model(vocab_size=500):
+def random_model(tie_weights: bool, vocab_size=500):
     torch.manual_seed(0)
-    model = LSTMLanguageModel(vocab_size, embed_size=64, hidden_size=64, num_layers=2, tie_weights=True).eval()
-    return model
+    return LSTMLanguageModel(vocab_size, embed_size=64, hidden_size=64, num_layers=2, tie_weights=tie_weights).eval()
 
 
-def test_int8_copy_is_quantized_and_much_smaller():
-    model = trained_like_model()
+def test_int8_copy_is_quantized_and_under_30_percent_of_float():
+    model = random_model(tie_weights=False)
     int8 = quantize_dynamic(model)
     assert isinstance(int8.lstm, torch.ao.nn.quantized.dynamic.LSTM)
     assert isinstance(int8.decoder, torch.ao.nn.quantized.dynamic.Linear)
     assert isinstance(int8.embedding, torch.ao.nn.quantized.Embedding)
     assert isinstance(model.lstm, nn.LSTM)  # the float model is untouched
-    assert size_bytes(int8) < 0.45 * size_bytes(model)
+    assert size_bytes(int8) < 0.3 * size_bytes(model)
+
+
+def test_a_tied_model_keeps_one_int8_matrix_for_embedding_and_output():
+    model = random_model(tie_weights=True)
+    int8 = quantize_dynamic(model)
+    assert isinstance(int8.decoder, Int8TiedHead) and int8.embedding._head[0] is int8.decoder
+    assert size_bytes(int8) < 0.3 * size_bytes(model)
+    ids = torch.randint(500, (2, 7))
+    with torch.no_grad():
+        rows = model.embedding(ids)
+        torch.testing.assert_close(int8.embedding(ids), rows, atol=float(rows.abs().max()) / 100, rtol=0)
+        h = torch.randn(3, 64)
+        torch.testing.assert_close(int8.decoder(h), model.decoder(h), atol=0.05, rtol=0.05)
 
 
 def test_int8_predictions_of_a_trained_model_match_float(tmp_path):
@@ -49,7 +61,7 @@ def test_int8_predictions_of_a_trained_model_match_float(tmp_path):
 
 
 def test_quantizing_twice_gives_identical_models():
-    model = trained_like_model()
+    model = random_model(tie_weights=True)
     ids = torch.randint(500, (1, 30))
     with torch.no_grad():
         assert torch.equal(quantize_dynamic(model)(ids)[0], quantize_dynamic(model)(ids)[0])

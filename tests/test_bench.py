@@ -1,0 +1,43 @@
+"""The benchmark runs on a tiny model and writes a well-formed report (no timing is asserted)."""
+
+import json
+
+from lstmgen import bench
+from lstmgen.model import LSTMLanguageModel
+from lstmgen.tokenizers import CharTokenizer
+
+
+def test_benchmark_writes_json_markdown_and_chart(tmp_path):
+    folder = tmp_path / "tiny"
+    tokenizer = CharTokenizer.build(bench.PROMPT_200)
+    LSTMLanguageModel(tokenizer.vocab_size, embed_size=8, hidden_size=16, num_layers=2).save_pretrained(folder)
+    tokenizer.save(folder)
+
+    out = tmp_path / "report"
+    assert bench.main(["--models", "char", "--source", f"char={folder}", "--tokens", "20", "--repeats", "2",
+                       "--threads", "1", "--val-limit", "0", "--no-app", "--no-training", "--out", str(out)]) == 0
+
+    report = json.loads((out / "results.json").read_text())
+    (model,) = report["models"]
+    row = model["by_threads"]["1"]
+    for path in ("float_default", "float_fastest", "int8", "naive_refeed"):
+        assert row[path]["n"] >= 1 and row[path]["min"] <= row[path]["median"] <= row[path]["max"]
+        assert row[path]["median"] > 0
+    assert set(row["ratios"]) == {"int8_over_fastest_float", "fastest_float_over_default", "stateful_over_naive"}
+    assert 0 <= row["step_int8"]["outside_network_share"] < 1
+    floor = model["floor_1_thread"]["int8"]
+    assert floor["bytes_per_step"] > 0 and floor["floor_us"] > 0 and floor["step_over_floor"] > 0
+    assert 0 < model["size"]["int8_memory_mb"] < model["size"]["float32_memory_mb"]
+
+    table = (out / "results.md").read_text()
+    assert "| char | 1 |" in table and "int8 ÷ fastest float" in table
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_naive_generator_matches_stateful_generation():
+    """The baseline is a fair one: same samples, only without carrying the state."""
+    tokenizer = CharTokenizer.build("abcdef")
+    model = LSTMLanguageModel(tokenizer.vocab_size, embed_size=8, hidden_size=16, num_layers=1).eval()
+    config = bench.SamplingConfig(temperature=1.0, seed=5)
+    stateful = list(bench.generate_ids(model, [0, 1], 15, config))
+    assert bench.naive_generate(model, [0, 1], 15, config) == stateful
