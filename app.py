@@ -186,10 +186,8 @@ def build_demo(served_models: dict[str, ServedModel]):
 
 
 def prepare_runtime() -> None:
-    # Batch-1 steps: one thread per request, and torch's native LSTM kernels (faster than oneDNN
-    # for single steps, ../shared/STACK.md). Set once, process-wide, before any request runs.
+    # Batch-1 steps gain little from more threads; a few requests at once then share the cores.
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    torch.backends.mkldnn.enabled = False
 
 
 def main(argv=None) -> None:

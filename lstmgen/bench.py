@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .data import load_text
 from .evaluate import evaluate
-from .generate import SamplingConfig, generate_ids, make_generator, sample_next
+from .generate import SamplingConfig, generate_ids, make_generator, make_step, sample_next
 from .hub import LoadedModel, resolve
 from .presets import PRESETS, corpus_files, prepare
 from .quantize import quantize_dynamic, size_bytes
@@ -64,9 +64,9 @@ def naive_generate(model, prompt_ids: list[int], n: int, config: SamplingConfig)
     return ids[len(prompt_ids):]
 
 
-def generation_speed(model, prompt_ids, tokens: int, repeats: int, native_steps: bool = True) -> dict:
+def generation_speed(model, prompt_ids, tokens: int, repeats: int, fast_steps: bool = True) -> dict:
     config = SamplingConfig(temperature=1.0, seed=0)
-    seconds = timed(lambda: list(generate_ids(model, prompt_ids, tokens, config, native_steps=native_steps)), repeats)
+    seconds = timed(lambda: list(generate_ids(model, prompt_ids, tokens, config, fast_steps=fast_steps)), repeats)
     return median_spread([tokens / s for s in seconds])
 
 
@@ -76,11 +76,11 @@ def step_breakdown(model, prompt_ids, tokens: int, repeats: int) -> dict:
     whole = timed(lambda: list(generate_ids(model, prompt_ids, tokens, config)), repeats)
 
     def network_only():
-        with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False):
+        with torch.inference_mode():
             logits, state = model(torch.tensor([prompt_ids]))
-            token = torch.tensor([[prompt_ids[-1]]])
+            step = make_step(model)
             for _ in range(tokens - 1):
-                logits, state = model(token, state)
+                logits, state = step(prompt_ids[-1], state)
 
     network = timed(network_only, repeats)
     whole_s, network_s = statistics.median(whole), statistics.median(network)
@@ -214,8 +214,8 @@ def bench_model(name: str, threads_options: list[int], tokens: int, repeats: int
     for threads in threads_options:
         torch.set_num_threads(threads)
         row = {
-            "float_default": generation_speed(model, short_prompt, tokens, repeats, native_steps=False),
-            "float_fastest": generation_speed(model, short_prompt, tokens, repeats, native_steps=True),
+            "float_default": generation_speed(model, short_prompt, tokens, repeats, fast_steps=False),
+            "float_fastest": generation_speed(model, short_prompt, tokens, repeats, fast_steps=True),
             "int8": generation_speed(int8, short_prompt, tokens, repeats),
         }
         if naive:

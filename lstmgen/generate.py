@@ -4,8 +4,6 @@ token costs one LSTM step, because the hidden state is carried from step to step
 from __future__ import annotations
 
 import time
-import warnings
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -53,14 +51,37 @@ def sample_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
     return min(int(torch.searchsorted(cdf, u, right=True)), probs.numel() - 1)
 
 
-@contextmanager
-def fast_float_steps():
-    """At batch 1 on CPU, torch's default oneDNN LSTM path is several times slower per step than
-    the native one (../shared/STACK.md); switch oneDNN off around single steps."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="TF32 acceleration")  # harmless, printed on every toggle
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
+def make_step(model, fast: bool = True):
+    """A function (token id, state) -> (next-token logits, state) for one decoding step at batch 1.
+
+    For a float nn.LSTM it runs torch.lstm_cell layer by layer: at batch 1 torch's default oneDNN
+    LSTM kernel is several times slower per step (../shared/STACK.md), and switching oneDNN off
+    globally would also slow the int8 path, whose output layer runs on oneDNN. Other models
+    (the int8 copy), and every model when `fast` is False, step through their own forward."""
+    inputs = torch.zeros(1, 1, dtype=torch.long)
+    if fast and isinstance(model.lstm, torch.nn.LSTM) and not model.training:
+        layers = [tuple(getattr(model.lstm, f"{kind}_l{i}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                  for i in range(model.num_layers)]
+
+        def cell_step(token: int, state):
+            inputs[0, 0] = token
+            x = model.embedding(inputs[0])
+            h, c = state
+            hs, cs = [], []
+            for i, weights in enumerate(layers):
+                x, c_i = torch.lstm_cell(x, (h[i], c[i]), *weights)
+                hs.append(x)
+                cs.append(c_i)
+            return model.decoder(x)[0], (torch.stack(hs), torch.stack(cs))
+
+        return cell_step
+
+    def forward_step(token: int, state):
+        inputs[0, 0] = token
+        logits, state = model(inputs, state)
+        return logits[0, -1], state
+
+    return forward_step
 
 
 @dataclass
@@ -78,20 +99,20 @@ class GenerationStats:
 
 @torch.inference_mode()
 def generate_ids(model, prompt_ids: list[int], max_new_tokens: int, config: SamplingConfig,
-                 generator: torch.Generator | None = None, native_steps: bool = True) -> Iterator[int]:
-    """Yield new ids one at a time. `prompt_ids` must not be empty. `native_steps=False` keeps
-    torch's default (oneDNN) kernels for the single steps, for comparison."""
+                 generator: torch.Generator | None = None, fast_steps: bool = True) -> Iterator[int]:
+    """Yield new ids one at a time. `prompt_ids` must not be empty. The prompt goes through the
+    network in one call; each new token then costs one step. `fast_steps=False` steps through the
+    model's forward with torch's default kernels, for comparison."""
     model.eval()
     generator = generator or make_generator(config.seed)
     logits, state = model(torch.tensor([prompt_ids]))
     next_logits = logits[0, -1]
-    with fast_float_steps() if native_steps else nullcontext():
-        for i in range(max_new_tokens):
-            token = sample_next(next_logits, config, generator)
-            yield token
-            if i + 1 < max_new_tokens:
-                logits, state = model(torch.tensor([[token]]), state)
-                next_logits = logits[0, -1]
+    step = make_step(model, fast=fast_steps)
+    for i in range(max_new_tokens):
+        token = sample_next(next_logits, config, generator)
+        yield token
+        if i + 1 < max_new_tokens:
+            next_logits, state = step(token, state)
 
 
 def stream(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, config: SamplingConfig,
