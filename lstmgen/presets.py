@@ -42,7 +42,7 @@ PRESETS = {
         title="Char · Shakespeare", dataset_name="tiny_shakespeare",
         model=dict(embed_size=128, hidden_size=512, num_layers=3, dropout=0.25, input_dropout=0.1,
                    weight_drop=0.2),
-        train=dict(epochs=60, batch_size=64, seq_len=128, lr=2e-3, weight_decay=0.05, clip=1.0,
+        train=dict(epochs=60, batch_size=32, seq_len=64, lr=3e-3, weight_decay=0.05, clip=1.0,
                    lr_patience=0, early_stop=4, eval_batch_size=8),
     ),
     "subword-shakespeare": Preset(
