@@ -55,7 +55,11 @@ def main(argv=None) -> int:
     preset = PRESETS[args.preset]
     token = None
     if args.push_to_hub:
-        token = publish.require_token()  # fail before any training, never print the token
+        try:
+            token = publish.require_token()  # fail before any training, never print the token
+        except publish.MissingTokenError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1

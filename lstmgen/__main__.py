@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -47,7 +48,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    loaded = resolve(args.model, revision=args.revision, use_hub=not args.no_hub)
+    # stdout carries only the generated text or the JSON report: huggingface_hub's from_pretrained
+    # prints "Loading weights from local directory" there.
+    with contextlib.redirect_stdout(sys.stderr):
+        loaded = resolve(args.model, revision=args.revision, use_hub=not args.no_hub)
     model = quantize_dynamic(loaded.model) if args.int8 else loaded.model
     print(f"# {loaded.source}" + (" (int8)" if args.int8 else ""), file=sys.stderr)
     if args.command == "generate":
@@ -70,7 +74,14 @@ def main(argv=None) -> int:
     if preset is None:
         print("evaluate needs a preset's model (its metrics.json names the preset)", file=sys.stderr)
         return 2
-    data = prepare(preset, load_text(corpus_files(preset, args.data)))
+    files = corpus_files(preset, args.data)
+    data = prepare(preset, load_text(files))
+    if data.tokenizer.state() != loaded.tokenizer.state():
+        # Its ids would mean other tokens to this model: the figures would be silently wrong.
+        print(f"the corpus in {files[0].parent} does not give this model's tokenizer "
+              f"({data.tokenizer.vocab_size} tokens, the model has {loaded.tokenizer.vocab_size}); "
+              "evaluate on the corpus the model was trained on", file=sys.stderr)
+        return 2
     ids = data.val_ids if args.split == "val" else data.test_ids
     if ids is None:
         print(f"{preset.name} has no {args.split} split", file=sys.stderr)

@@ -208,7 +208,12 @@ class Trainer:
                 bar.close()
                 return total_loss / windows, tokens / max(time.time() - started, 1e-9), False
         bar.close()
-        return total_loss / max(windows, 1), tokens / max(time.time() - started, 1e-9), True
+        mean_loss = total_loss / max(windows, 1)
+        if self.distributed:  # every process saw its own streams: report the mean over all of them
+            mean = torch.tensor([mean_loss], device=self.device)
+            dist.all_reduce(mean)
+            mean_loss = mean.item() / self.world
+        return mean_loss, tokens / max(time.time() - started, 1e-9), True
 
     def fit(self) -> list[dict]:
         """Train until the epochs, the patience or the time budget run out; keep the best model."""

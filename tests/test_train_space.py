@@ -1,0 +1,325 @@
+"""train_space.py and `python -m lstmgen`, run as a person runs them: in their own processes.
+
+One tiny char-shakespeare model trains in a few seconds on a made-up corpus; it writes a complete
+model folder, resumes after a kill, trains under torchrun with two processes, refuses to start a
+push it cannot finish, never prints the token, and the command line generates and evaluates with it.
+"""
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lstmgen import publish
+from lstmgen.data import batchify, num_batches
+from lstmgen.generate import generate
+from lstmgen.hub import load_model_folder
+from lstmgen.model import LSTMLanguageModel
+from lstmgen.presets import PRESETS, prepare
+from lstmgen.quantize import quantize_dynamic
+
+PROJECT = Path(__file__).resolve().parent.parent
+TINY = ["--preset", "char-shakespeare", "--embed-size", "16", "--hidden-size", "32", "--num-layers", "1",
+        "--batch-size", "4", "--seq-len", "32", "--no-progress", "--threads", "1"]
+MODEL_FILES = {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "loss_curve.png", "README.md"}
+
+
+def made_up_play(size: int = 20_000) -> str:
+    rng = random.Random(0)
+    words = ("the king and queen of a far land spoke to brave knights about bread wine honey and bees "
+             "abbots came by at night with lamps").split()
+    speeches = []
+    while sum(map(len, speeches)) < size:
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(5, 14)))
+        speeches.append(f"{rng.choice(['ABBOT', 'KING', 'QUEEN', 'BAKER'])}:\n{line.capitalize()}.\n\n")
+    return "".join(speeches)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A folder holding the preset's one file, tinyshakespeare.txt (made up, ~20 KB)."""
+    folder = tmp_path_factory.mktemp("corpus")
+    (folder / "tinyshakespeare.txt").write_text(made_up_play())
+    return folder
+
+
+def child_env(hf_home: Path, **overrides) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HF_", "HUGGING_FACE_", "LSTMGEN_")) and k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
+               GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+               PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    env.update(overrides)
+    return env
+
+
+def run(args: list, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *map(str, args)], env=env, cwd=PROJECT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def checkpoint(out: Path) -> dict:
+    return torch.load(out / "last.pt", weights_only=True)
+
+
+def steps_per_epoch(corpus: Path, streams: int) -> int:
+    data = prepare(PRESETS["char-shakespeare"], (corpus / "tinyshakespeare.txt").read_text())
+    return num_batches(batchify(data.train_ids, streams), 32)
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One finished run: `python train_space.py --preset char-shakespeare` shrunk to seconds."""
+    root = tmp_path_factory.mktemp("trained")
+    out = root / "run"
+    result = run(["train_space.py", *TINY, "--epochs", "2", "--data", corpus / "tinyshakespeare.txt", "--out", out],
+                 child_env(root / "hf_home"))
+    return out, result
+
+
+# --------------------------------------------------------------------------- a run, end to end
+
+
+def test_a_run_writes_a_complete_model_folder_that_loads_strictly(trained):
+    out, result = trained
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "model"
+    assert f"model folder: {folder}" in result.stdout
+    assert MODEL_FILES <= {p.name for p in folder.iterdir()}
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["preset"] == "char-shakespeare" and metrics["kind"] == "char"
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    for name in ("val_float", "val_int8"):
+        figure = metrics["final"][name]
+        assert math.isfinite(figure["loss"]) and figure["loss"] > 0 and figure["bits_per_char"] > 0
+    assert metrics["final"]["size_bytes"]["int8_in_memory"] < metrics["final"]["size_bytes"]["float32_in_memory"]
+
+    png = (folder / "loss_curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 100 and height > 100 and len(png) > 5000
+
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n")
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["library_name"] == "lstmgen"
+    assert {"lstm", "text-generation", "char"} <= set(front["tags"])
+    assert front["datasets"] == ["tiny_shakespeare"]
+    evaluation = front["model-index"][0]["results"][0]
+    assert evaluation["dataset"]["split"] == "validation"
+    assert evaluation["metrics"] == [{"type": "loss", "value": round(metrics["final"]["val_float"]["loss"], 4)}]
+
+    model, tokenizer = load_model_folder(folder)
+    strict = LSTMLanguageModel.from_pretrained(folder, strict=True)
+    assert model.hidden_size == strict.hidden_size == 32 and model.num_layers == 1  # the flags were applied
+    assert tokenizer.vocab_size == model.vocab_size == metrics["vocab_size"]
+    assert model.num_parameters() == metrics["parameters"]
+    for a, b in zip(model.state_dict().values(), strict.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------- resume after a kill
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path, corpus):
+    out = tmp_path / "run"
+    env = child_env(tmp_path / "hf_home")
+    args = [sys.executable, "train_space.py", *TINY, "--epochs", "2", "--checkpoint-every-s", "0",
+            "--data", str(corpus / "tinyshakespeare.txt"), "--out", str(out)]
+    first = subprocess.Popen(args, env=env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and first.poll() is None:  # wait until it is a few steps into epoch 2
+            if (out / "last.pt").is_file():
+                state = checkpoint(out)
+                if state["epoch"] == 1 and state["position"] >= 10 * 32:
+                    break
+            time.sleep(0.02)
+        assert first.poll() is None, "the run ended before it could be killed:\n" + first.communicate()[0][-3000:]
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    killed = checkpoint(out)
+    assert killed["epoch"] == 1 and killed["position"] > 0, "killed in the middle of the second epoch"
+    assert [e["epoch"] for e in json.loads((out / "metrics.json").read_text())["epochs"]] == [1]
+    assert not (out / "model").exists()
+
+    resumed = subprocess.run(args + ["--resume"], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=120)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {out / 'last.pt'}: epoch 2, step {killed['steps']}" in resumed.stdout
+    assert "epoch 1:" not in resumed.stdout and "epoch 2:" in resumed.stdout
+    for metrics in (out / "metrics.json", out / "model" / "metrics.json"):
+        assert [e["epoch"] for e in json.loads(metrics.read_text())["epochs"]] == [1, 2]
+    # Every window of both epochs was trained exactly once, across the kill.
+    assert checkpoint(out)["steps"] == 2 * steps_per_epoch(corpus, streams=4)
+    load_model_folder(out / "model")
+
+
+# --------------------------------------------------------------------------- two processes
+
+
+def test_two_processes_train_one_model_with_ddp(tmp_path, corpus):
+    out = tmp_path / "run"
+    env = child_env(tmp_path / "hf_home", MASTER_ADDR="127.0.0.1")
+    result = run(["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                  "--master-port", free_port(), "train_space.py", *TINY, "--epochs", "1",
+                  "--data", corpus / "tinyshakespeare.txt", "--out", out], env, timeout=180)
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert result.stdout.count("epoch 1:") == 1 and result.stdout.count("model folder:") == 1  # rank 0 reports
+    last = checkpoint(out)
+    assert last["world"] == 2 and len(last["per_rank"]) == 2
+    # 2 processes × 4 streams: the epoch takes half the steps one process with 4 streams needs.
+    assert last["steps"] == steps_per_epoch(corpus, streams=8) < steps_per_epoch(corpus, streams=4)
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1]
+    assert all(e["tokens_per_s"] > 0 for e in metrics["epochs"])
+    load_model_folder(out / "model")
+
+
+# --------------------------------------------------------------------------- pushing to the Hub
+
+
+def test_push_without_a_token_stops_before_training(tmp_path, corpus):
+    out = tmp_path / "run"
+    result = run(["train_space.py", *TINY, "--epochs", "1", "--data", corpus / "tinyshakespeare.txt", "--out", out,
+                  "--push-to-hub", "someone/repo"], child_env(tmp_path / "empty_hf_home"))
+    assert result.returncode != 0
+    assert "needs a Hugging Face token" in result.stderr and "HF_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr  # a message, not a crash
+    assert "epoch" not in result.stdout and not out.exists()
+
+
+def test_push_creates_the_repo_and_uploads_the_folder_with_the_token(monkeypatch, tmp_path):
+    from huggingface_hub import HfApi
+
+    calls = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create_repo"] = dict(repo_id=repo_id, token=self.token, **kwargs)
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, **kwargs):
+        calls["upload_folder"] = dict(token=self.token, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    url = publish.push(tmp_path, "someone/repo", "hf_secret")
+
+    assert url == "https://huggingface.co/someone/repo"
+    created = calls["create_repo"]
+    assert created["repo_id"] == "someone/repo" and created["repo_type"] == "model" and created["exist_ok"] is True
+    assert created["token"] == "hf_secret"
+    uploaded = calls["upload_folder"]
+    assert uploaded["folder_path"] == str(tmp_path) and uploaded["repo_id"] == "someone/repo"
+    assert uploaded.get("repo_type", "model") == "model" and uploaded["token"] == "hf_secret"
+
+
+def test_a_push_that_fails_at_the_network_never_prints_the_token(trained, corpus, tmp_path):
+    """A push is retried by running the finished run again with --resume (no training): here it fails."""
+    finished, result = trained
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "run"
+    shutil.copytree(finished, out, ignore=shutil.ignore_patterns("model"))
+    closed = free_port()  # nothing listens there: the upload fails at once
+    env = child_env(tmp_path / "hf_home", HF_TOKEN="hf_secret_value", HF_HUB_OFFLINE="0",
+                    HF_ENDPOINT=f"http://127.0.0.1:{closed}")
+    pushed = run(["train_space.py", *TINY, "--epochs", "2", "--data", corpus / "tinyshakespeare.txt", "--out", out,
+                  "--resume", "--push-to-hub", "someone/repo"], env)
+    assert pushed.returncode != 0
+    assert "resumed from" in pushed.stdout and "epoch 1:" not in pushed.stdout  # nothing left to train
+    assert (out / "model" / "model.safetensors").is_file()  # the folder is written before the upload
+    assert "Connect" in pushed.stderr or "Connection refused" in pushed.stderr
+    assert "hf_secret_value" not in pushed.stdout and "hf_secret_value" not in pushed.stderr
+
+
+# --------------------------------------------------------------------------- python -m lstmgen
+
+
+def lstmgen_cli(*args) -> list:
+    return [sys.executable, "-m", "lstmgen", *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def cli(trained, corpus, tmp_path_factory) -> dict:
+    """`python -m lstmgen` on the trained model folder, every command started side by side (each one
+    pays for importing torch). Returns {name: (returncode, stdout, stderr)}."""
+    out, result = trained
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "model"
+    root = tmp_path_factory.mktemp("cli")
+    other = root / "other"  # a corpus with other characters: its ids mean other things to the model
+    other.mkdir()
+    (other / "tinyshakespeare.txt").write_text("XYZ qrs? " * 2000)
+    greedy = ["generate", "--model", folder, "--prompt", "ab", "--length", 20, "--seed", 1, "--temperature", 0]
+    commands = {
+        "generate": lstmgen_cli(*greedy),
+        "generate again": lstmgen_cli(*greedy),
+        "generate int8": lstmgen_cli(*greedy, "--int8"),
+        "evaluate": lstmgen_cli("evaluate", "--model", folder, "--data", corpus),
+        "evaluate other corpus": lstmgen_cli("evaluate", "--model", folder, "--data", other),
+    }
+    env = child_env(root / "hf_home")
+    running = {name: subprocess.Popen(command, env=env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True) for name, command in commands.items()}
+    outputs = {name: process.communicate(timeout=180) for name, process in running.items()}
+    return {name: (running[name].returncode, *outputs[name]) for name in commands} | {"folder": folder,
+                                                                                       "other": other}
+
+
+def test_generate_prints_the_prompt_and_its_continuation_reproducibly(cli):
+    folder = cli["folder"]
+    code, text, stderr = cli["generate"]
+    assert code == 0, stderr[-3000:]
+    assert text.startswith("ab") and text.endswith("\n") and len(text) == 2 + 20 + 1  # stdout holds the text only
+    assert f"# local folder {folder}" in stderr
+    assert cli["generate again"][:2] == (0, text)
+    model, tokenizer = load_model_folder(folder)
+    assert text[:-1] == generate(model, tokenizer, "ab", 20, temperature=0, seed=1)
+
+    code, int8_text, int8_stderr = cli["generate int8"]
+    assert code == 0, int8_stderr[-3000:]
+    assert "(int8)" in int8_stderr and int8_text.startswith("ab") and len(int8_text) == 2 + 20 + 1
+    assert int8_text[:-1] == generate(quantize_dynamic(model), tokenizer, "ab", 20, temperature=0, seed=1)
+
+
+def test_evaluate_reproduces_the_figure_in_metrics_json(cli):
+    folder = cli["folder"]
+    figure = json.loads((folder / "metrics.json").read_text())["final"]["val_float"]
+    code, stdout, stderr = cli["evaluate"]
+    assert code == 0, stderr[-3000:]
+    report = json.loads(stdout)  # stdout holds the JSON report only
+    assert report["model"] == f"local folder {folder}" and report["split"] == "val" and report["int8"] is False
+    assert report["tokens"] == figure["tokens"]
+    assert report["loss"] == pytest.approx(figure["loss"], rel=1e-6)
+    assert report["bits_per_char"] == pytest.approx(figure["bits_per_char"], rel=1e-6)
+
+
+def test_evaluate_refuses_a_corpus_that_does_not_give_the_models_tokenizer(cli):
+    code, stdout, stderr = cli["evaluate other corpus"]
+    assert code == 2
+    assert "tokenizer" in stderr and str(cli["other"]) in stderr
+    assert stdout == ""
