@@ -84,7 +84,7 @@ def list_models() -> dict:
 
 def _stats(side: dict) -> str:
     return (f"**first token** {side['first_token_ms']:.0f} ms · **total** {side['total_ms']:.0f} ms · "
-            f"**{side['tokens_per_s']:.0f} tokens/s** · {side['size_mb']:.1f} MB")
+            f"**{side['tokens_per_s']:.0f} tokens/s** · {side['size_mb']:.3g} MB")
 
 
 def _agreement(summary: dict) -> str:
@@ -134,11 +134,12 @@ def _tab(gr, name: str, served: ServedModel) -> None:
         with gr.Row():
             top_k = gr.Slider(*LIMITS["top_k"], value=0, step=1, label="Top-k (0 = off)")
             top_p = gr.Slider(*LIMITS["top_p"], value=1.0, step=0.01, label="Top-p (1 = off)")
-            seed = gr.Number(value=None, precision=0, minimum=0, maximum=LIMITS["seed"][1],
-                             label="Seed (empty = random)")
+            # A Textbox, not a Number: inside the closed accordion an empty gr.Number comes up showing 0
+            # once opened and then sends 0, so every later run would use seed 0 instead of a random one.
+            seed = gr.Textbox(value="", label="Seed (empty = random)", placeholder="random", max_lines=1)
     with gr.Row():
-        run = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate")
-        stop = gr.Button("Stop", variant="stop")
+        run = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate", scale=3)
+        stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
     with gr.Row(equal_height=True):
         with gr.Column(min_width=280):
             float_text = gr.Textbox(label="float32", lines=10, max_lines=20, interactive=False,
@@ -155,6 +156,7 @@ def _tab(gr, name: str, served: ServedModel) -> None:
                     x_title="epoch", y_title="loss (nats per token)", height=260)
 
     def on_generate(prompt, temperature, length, top_k, top_p, seed):
+        seed = seed.strip() if isinstance(seed, str) else seed  # "" (or blanks) = random
         for summary in generate_stream(name, prompt, temperature, length, top_k, top_p, seed):
             yield (summary["prompt"] + summary["float32"]["text"], _stats(summary["float32"]),
                    summary["prompt"] + summary["int8"]["text"], _stats(summary["int8"]), _agreement(summary))

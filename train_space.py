@@ -1,6 +1,7 @@
 """Train one of the presets and (optionally) publish it to the Hugging Face Hub.
 
     python train_space.py --preset char-shakespeare [--epochs N ...] [--resume] [--push-to-hub OWNER/NAME]
+    python train_space.py --preset char-shakespeare --finalize-only --bundle   # ship the best checkpoint
     torchrun --nproc-per-node 2 train_space.py --preset word-harrypotter   # DistributedDataParallel
 
 The output folder holds the training state (last.pt, resumable) and, when training ends,
@@ -41,6 +42,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast")
     parser.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     parser.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the model folder to this Hub repo")
+    parser.add_argument("--finalize-only", action="store_true",
+                        help="no training: rebuild the model folder from the output folder's best checkpoint")
+    parser.add_argument("--bundle", action="store_true",
+                        help="copy the model folder into lstmgen/pretrained/PRESET, the app's bundled weights")
+    parser.add_argument("--notes", default="", help="text for the model card's notes (what was tried)")
     parser.add_argument("--no-progress", action="store_true")
     types = {f.name: f.type for f in fields(TrainConfig)}
     for name in MODEL_FLAGS:
@@ -93,7 +99,8 @@ def main(argv=None) -> int:
     if is_main:
         print(f"{preset.name}: {model.num_parameters():,} parameters, vocabulary {data.tokenizer.vocab_size:,}, "
               f"{len(data.train_ids):,} training tokens, bf16 autocast {'on' if trainer.amp else 'off'}", flush=True)
-    trainer.fit()
+    if not args.finalize_only:
+        trainer.fit()
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -102,8 +109,10 @@ def main(argv=None) -> int:
     if trainer.out_of_time() and trainer.epoch < config.epochs and not trainer.history:
         print("time budget spent before the first epoch ended; run again with --resume", file=sys.stderr)
         return 0
-    folder = publish.finalize(out_dir, preset, data, config)
+    folder = publish.finalize(out_dir, preset, data, config, notes=args.notes)
     print(f"model folder: {folder}")
+    if args.bundle:
+        print(f"bundled as {publish.bundle(folder, preset.name)}")
     if args.push_to_hub:
         url = publish.push(folder, args.push_to_hub, token)
         print(f"pushed to {url}")

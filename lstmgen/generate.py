@@ -34,7 +34,10 @@ def sample_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
     given the same seed share one random stream and differ only where their distributions do."""
     if config.temperature == 0:
         return int(logits.argmax())
-    logits = logits.float() / config.temperature
+    # Subtract the maximum first, and divide in float64 when the temperature is tiny (1e-300 is 0 in
+    # float32): the distribution then tends to greedy, as it should, instead of overflowing.
+    logits = logits.double() if config.temperature < 1e-3 else logits.float()
+    logits = (logits - logits.max()) / config.temperature
     if 0 < config.top_k < logits.numel():
         kth = torch.topk(logits, config.top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -75,6 +78,19 @@ def make_step(model, fast: bool = True):
             return model.decoder(x)[0], (torch.stack(hs), torch.stack(cs))
 
         return cell_step
+
+    if fast and isinstance(model.lstm, torch.ao.nn.quantized.dynamic.LSTM):
+        lstm = model.lstm
+        params = [m.param for m in lstm._all_weight_values]
+
+        def int8_step(token: int, state):
+            # The quantized LSTM module's forward is mostly Python checks; call its kernel directly.
+            inputs[0, 0] = token
+            out, h, c = torch.quantized_lstm(model.embedding(inputs), state, params, lstm.bias, lstm.num_layers,
+                                             0.0, False, False, True, dtype=lstm.dtype, use_dynamic=True)
+            return model.decoder(out[0])[0], (h, c)
+
+        return int8_step
 
     def forward_step(token: int, state):
         inputs[0, 0] = token

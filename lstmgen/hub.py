@@ -131,7 +131,8 @@ def resolve(name: str, revision: str | None = None, timeout_s: float = DEFAULT_H
         except Exception as error:  # any failure of the Hub path falls back to the bundled weights
             reason = f"{type(error).__name__}: {error}"
     if bundled is None:
-        raise ModelLoadError(f"cannot load {name!r}: not a local folder, not a preset, and the Hub failed ({reason})")
+        hub = f"the Hub failed ({reason})" if use_hub else "the Hub was not asked"
+        raise ModelLoadError(f"cannot load {name!r}: not a local folder, not a preset, and {hub}")
     if not bundled.is_dir():
         raise ModelLoadError(f"no bundled weights for {name} at {bundled}; Hub: {reason or 'not tried'}")
     model, tokenizer = load_model_folder(bundled)

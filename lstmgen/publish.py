@@ -155,6 +155,17 @@ print(generate(loaded.model, loaded.tokenizer, "ROMEO:", 200, temperature=0.8, s
     return str(ModelCard(content))
 
 
+def bundle(folder: str | Path, preset_name: str) -> Path:
+    """Copy a finished model folder into lstmgen/pretrained/, the weights that ship with the app."""
+    target = Path(__file__).resolve().parent / "pretrained" / preset_name
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folder, tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
 def finalize(out_dir: str | Path, preset, data, config, stored_dtype: torch.dtype = torch.float16,
              notes: str = "") -> Path:
     """Turn the best checkpoint into the publishable model folder `out_dir/model`."""

@@ -109,3 +109,10 @@ def test_sampler_draws_exactly_from_the_distribution(top_k, top_p):
     chi2 = float(((counts[probs > 0] - expected) ** 2 / expected).sum())
     dof = int((probs > 0).sum()) - 1
     assert chi2 < dof + 5 * math.sqrt(2 * dof) + 10  # far beyond the 99.9th percentile only if biased
+
+
+def test_a_tiny_temperature_tends_to_greedy_instead_of_overflowing():
+    logits = torch.tensor([0.5, 3.0, 1.0, -2.0])
+    generator = make_generator(0)
+    for temperature in (1e-300, 1e-40, 1e-6):
+        assert sample_next(logits, SamplingConfig(temperature=temperature), generator) == 1

@@ -1,0 +1,183 @@
+"""The app in a real headless Chromium (Debian's, driven by playwright): tabs switch, Generate streams
+both texts and their stats, an empty seed box means a random seed and a set one repeats the run, the
+page renders (screenshots in test-artifacts/), and a phone-width viewport does not scroll sideways."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import app
+from app_support import build_model_folders, launch
+from lstmgen import service
+
+pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
+              pytest.mark.filterwarnings("ignore::ResourceWarning")]
+
+CHROMIUM = Path("/usr/bin/chromium")
+# ../shared/STACK.md: quiet, no outside requests, works as root.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+WAIT_MS = 60_000
+TAB_TITLES = {name: spec["title"] for name, spec in app.TABS.items()}
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    folders = build_model_folders(tmp_path_factory.mktemp("browser-models"))
+    served = {name: service.load_one(name, use_hub=False, source=str(folder)) for name, folder in folders.items()}
+    assert all(s.loaded is not None for s in served.values()), {n: s.error for n, s in served.items()}
+    demo = app.build_demo(served)
+    url = launch(demo)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium "
+                    "(`apt-get install -y chromium`, as .ci/run does); playwright cannot download its own here.",
+                    pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def open_app(browser, url, **context_args):
+    context = browser.new_context(**context_args)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("tab", name=TAB_TITLES["char"]).wait_for()
+    return context, page, errors
+
+
+def switch_to(page, name: str) -> None:
+    page.get_by_role("tab", name=TAB_TITLES[name]).click()
+    page.locator(f"#{name}-prompt textarea").wait_for(state="visible")
+
+
+AGREEMENT = "#{name}-agreement [data-testid=markdown]"  # the text only, not the status tracker's timer
+
+
+def run_and_wait(page, name: str) -> str:
+    """Click Generate and wait for the run to finish: the agreement line changes and counts all the
+    requested tokens (partial updates count fewer). Returns that line."""
+    agreement = page.locator(AGREEMENT.format(name=name))
+    before = agreement.inner_text()
+    page.locator(f"#{name}-generate").click()
+    page.wait_for_function(
+        """([selector, length, before]) => {
+            const text = document.querySelector(selector)?.innerText ?? "";
+            return text !== before && text.includes(` of ${length} tokens agree`);
+        }""",
+        arg=[AGREEMENT.format(name=name), app.TABS[name]["length"], before], timeout=WAIT_MS)
+    return agreement.inner_text()
+
+
+def generate_in_tab(page, name: str, prompt: str) -> dict:
+    switch_to(page, name)
+    page.locator(f"#{name}-prompt textarea").fill(prompt)
+    agreement = run_and_wait(page, name)
+    assert re.search(r"^Seed \d+: both models draw from the same random stream", agreement), agreement
+    texts = {side: page.locator(f"#{name}-{side} textarea").input_value() for side in ("float", "int8")}
+    for side, text in texts.items():
+        assert text.startswith(prompt) and len(text) > len(prompt), f"{name} {side} box: {text[:80]!r}"
+        stats = page.locator(f"#{name}-{side}-stats").inner_text()
+        assert re.search(r"first token \d+ ms · total \d+ ms · \d+ tokens/s · \S+ MB", stats), stats
+    return texts
+
+
+def assert_not_blank(path: Path) -> None:
+    from PIL import Image, ImageStat
+
+    with Image.open(path) as image:
+        assert image.width > 0 and image.height > 0
+        rgb = image.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 20) or []
+        spread = ImageStat.Stat(rgb.convert("L")).stddev[0]
+    assert len(colours) > 50, f"{path} looks blank: {len(colours)} distinct colours"
+    assert spread > 10, f"{path} looks blank: pixel standard deviation {spread:.1f}"
+
+
+def test_tabs_generate_and_page_renders(browser, url, artifacts):
+    context, page, errors = open_app(browser, url, viewport={"width": 1280, "height": 900})
+    try:
+        assert page.title() == "lstmgen: LSTM text generation"
+        for name in ("subword", "word", "char"):
+            switch_to(page, name)
+        generate_in_tab(page, "char", "ROMEO:\nBut")
+        words = generate_in_tab(page, "word", "Harry looked at")
+        assert words["float"] != "Harry looked at"
+        shot = artifacts / "app.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert_not_blank(shot)
+        assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        context.close()
+
+
+def test_phone_width_has_no_horizontal_overflow(browser, url, artifacts):
+    context, page, errors = open_app(browser, url, viewport={"width": 390, "height": 844}, is_mobile=True,
+                                     device_scale_factor=2)
+    try:
+        generate_in_tab(page, "char", "ROMEO:")
+        shot = artifacts / "app-phone.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert_not_blank(shot)
+        overflow = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert overflow[0] <= overflow[1] + 1, f"page is {overflow[0]} px wide in a {overflow[1]} px viewport"
+        assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        context.close()
+
+
+def shown_seed(page, name: str) -> str:
+    """Click Generate and return the seed the finished run reports."""
+    return re.search(r"^Seed (\d+)", run_and_wait(page, name)).group(1)
+
+
+def test_the_seed_box_is_random_when_empty_and_fixed_when_set(browser, url):
+    context, page, errors = open_app(browser, url, viewport={"width": 1280, "height": 900})
+    try:
+        switch_to(page, "word")
+        page.locator("#tab-word").get_by_text("Advanced", exact=True).click()
+        seed_box = page.locator("#tab-word").get_by_label("Seed (empty = random)")
+        seed_box.wait_for(state="visible")
+        assert seed_box.input_value() == ""  # empty, not 0: an empty seed means a random one
+        assert len({shown_seed(page, "word") for _ in range(2)}) == 2
+        texts = {}
+        for seed in ("42", "7", "42"):  # a set seed repeats its run
+            seed_box.fill(seed)
+            assert shown_seed(page, "word") == seed
+            texts.setdefault(seed, []).append(page.locator("#word-float textarea").input_value())
+        assert texts["42"][0] == texts["42"][1] != texts["7"][0]
+        seed_box.fill("abc")
+        page.locator("#word-generate").click()
+        page.get_by_text("seed must be a number, not 'abc'").first.wait_for(state="visible")
+        assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        context.close()
+
+
+def test_chromium_is_present():
+    """Fails (never skips) without the browser, so a CI machine missing it is noticed."""
+    assert CHROMIUM.is_file() and shutil.which("chromium"), (
+        f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (as .ci/run does)")
