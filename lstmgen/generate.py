@@ -34,10 +34,12 @@ def sample_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
     given the same seed share one random stream and differ only where their distributions do."""
     if config.temperature == 0:
         return int(logits.argmax())
-    # Subtract the maximum first, and divide in float64 when the temperature is tiny (1e-300 is 0 in
-    # float32): the distribution then tends to greedy, as it should, instead of overflowing.
-    logits = logits.double() if config.temperature < 1e-3 else logits.float()
-    logits = (logits - logits.max()) / config.temperature
+    if config.temperature < 1e-3:
+        # 1e-300 is 0 in float32: subtract the maximum and divide in float64, so the distribution
+        # tends to greedy, as it should, instead of overflowing.
+        logits = (logits.double() - logits.max()) / config.temperature
+    else:
+        logits = logits.float() / config.temperature
     if 0 < config.top_k < logits.numel():
         kth = torch.topk(logits, config.top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
