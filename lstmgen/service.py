@@ -12,7 +12,7 @@ from typing import Iterator
 
 import torch
 
-from .generate import SamplingConfig, generate_ids, make_generator
+from .generate import SamplingConfig, generate_ids, make_generator, traced_step
 from .hub import DEFAULT_HUB_TIMEOUT_S, LoadedModel, resolve
 from .presets import PRESETS
 from .quantize import quantize_dynamic, size_bytes
@@ -67,6 +67,8 @@ def load_one(name: str, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_hub: b
     try:
         loaded = resolve(source or served.preset, timeout_s=hub_timeout_s, use_hub=use_hub)
         served.loaded, served.int8 = loaded, quantize_dynamic(loaded.model)
+        for model in (served.loaded.model, served.int8):
+            traced_step(model)  # trace the decoding step now, not in the first user's request
         served.float_bytes, served.int8_bytes = size_bytes(loaded.model), size_bytes(served.int8)
     except Exception as error:  # one model failing must not take the app down
         served.error = f"{type(error).__name__}: {error}"
