@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from lstmgen import publish
 from lstmgen.data import load_text
+from lstmgen.hub import resolve
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.presets import PRESETS, corpus_files, prepare
 from lstmgen.train import TrainConfig, Trainer
@@ -47,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bundle", action="store_true",
                         help="copy the model folder into lstmgen/pretrained/PRESET, the app's bundled weights")
     parser.add_argument("--notes", default="", help="text for the model card's notes (what was tried)")
+    parser.add_argument("--init-from", metavar="FOLDER_OR_PRESET",
+                        help="start from these weights (a model folder, or a preset's shipped weights) with a "
+                             "fresh optimizer: continues a model where its checkpoint did not survive")
     parser.add_argument("--no-progress", action="store_true")
     types = {f.name: f.type for f in fields(TrainConfig)}
     for name in MODEL_FLAGS:
@@ -93,6 +97,12 @@ def main(argv=None) -> int:
                          eval_num_chars=data.val_chars if preset.kind == "char" else None)
     torch.manual_seed(config.seed)
     model = LSTMLanguageModel(**model_kwargs)
+    if args.init_from:
+        start = resolve(args.init_from, use_hub=False)
+        if start.tokenizer.state() != data.tokenizer.state():
+            print(f"error: {start.folder} was trained with another tokenizer", file=sys.stderr)
+            return 2
+        model.load_state_dict(start.model.float().state_dict())
     trainer = Trainer(model, data.train_ids, data.val_ids, out_dir, config, tokenizer=data.tokenizer)
     if args.resume and trainer.resume() and is_main:
         print(f"resumed from {out_dir / 'last.pt'}: epoch {trainer.epoch + 1}, step {trainer.steps}", flush=True)

@@ -140,6 +140,19 @@ def test_a_run_writes_a_complete_model_folder_that_loads_strictly(trained):
 # --------------------------------------------------------------------------- resume after a kill
 
 
+def test_a_new_run_can_start_from_a_finished_models_weights(trained, corpus, tmp_path):
+    """--init-from continues a model whose checkpoint did not survive (a new machine): it starts
+    where the weights left off instead of from scratch."""
+    out, _ = trained
+    first = json.loads((out / "model" / "metrics.json").read_text())["epochs"]
+    again = tmp_path / "again"
+    result = run(["train_space.py", *TINY, "--epochs", "1", "--data", corpus / "tinyshakespeare.txt", "--out", again,
+                  "--init-from", out / "model"], child_env(tmp_path / "hf_home"))
+    assert result.returncode == 0, result.stderr
+    continued = json.loads((again / "model" / "metrics.json").read_text())["epochs"]
+    assert continued[0]["val_loss"] < first[0]["val_loss"]
+
+
 def test_a_killed_run_resumes_where_it_stopped(tmp_path, corpus):
     out = tmp_path / "run"
     env = child_env(tmp_path / "hf_home")
