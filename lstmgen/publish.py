@@ -114,6 +114,7 @@ def model_card(preset, metrics: dict) -> str:
 
     rows = "\n".join(row(key, fig) for key, fig in final.items() if key != "size_bytes")
     sizes = final["size_bytes"]
+    prompt = "Harry looked at" if preset.kind == "word" else "ROMEO:"
     notes = metrics.get("notes", "")
     content = f"""---
 {card_data.to_yaml()}
@@ -121,7 +122,7 @@ def model_card(preset, metrics: dict) -> str:
 
 # {preset.name}
 
-An LSTM language model ({preset.title}) trained with [lstmgen](https://github.com/lstmgen/lstmgen):
+An LSTM language model ({preset.title}) trained with lstmgen:
 {metrics['parameters']:,} parameters, vocabulary {metrics['vocab_size']:,}, {metrics['kind']} tokens.
 
 | split / model | loss (nats/token) | perplexity | bits/char | streams × steps |
@@ -138,8 +139,8 @@ The weights are stored as {metrics['stored_dtype']}; every figure above was meas
 ```python
 from lstmgen.hub import resolve
 from lstmgen.generate import generate
-loaded = resolve("{preset.name}")  # local folder, else this repo, else the weights bundled with lstmgen
-print(generate(loaded.model, loaded.tokenizer, "ROMEO:", 200, temperature=0.8, seed=0))
+loaded = resolve("{preset.repo_id}")  # this repo, through the Hub cache (safetensors only)
+print(generate(loaded.model, loaded.tokenizer, {prompt!r}, 200, temperature=0.8, seed=0))
 ```
 
 ## Training
