@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .data import batchify, bptt_batches, num_batches
@@ -49,7 +50,7 @@ class TrainConfig:
     progress: bool = True
     eval_per_tokens: int | None = None  # loss denominator override (GPT-2 tokens for subword)
     eval_num_chars: int | None = None  # characters in the validation text, for bits per character
-    extra: dict = field(default_factory=dict)
+    average_after: int = 0  # from this epoch on, evaluate and keep the running average of the weights (0: off)
 
 
 def bf16_supported(device: str) -> bool:
@@ -110,6 +111,8 @@ class Trainer:
         self.state = None
         self.best_val, self.bad_epochs = math.inf, 0
         self.history: list[dict] = []
+        # Averaged weights (AWD-LSTM's averaged SGD, done here over AdamW's iterates): evaluated and kept as best.
+        self.averaged: AveragedModel | None = None
         torch.manual_seed(config.seed + self.rank)
 
     @property
@@ -135,6 +138,7 @@ class Trainer:
             "epoch": self.epoch, "position": self.position, "steps": self.steps, "elapsed": self.elapsed,
             "best_val": self.best_val, "bad_epochs": self.bad_epochs, "history": json.dumps(self.history),
             "world": self.world, "per_rank": per_rank,
+            "averaged": None if self.averaged is None else self.averaged.state_dict(),
         }, self.out_dir / CHECKPOINT_FILE)
 
     def resume(self) -> bool:
@@ -149,6 +153,9 @@ class Trainer:
         self.epoch, self.position, self.steps = ckpt["epoch"], ckpt["position"], ckpt["steps"]
         self.elapsed, self.best_val, self.bad_epochs = ckpt["elapsed"], ckpt["best_val"], ckpt["bad_epochs"]
         self.history = json.loads(ckpt["history"])
+        if ckpt.get("averaged") is not None:
+            self.start_averaging()
+            self.averaged.load_state_dict(ckpt["averaged"])
         if ckpt["world"] == self.world:
             mine = ckpt["per_rank"][self.rank]
             self.state = None if mine["state"] is None else tuple(s.to(self.device) for s in mine["state"])
@@ -159,9 +166,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
 
+    def start_averaging(self) -> None:
+        self.averaged = AveragedModel(self.raw_model, use_buffers=True)
+
+    @property
+    def model_to_keep(self):
+        """The weights that are evaluated and saved: the running average once it has started."""
+        return self.raw_model if self.averaged is None else self.averaged.module
+
     def evaluate(self):
         cfg = self.config
-        return evaluate(self.raw_model, self.val_ids, cfg.eval_batch_size, cfg.eval_seq_len,
+        return evaluate(self.model_to_keep, self.val_ids, cfg.eval_batch_size, cfg.eval_seq_len,
                         num_chars=cfg.eval_num_chars, per_tokens=cfg.eval_per_tokens, device=self.device)
 
     def out_of_time(self) -> bool:
@@ -176,6 +191,10 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.optimizer.step()
+        if self.config.average_after and self.epoch + 1 >= self.config.average_after:
+            if self.averaged is None:
+                self.start_averaging()
+            self.averaged.update_parameters(self.raw_model)
         self.state = tuple(s.detach().float() for s in state)
         return loss.item()
 
@@ -228,13 +247,13 @@ class Trainer:
                 "epoch": self.epoch + 1, "train_loss": train_loss, "train_perplexity": math.exp(min(train_loss, 50)),
                 "val_loss": val.loss, "val_perplexity": val.perplexity, "val_bits_per_char": val.bits_per_char,
                 "lr": self.optimizer.param_groups[0]["lr"], "tokens_per_s": tokens_per_s, "elapsed_s": self.elapsed,
-                "amp_bf16": self.amp,
+                "amp_bf16": self.amp, "averaged_weights": self.averaged is not None,
             }
             self.history.append(record)
             if val.loss < self.best_val:
                 self.best_val, self.bad_epochs = val.loss, 0
                 if self.is_main:
-                    save_model_folder(self.raw_model, self.tokenizer, self.out_dir / BEST_FOLDER)
+                    save_model_folder(self.model_to_keep, self.tokenizer, self.out_dir / BEST_FOLDER)
             else:
                 self.bad_epochs += 1
             self.epoch, self.position, self.state = self.epoch + 1, 0, None

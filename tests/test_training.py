@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from lstmgen.data import batchify, bptt_batches, load_text
+from lstmgen.data import batchify, bptt_batches, load_text, num_batches
 from lstmgen.evaluate import evaluate
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.tokenizers import CharTokenizer, load_tokenizer
@@ -78,16 +78,20 @@ class Killed(Exception):
     pass
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninterrupted_one_does(tmp_path):
+@pytest.mark.parametrize("average_after", [0, 2])
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninterrupted_one_does(tmp_path, average_after):
     tokenizer, train_ids, val_ids = char_data()
-    cfg = config(epochs=2, checkpoint_every_steps=1)
+    cfg = config(epochs=3, checkpoint_every_steps=1, average_after=average_after)
 
     torch.manual_seed(0)
     reference = small_model(tokenizer.vocab_size)
     Trainer(reference, train_ids, val_ids, tmp_path / "whole", cfg).fit()
 
+    # Killed at step 5 of the first epoch, or of the second once averaging has started there.
+    kill_step = 5 + (num_batches(batchify(train_ids, 4), 32) if average_after else 0)
+
     def kill_at_step_5(step):
-        if step == 5:
+        if step == kill_step:
             raise Killed
 
     torch.manual_seed(0)
@@ -97,7 +101,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninter
     resumed_model = small_model(tokenizer.vocab_size)
     trainer = Trainer(resumed_model, train_ids, val_ids, tmp_path / "killed", cfg)
     assert trainer.resume()
-    assert (trainer.epoch, trainer.steps) == (0, 4)  # the checkpoint after step 4: only step 5 is lost
+    # the checkpoint after the step before: only the step that was running is lost
+    assert trainer.steps == kill_step - 1 and (trainer.averaged is not None) == (average_after > 0)
     trainer.fit()
 
     for (name, a), b in zip(reference.state_dict().items(), resumed_model.state_dict().values()):
@@ -109,3 +114,17 @@ def test_time_budget_stops_with_a_checkpoint(tmp_path):
     trainer = Trainer(small_model(tokenizer.vocab_size), train_ids, val_ids, tmp_path, config(time_budget_s=1e-6))
     trainer.fit()
     assert trainer.steps == 1 and (tmp_path / "last.pt").is_file()
+
+
+def test_averaged_weights_are_evaluated_and_kept_once_averaging_starts(tmp_path):
+    tokenizer, train_ids, val_ids = char_data()
+    torch.manual_seed(0)
+    model = small_model(tokenizer.vocab_size)
+    trainer = Trainer(model, train_ids, val_ids, tmp_path, config(epochs=3, average_after=2))
+    history = trainer.fit()
+    assert [h["averaged_weights"] for h in history] == [False, True, True]
+    averaged = trainer.averaged.module
+    assert not torch.equal(averaged.decoder.weight, model.decoder.weight)
+    best = LSTMLanguageModel.from_pretrained(tmp_path / "best", strict=True)
+    kept = min(history, key=lambda h: h["val_loss"])
+    assert evaluate(best, val_ids, seq_len=64).loss == pytest.approx(kept["val_loss"], rel=1e-4)
