@@ -29,7 +29,7 @@ from lstmgen.train import TrainConfig, Trainer
 
 MODEL_FLAGS = ["embed_size", "hidden_size", "num_layers", "dropout", "embed_dropout", "input_dropout", "weight_drop"]
 TRAIN_FLAGS = ["epochs", "batch_size", "seq_len", "lr", "weight_decay", "clip", "early_stop", "checkpoint_every_s",
-               "average_after"]
+               "average_after", "average_decay"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -43,7 +43,7 @@ PRESETS = {
         model=dict(embed_size=128, hidden_size=512, num_layers=3, dropout=0.25, input_dropout=0.1,
                    weight_drop=0.2),
         train=dict(epochs=60, batch_size=32, seq_len=64, lr=3e-3, weight_decay=0.05, clip=1.0,
-                   lr_patience=0, early_stop=4, eval_batch_size=8),
+                   lr_patience=0, early_stop=4, eval_batch_size=8, average_after=8, average_decay=0.998),
     ),
     "subword-shakespeare": Preset(
         name="subword-shakespeare", kind="subword", files=["tinyshakespeare.txt"],
@@ -59,7 +59,8 @@ PRESETS = {
         model=dict(embed_size=400, hidden_size=400, num_layers=2, dropout=0.4, embed_dropout=0.1,
                    input_dropout=0.3, weight_drop=0.3, tie_weights=True),
         train=dict(epochs=40, batch_size=64, seq_len=64, lr=2e-3, weight_decay=0.1, clip=0.5,
-                   lr_patience=0, early_stop=3, eval_batch_size=128, eval_seq_len=50),
+                   lr_patience=0, early_stop=3, eval_batch_size=128, eval_seq_len=50, average_after=7,
+                   average_decay=0.995),
         eval_batch_size=128, eval_seq_len=50,
     ),
 }

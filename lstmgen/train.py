@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .data import batchify, bptt_batches, num_batches
@@ -51,6 +51,7 @@ class TrainConfig:
     eval_per_tokens: int | None = None  # loss denominator override (GPT-2 tokens for subword)
     eval_num_chars: int | None = None  # characters in the validation text, for bits per character
     average_after: int = 0  # from this epoch on, evaluate and keep the running average of the weights (0: off)
+    average_decay: float = 0.0  # 0: the plain mean of every step since (averaged SGD); else an exponential average
 
 
 def bf16_supported(device: str) -> bool:
@@ -167,7 +168,9 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def start_averaging(self) -> None:
-        self.averaged = AveragedModel(self.raw_model, use_buffers=True)
+        decay = self.config.average_decay
+        self.averaged = AveragedModel(self.raw_model, use_buffers=True,
+                                      multi_avg_fn=get_ema_multi_avg_fn(decay) if decay else None)
 
     @property
     def model_to_keep(self):

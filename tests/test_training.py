@@ -78,10 +78,11 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("average_after", [0, 2])
-def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninterrupted_one_does(tmp_path, average_after):
+@pytest.mark.parametrize("average_after, average_decay", [(0, 0.0), (2, 0.0), (2, 0.9)])
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninterrupted_one_does(
+        tmp_path, average_after, average_decay):
     tokenizer, train_ids, val_ids = char_data()
-    cfg = config(epochs=3, checkpoint_every_steps=1, average_after=average_after)
+    cfg = config(epochs=3, checkpoint_every_steps=1, average_after=average_after, average_decay=average_decay)
 
     torch.manual_seed(0)
     reference = small_model(tokenizer.vocab_size)
@@ -107,6 +108,11 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninter
 
     for (name, a), b in zip(reference.state_dict().items(), resumed_model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+    if average_after:  # the averaged weights, kept as best, continue exactly too
+        whole_best = LSTMLanguageModel.from_pretrained(tmp_path / "whole" / "best", strict=True)
+        resumed_best = LSTMLanguageModel.from_pretrained(tmp_path / "killed" / "best", strict=True)
+        for (name, a), b in zip(whole_best.state_dict().items(), resumed_best.state_dict().values()):
+            torch.testing.assert_close(a, b, msg=name)
 
 
 def test_time_budget_stops_with_a_checkpoint(tmp_path):
