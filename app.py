@@ -188,8 +188,9 @@ def build_demo(served_models: dict[str, ServedModel]):
 
 
 def prepare_runtime() -> None:
-    # Batch-1 steps gain little from more threads; a few requests at once then share the cores.
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    # One thread per request: batch-1 steps gain nothing from more (see the benchmark), threads that
+    # wait on each other stall badly on a busy machine, and concurrent requests then share the cores.
+    torch.set_num_threads(1)
 
 
 def main(argv=None) -> None:
