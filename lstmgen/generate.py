@@ -152,6 +152,14 @@ def generate_ids(model, prompt_ids: list[int], max_new_tokens: int, config: Samp
             next_logits, state = step(token, state)
 
 
+def primed_decoder(tokenizer: Tokenizer, prompt_ids: list[int]):
+    """A stream decoder that has seen the prompt, so the first new piece joins it correctly."""
+    decode = tokenizer.stream_decoder()
+    for token in prompt_ids:
+        decode(token)
+    return decode
+
+
 def stream(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, config: SamplingConfig,
            stats: GenerationStats | None = None) -> Iterator[str]:
     """Yield the text that each new token adds (the prompt itself is not repeated).
@@ -161,9 +169,7 @@ def stream(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, config
     encoding = tokenizer.encode(prompt)
     prompt_ids = encoding.ids or [tokenizer.start_id]
     stats.prompt_tokens, stats.unknown = len(prompt_ids), encoding.unknown
-    decode = tokenizer.stream_decoder()
-    for token in prompt_ids:  # so the first new piece is joined to the prompt correctly
-        decode(token)
+    decode = primed_decoder(tokenizer, prompt_ids)
     for token in generate_ids(model, prompt_ids, max_new_tokens, config):
         stats.new_tokens += 1
         if stats.new_tokens == 1:

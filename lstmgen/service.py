@@ -12,7 +12,7 @@ from typing import Iterator
 
 import torch
 
-from .generate import SamplingConfig, generate_ids, make_generator, traced_step
+from .generate import SamplingConfig, generate_ids, make_generator, primed_decoder, traced_step
 from .hub import DEFAULT_HUB_TIMEOUT_S, LoadedModel, resolve
 from .presets import PRESETS
 from .quantize import quantize_dynamic, size_bytes
@@ -206,12 +206,7 @@ def side_by_side(served: ServedModel, request: Request, stream_every_s: float = 
     sides = [result.float, result.int8]
     runs = [generate_ids(model, prompt_ids, request.length, config, make_generator(request.seed))
             for model in (served.loaded.model, served.int8)]
-    decoders = []
-    for _ in sides:
-        decoder = tokenizer.stream_decoder()
-        for token in prompt_ids:
-            decoder(token)
-        decoders.append(decoder)
+    decoders = [primed_decoder(tokenizer, prompt_ids) for _ in sides]
     last_yield = time.perf_counter()
     for _ in range(request.length):
         for side, run, decoder in zip(sides, runs, decoders):
