@@ -104,6 +104,8 @@ def main(argv=None) -> int:
             print(f"error: {start.folder} was trained with another tokenizer", file=sys.stderr)
             return 2
         model.load_state_dict(start.model.float().state_dict())
+        if is_main:  # the model card's loss curve and history then show the whole training, not just this run
+            publish.record_continuation(out_dir, start.folder, start.metrics.get("epochs", []))
     trainer = Trainer(model, data.train_ids, data.val_ids, out_dir, config, tokenizer=data.tokenizer)
     if args.resume and trainer.resume() and is_main:
         print(f"resumed from {out_dir / 'last.pt'}: epoch {trainer.epoch + 1}, step {trainer.steps}", flush=True)

@@ -29,6 +29,7 @@ class Preset:
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     eval_batch_size: int = 1  # streams for the reported figure
+    min_freq: int = 1  # word/subword: a token needs this many uses in the training text to get its own id
     eval_seq_len: int = 256
 
     @property
@@ -51,7 +52,8 @@ PRESETS = {
         model=dict(embed_size=384, hidden_size=384, num_layers=2, dropout=0.4, embed_dropout=0.1,
                    input_dropout=0.3, weight_drop=0.3, tie_weights=True),
         train=dict(epochs=60, batch_size=32, seq_len=64, lr=2e-3, weight_decay=0.1, clip=0.5,
-                   lr_patience=0, early_stop=3, eval_batch_size=8),
+                   lr_patience=0, early_stop=3, eval_batch_size=8, average_after=6, average_decay=0.998),
+        min_freq=2,  # tokens used once are spelled in bytes, so unseen words are spelled, not guessed
     ),
     "word-harrypotter": Preset(
         name="word-harrypotter", kind="word", files=[f"harrypotter/{i}.txt" for i in range(1, 8)],
@@ -61,7 +63,7 @@ PRESETS = {
         train=dict(epochs=40, batch_size=64, seq_len=64, lr=2e-3, weight_decay=0.1, clip=0.5,
                    lr_patience=0, early_stop=3, eval_batch_size=128, eval_seq_len=50, average_after=7,
                    average_decay=0.995),
-        eval_batch_size=128, eval_seq_len=50,
+        eval_batch_size=128, eval_seq_len=50, min_freq=3,
     ),
 }
 
@@ -97,7 +99,7 @@ def prepare(preset: Preset, text: str, ranks_file: str | Path | None = None) -> 
     """Tokenize a corpus and cut it into the preset's fixed split."""
     if preset.kind == "word":
         tokens = basic_english(text)
-        tokenizer = WordTokenizer.build(tokens, min_freq=3)
+        tokenizer = WordTokenizer.build(tokens, min_freq=preset.min_freq)
         ids = tokenizer.encode_words(tokens).ids
         train, val, test = word_split(ids)
         return PreparedData(tokenizer, train, val, test)
@@ -110,7 +112,7 @@ def prepare(preset: Preset, text: str, ranks_file: str | Path | None = None) -> 
     if preset.kind == "subword":
         if ranks_file is None and (DEFAULT_DATA_DIR / "gpt2.tiktoken").is_file():
             ranks_file = DEFAULT_DATA_DIR / "gpt2.tiktoken"
-        tokenizer = SubwordTokenizer.build(train_text, ranks_file)
+        tokenizer = SubwordTokenizer.build(train_text, ranks_file, min_freq=preset.min_freq)
         return PreparedData(tokenizer, tokenizer.encode(train_text).ids, tokenizer.encode(val_text).ids, None,
                             val_per_tokens=tokenizer.gpt2_token_count(val_text), val_chars=len(val_text))
     raise ValueError(f"unknown kind {preset.kind!r}")

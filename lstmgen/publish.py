@@ -21,6 +21,7 @@ METRICS_FILE = "metrics.json"
 LOSS_CURVE_FILE = "loss_curve.png"
 CARD_FILE = "README.md"
 VAL_SLICE_TOKENS = 4000
+CONTINUATION_FILE = "continued_from.json"
 
 
 class MissingTokenError(RuntimeError):
@@ -72,7 +73,21 @@ def final_figures(model, preset, data) -> dict:
     return figures
 
 
-def plot_loss_curve(history: list[dict], path: Path, title: str) -> None:
+def record_continuation(out_dir: str | Path, start_folder: str | Path, earlier_epochs: list[dict]) -> None:
+    """Note in the run folder that this run continues another model's training (`--init-from`)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic({"from": str(start_folder), "epochs": earlier_epochs}, out_dir / CONTINUATION_FILE)
+
+
+def whole_history(out_dir: Path, history: list[dict]) -> tuple[list[dict], int]:
+    """This run's epochs after those of the runs it continues, numbered on. Returns (epochs, earlier count)."""
+    path = out_dir / CONTINUATION_FILE
+    earlier = json.loads(path.read_text())["epochs"] if path.is_file() else []
+    return earlier + [dict(h, epoch=h["epoch"] + len(earlier)) for h in history], len(earlier)
+
+
+def plot_loss_curve(history: list[dict], path: Path, title: str, continued_after: int = 0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,6 +97,8 @@ def plot_loss_curve(history: list[dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (with dropout)")
     ax.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
+    if continued_after:
+        ax.axvline(continued_after + 0.5, color="grey", linestyle=":", label="continued (--init-from)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (nats per token)")
     ax.set_title(title)
@@ -180,7 +197,7 @@ def finalize(out_dir: str | Path, preset, data, config, stored_dtype: torch.dtyp
     model.to(stored_dtype).save_pretrained(tmp)
     tokenizer.save(tmp)
     model = LSTMLanguageModel.from_pretrained(tmp, strict=True).float().eval()
-    history = json.loads((out_dir / METRICS_FILE).read_text())["epochs"]
+    history, continued_after = whole_history(out_dir, json.loads((out_dir / METRICS_FILE).read_text())["epochs"])
     metrics = {
         "preset": preset.name, "kind": preset.kind, "parameters": model.num_parameters(),
         "vocab_size": tokenizer.vocab_size, "stored_dtype": str(stored_dtype).replace("torch.", ""),
@@ -190,7 +207,7 @@ def finalize(out_dir: str | Path, preset, data, config, stored_dtype: torch.dtyp
         "notes": notes,
     }
     write_json_atomic(metrics, tmp / METRICS_FILE)
-    plot_loss_curve(history, tmp / LOSS_CURVE_FILE, preset.name)
+    plot_loss_curve(history, tmp / LOSS_CURVE_FILE, preset.name, continued_after)
     (tmp / CARD_FILE).write_text(model_card(preset, metrics))
     if folder.exists():
         shutil.rmtree(folder)

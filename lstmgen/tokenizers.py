@@ -258,10 +258,14 @@ class SubwordTokenizer(Tokenizer):
         self.start_gpt2_id = start_gpt2_id  # "\n" by default
 
     @classmethod
-    def build(cls, text: str, ranks_file: str | Path | None) -> "SubwordTokenizer":
+    def build(cls, text: str, ranks_file: str | Path | None, min_freq: int = 1) -> "SubwordTokenizer":
+        """Keep the GPT-2 tokens the text uses at least `min_freq` times. With min_freq > 1 the rarest
+        tokens are spelled in bytes in the training text too, so the model learns to spell the words
+        it has never seen, instead of meeting byte fallback for the first time in new text."""
         encoding = load_gpt2_encoding(ranks_file)
         byte_tokens = [encoding.encode_single_token(bytes([b])) for b in range(256)]
-        used = set(encoding.encode_ordinary(text)) | {GPT2_END_OF_TEXT, 198}
+        counts = Counter(encoding.encode_ordinary(text))
+        used = {g for g, n in counts.items() if n >= min_freq} | {GPT2_END_OF_TEXT, 198}
         return cls(byte_tokens + sorted(used - set(byte_tokens)), ranks_file)
 
     def encode(self, text: str) -> Encoding:

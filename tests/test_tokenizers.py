@@ -65,6 +65,17 @@ def test_subword_round_trips_any_text_through_the_compact_vocabulary(gpt2_ranks,
     assert reloaded.encode("ROMEO: 🦓").ids == tokenizer.encode("ROMEO: 🦓").ids
 
 
+def test_subword_min_freq_spells_the_rarest_training_tokens_in_bytes(gpt2_ranks):
+    text = " the king the king the king Bolingbroke\n"
+    everything = SubwordTokenizer.build(text, gpt2_ranks)
+    frequent = SubwordTokenizer.build(text, gpt2_ranks, min_freq=2)
+    assert frequent.vocab_size < everything.vocab_size
+    # " Bolingbroke" is used once: the training stream itself spells it, so the model learns spelling.
+    assert "".join(frequent.encode(text).unknown) == " Bolingbroke" and everything.encode(text).unknown == []
+    assert frequent.encode(" king").unknown == []
+    assert frequent.decode(frequent.encode(text).ids) == text
+
+
 def test_subword_matches_gpt2_ids(gpt2_ranks):
     tokenizer = SubwordTokenizer.build("Hello world", gpt2_ranks)
     assert tokenizer.encoding.encode_ordinary("Hello world") == [15496, 995]

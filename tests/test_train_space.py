@@ -142,14 +142,17 @@ def test_a_run_writes_a_complete_model_folder_that_loads_strictly(trained):
 
 def test_a_new_run_can_start_from_a_finished_models_weights(trained, corpus, tmp_path):
     """--init-from continues a model whose checkpoint did not survive (a new machine): it starts
-    where the weights left off instead of from scratch."""
+    where the weights left off instead of from scratch, and its history follows the earlier one's."""
     out, _ = trained
     first = json.loads((out / "model" / "metrics.json").read_text())["epochs"]
     again = tmp_path / "again"
     result = run(["train_space.py", *TINY, "--epochs", "1", "--data", corpus / "tinyshakespeare.txt", "--out", again,
                   "--init-from", out / "model"], child_env(tmp_path / "hf_home"))
     assert result.returncode == 0, result.stderr
-    continued = json.loads((again / "model" / "metrics.json").read_text())["epochs"]
+    whole = json.loads((again / "model" / "metrics.json").read_text())["epochs"]
+    assert whole[: len(first)] == first
+    continued = whole[len(first):]
+    assert [e["epoch"] for e in continued] == [len(first) + 1]
     assert continued[0]["val_loss"] < first[0]["val_loss"]
 
 
