@@ -22,9 +22,13 @@ def shipped(name):
 
 
 @functools.lru_cache(maxsize=None)
-def validation_slice(name):
+def prepared(name):
     preset = PRESETS[name]
-    return prepare(preset, load_text(corpus_files(preset))).val_ids[:VAL_SLICE_TOKENS]
+    return prepare(preset, load_text(corpus_files(preset)))
+
+
+def validation_slice(name):
+    return prepared(name).val_ids[:VAL_SLICE_TOKENS]
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -35,6 +39,12 @@ def test_shipped_model_loads_strictly_through_the_resolver(name):
     for required in ("config.json", "model.safetensors", "tokenizer.json", "metrics.json", "loss_curve.png", "README.md"):
         assert (loaded.folder / required).is_file(), required
     assert (loaded.folder / "model.safetensors").stat().st_size <= 25e6
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_shipped_tokenizer_is_the_one_the_preset_builds(name):
+    # Otherwise the README's evaluate command would measure the model on ids it was not trained on.
+    assert shipped(name).tokenizer.state() == prepared(name).tokenizer.state()
 
 
 def test_all_shipped_weights_together_stay_light():
