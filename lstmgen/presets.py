@@ -30,6 +30,8 @@ class Preset:
     train: dict = field(default_factory=dict)
     eval_batch_size: int = 1  # streams for the reported figure
     min_freq: int = 1  # word/subword: a token needs this many uses in the training text to get its own id
+    # Vocabulary ids the training split never uses are predicted like its ids used at most this often (0: off).
+    unseen_like_max_count: int = 0
     eval_seq_len: int = 256
 
     @property
@@ -63,7 +65,7 @@ PRESETS = {
         train=dict(epochs=40, batch_size=64, seq_len=64, lr=2e-3, weight_decay=0.1, clip=0.5,
                    lr_patience=0, early_stop=3, eval_batch_size=128, eval_seq_len=50, average_after=7,
                    average_decay=0.995),
-        eval_batch_size=128, eval_seq_len=50, min_freq=3,
+        eval_batch_size=128, eval_seq_len=50, min_freq=3, unseen_like_max_count=10,
     ),
 }
 

@@ -14,7 +14,7 @@ from .evaluate import evaluate
 from .model import LSTMLanguageModel
 from .quantize import quantize_dynamic, size_bytes
 from .tokenizers import load_tokenizer
-from .train import BEST_FOLDER, write_json_atomic
+from .train import BEST_FOLDER, smooth_unseen_words, write_json_atomic
 
 MODEL_FOLDER = "model"
 METRICS_FILE = "metrics.json"
@@ -191,6 +191,8 @@ def finalize(out_dir: str | Path, preset, data, config, stored_dtype: torch.dtyp
     folder = out_dir / MODEL_FOLDER
     model = LSTMLanguageModel.from_pretrained(out_dir / BEST_FOLDER, strict=True)
     tokenizer = load_tokenizer(out_dir / BEST_FOLDER)
+    smoothed = smooth_unseen_words(model, data.train_ids, preset.unseen_like_max_count) \
+        if preset.unseen_like_max_count else []
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     # Stored in 16 bits to keep the repository light; the figures are measured on what is stored.
@@ -204,6 +206,7 @@ def finalize(out_dir: str | Path, preset, data, config, stored_dtype: torch.dtyp
         "epochs": history, "final": final_figures(model, preset, data),
         "training": {"model": {k: v for k, v in json.loads((tmp / "config.json").read_text()).items()},
                      **asdict(config)},
+        "unseen_words_smoothed": {"ids": len(smoothed), "like_ids_used_at_most": preset.unseen_like_max_count},
         "notes": notes,
     }
     write_json_atomic(metrics, tmp / METRICS_FILE)

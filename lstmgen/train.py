@@ -86,6 +86,25 @@ def save_model_folder(model, tokenizer, folder: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@torch.no_grad()
+def smooth_unseen_words(model, train_ids, rare_max_count: int) -> list[int]:
+    """Give the ids the training split never contains the mean embedding and output bias of its rare ids
+    (those used 1..rare_max_count times). Returns the ids changed.
+
+    A vocabulary fixed over the whole corpus (the reference's rule for Harry Potter) holds words that only
+    the later books use. Training never shows them as targets, only pushes their logits down, so the model
+    ends up giving them e^-19; an unseen word is better predicted like a rare one (cf. Good-Turing).
+    """
+    counts = torch.bincount(torch.as_tensor(train_ids), minlength=model.vocab_size)
+    unseen, rare = (counts == 0).nonzero().flatten(), ((counts >= 1) & (counts <= rare_max_count)).nonzero().flatten()
+    if len(unseen) and len(rare):
+        model.embedding.weight[unseen] = model.embedding.weight[rare].mean(0)
+        model.decoder.bias[unseen] = model.decoder.bias[rare].mean()
+        if model.decoder.weight is not model.embedding.weight:  # untied: the output rows too
+            model.decoder.weight[unseen] = model.decoder.weight[rare].mean(0)
+    return unseen.tolist()
+
+
 class Trainer:
     def __init__(self, model, train_ids, val_ids, out_dir: str | Path, config: TrainConfig, tokenizer=None,
                  on_step: Callable[[int], None] | None = None):

@@ -9,7 +9,7 @@ from lstmgen.data import batchify, bptt_batches, load_text, num_batches
 from lstmgen.evaluate import evaluate
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.tokenizers import CharTokenizer, load_tokenizer
-from lstmgen.train import TrainConfig, Trainer
+from lstmgen.train import TrainConfig, Trainer, smooth_unseen_words
 
 from conftest import REPEATING_TEXT
 
@@ -134,3 +134,25 @@ def test_averaged_weights_are_evaluated_and_kept_once_averaging_starts(tmp_path)
     best = LSTMLanguageModel.from_pretrained(tmp_path / "best", strict=True)
     kept = min(history, key=lambda h: h["val_loss"])
     assert evaluate(best, val_ids, seq_len=64).loss == pytest.approx(kept["val_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_words_training_never_shows_are_predicted_like_its_rare_words(tmp_path, tie):
+    # "a" and "b" are frequent, "r" and "s" are rare, "z" is in the vocabulary but never in training.
+    tokenizer = CharTokenizer.build("abrsz")
+    a, b, r, s, z = (tokenizer.encode(c).ids[0] for c in "abrsz")
+    train_ids = ([a, b] * 200 + [r]) * 3 + [s] * 2
+    model = LSTMLanguageModel(tokenizer.vocab_size, embed_size=16, hidden_size=16, num_layers=1, dropout=0.0,
+                              tie_weights=tie)
+    Trainer(model, train_ids, train_ids[:200], tmp_path, config(epochs=3, batch_size=2, seq_len=16)).fit()
+    text_with_z = [a, b, z, a, b, r, a, b]
+    before = evaluate(model, text_with_z, seq_len=8).loss
+
+    assert smooth_unseen_words(model, train_ids, rare_max_count=3) == [z]
+
+    rows = model.embedding.weight
+    assert torch.allclose(rows[z], (rows[r] + rows[s]) / 2)  # r is used 3 times, s twice: both rare
+    bias = model.decoder.bias.detach()
+    assert bias[z].item() == pytest.approx(((bias[r] + bias[s]) / 2).item())
+    assert torch.allclose(model.decoder.weight[z], (model.decoder.weight[r] + model.decoder.weight[s]) / 2)
+    assert evaluate(model, text_with_z, seq_len=8).loss < before
