@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from .data import load_text
 from .evaluate import evaluate
 from .generate import SamplingConfig, generate_ids, make_generator, make_step, sample_next
-from .hub import LoadedModel, resolve
+from .hub import PRETRAINED_DIR, LoadedModel, resolve
 from .presets import PRESETS, corpus_files, prepare
 from .quantize import quantize_dynamic, size_bytes
 from .service import MODEL_NAMES
+from .tokenizers import load_tokenizer
 
 # 200 characters of prompt for the time-to-first-token figure.
 PROMPT_200 = ("ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and Juliet is the sun. "
@@ -152,7 +153,7 @@ def manual_lstm_step_rate(preset_name: str, steps: int = 3) -> dict:
     """Training tokens/s of nn.LSTM against a hand-written per-time-step LSTM cell in Python."""
     preset = PRESETS[preset_name]
     cfg = preset.train
-    vocab = resolve(preset_name, use_hub=False).tokenizer.vocab_size  # the shipped model's vocabulary
+    vocab = load_tokenizer(PRETRAINED_DIR / preset_name).vocab_size  # the shipped model's vocabulary
     from .model import LSTMLanguageModel
 
     model = LSTMLanguageModel(vocab, **preset.model).train()

@@ -29,10 +29,10 @@ class Preset:
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     eval_batch_size: int = 1  # streams for the reported figure
+    eval_seq_len: int = 256
     min_freq: int = 1  # word/subword: a token needs this many uses in the training text to get its own id
     # Vocabulary ids the training split never uses are predicted like its ids used at most this often (0: off).
     unseen_like_max_count: int = 0
-    eval_seq_len: int = 256
 
     @property
     def repo_id(self) -> str:
