@@ -29,7 +29,7 @@ from lstmgen.train import TrainConfig, Trainer
 
 MODEL_FLAGS = ["embed_size", "hidden_size", "num_layers", "dropout", "embed_dropout", "input_dropout", "weight_drop"]
 TRAIN_FLAGS = ["epochs", "batch_size", "seq_len", "lr", "weight_decay", "clip", "early_stop", "checkpoint_every_s",
-               "average_after", "average_decay"]
+               "average_after", "average_decay", "lr_schedule", "warmup_steps", "min_lr"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in MODEL_FLAGS:
         parser.add_argument("--" + name.replace("_", "-"), type=int if name.endswith(("size", "layers")) else float)
     for name in TRAIN_FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), type=int if types[name] in ("int", int) else float)
+        parser.add_argument("--" + name.replace("_", "-"), type={"int": int, "float": float, "str": str}[types[name]])
     return parser.parse_args(argv)
 
 

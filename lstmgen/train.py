@@ -35,8 +35,13 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.01
     clip: float = 1.0
-    lr_factor: float = 0.5  # the plateau schedule multiplies the rate by this...
-    lr_patience: int = 0  # ...after this many epochs without a better validation loss
+    # "plateau": multiply the rate by lr_factor after lr_patience epochs without a better validation loss;
+    # "cosine": warm up for warmup_steps, then follow a half cosine down to min_lr at the last step of `epochs`
+    # (best when the run's length is known in advance, as with a time budget).
+    lr_schedule: str = "plateau"
+    lr_factor: float = 0.5
+    lr_patience: int = 0
+    warmup_steps: int = 0
     min_lr: float = 1e-5
     early_stop: int = 3  # stop after this many epochs without a better validation loss
     amp: str = "auto"  # bf16 autocast: "auto" (where the device has bf16), "on", "off"
@@ -58,6 +63,15 @@ def bf16_supported(device: str) -> bool:
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def cosine_lr(step: int, total_steps: int, peak: float, floor: float, warmup_steps: int = 0) -> float:
+    """The rate for step `step` (0-based) of `total_steps`: a linear warm-up, then a half cosine from `peak`
+    down to `floor`, which the last step uses."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - 1 - warmup_steps))
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -124,6 +138,8 @@ class Trainer:
         self.rows = all_rows[self.rank * config.batch_size : (self.rank + 1) * config.batch_size].to(self.device)
         self.val_ids = val_ids
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        if config.lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
         )
@@ -212,6 +228,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        if self.config.lr_schedule == "cosine":
+            total = self.config.epochs * num_batches(self.rows, self.config.seq_len)
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_lr(self.steps, total, self.config.lr, self.config.min_lr, self.config.warmup_steps)
         self.optimizer.step()
         if self.config.average_after and self.epoch + 1 >= self.config.average_after:
             if self.averaged is None:
@@ -264,7 +284,8 @@ class Trainer:
             if not finished:
                 break
             val = self.evaluate()
-            self.scheduler.step(val.loss)
+            if cfg.lr_schedule == "plateau":
+                self.scheduler.step(val.loss)
             record = {
                 "epoch": self.epoch + 1, "train_loss": train_loss, "train_perplexity": math.exp(min(train_loss, 50)),
                 "val_loss": val.loss, "val_perplexity": val.perplexity, "val_bits_per_char": val.bits_per_char,

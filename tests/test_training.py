@@ -9,7 +9,7 @@ from lstmgen.data import batchify, bptt_batches, load_text, num_batches
 from lstmgen.evaluate import evaluate
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.tokenizers import CharTokenizer, load_tokenizer
-from lstmgen.train import TrainConfig, Trainer, smooth_unseen_words
+from lstmgen.train import TrainConfig, Trainer, cosine_lr, smooth_unseen_words
 
 from conftest import REPEATING_TEXT
 
@@ -120,6 +120,23 @@ def test_time_budget_stops_with_a_checkpoint(tmp_path):
     trainer = Trainer(small_model(tokenizer.vocab_size), train_ids, val_ids, tmp_path, config(time_budget_s=1e-6))
     trainer.fit()
     assert trainer.steps == 1 and (tmp_path / "last.pt").is_file()
+
+
+def test_the_cosine_schedule_warms_up_then_falls_to_its_floor_at_the_last_step(tmp_path):
+    assert [cosine_lr(s, 100, 1.0, 0.0, warmup_steps=4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert cosine_lr(52, 101, 1.0, 0.0, warmup_steps=4) == pytest.approx(0.5)
+    assert cosine_lr(99, 100, 1.0, 0.1, warmup_steps=4) == pytest.approx(0.1)
+
+    tokenizer, train_ids, val_ids = char_data()
+    trainer = Trainer(small_model(tokenizer.vocab_size), train_ids, val_ids, tmp_path,
+                      config(epochs=2, lr_schedule="cosine", min_lr=1e-4))
+    history = trainer.fit()
+    per_epoch = num_batches(trainer.rows, 32)
+    assert trainer.steps == 2 * per_epoch
+    assert history[0]["lr"] == pytest.approx(cosine_lr(per_epoch - 1, 2 * per_epoch, 1e-2, 1e-4))
+    assert history[1]["lr"] == pytest.approx(1e-4)  # and validation never changes the rate
+    with pytest.raises(ValueError, match="lr_schedule"):
+        Trainer(small_model(tokenizer.vocab_size), train_ids, val_ids, tmp_path, config(lr_schedule="linear"))
 
 
 def test_averaged_weights_are_evaluated_and_kept_once_averaging_starts(tmp_path):
