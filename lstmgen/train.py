@@ -136,6 +136,7 @@ class Trainer:
         # Each process takes its own contiguous block of streams.
         all_rows = batchify(train_ids, config.batch_size * self.world)
         self.rows = all_rows[self.rank * config.batch_size : (self.rank + 1) * config.batch_size].to(self.device)
+        self.total_steps = config.epochs * num_batches(self.rows, config.seq_len)  # the cosine's length
         self.val_ids = val_ids
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         if config.lr_schedule not in ("plateau", "cosine"):
@@ -229,9 +230,9 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         if self.config.lr_schedule == "cosine":
-            total = self.config.epochs * num_batches(self.rows, self.config.seq_len)
+            cfg = self.config
             for group in self.optimizer.param_groups:
-                group["lr"] = cosine_lr(self.steps, total, self.config.lr, self.config.min_lr, self.config.warmup_steps)
+                group["lr"] = cosine_lr(self.steps, self.total_steps, cfg.lr, cfg.min_lr, cfg.warmup_steps)
         self.optimizer.step()
         if self.config.average_after and self.epoch + 1 >= self.config.average_after:
             if self.averaged is None:
