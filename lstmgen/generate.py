@@ -63,7 +63,8 @@ class SingleStep(torch.nn.Module):
 
     For a float nn.LSTM it runs torch.lstm_cell layer by layer: at batch 1 torch's default oneDNN
     LSTM kernel is several times slower per step (../shared/STACK.md), and switching oneDNN off
-    globally would also slow the int8 path, whose output layer runs on oneDNN."""
+    globally would also slow the int8 path, whose shared tied output layer runs on oneDNN where the
+    CPU has VNNI (quantize.int8_matmul_is_fast)."""
 
     def __init__(self, model):
         super().__init__()

@@ -82,7 +82,7 @@ class LSTMLanguageModel(
             weight = self.embedding.weight
             keep = weight.new_empty(weight.size(0), 1).bernoulli_(1 - self.embed_dropout)
             return F.embedding(ids, weight * keep / (1 - self.embed_dropout))
-        return self.embedding(ids)
+        return self.embedding(ids.contiguous())  # an int8 Embedding rejects strided ids (batch views)
 
     def run_lstm(self, x: torch.Tensor, state: State | None):
         if self.training and self.weight_drop > 0:

@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from lstmgen.evaluate import evaluate
 from lstmgen.model import LSTMLanguageModel
-from lstmgen.quantize import Int8TiedHead, quantize_dynamic, size_bytes
+from lstmgen.quantize import Int8TiedHead, int8_matmul_is_fast, quantize_dynamic, size_bytes
 from lstmgen.tokenizers import CharTokenizer
 from lstmgen.train import TrainConfig, Trainer
 
@@ -27,17 +27,37 @@ def test_int8_copy_is_quantized_and_under_30_percent_of_float():
     assert size_bytes(int8) < 0.3 * size_bytes(model)
 
 
-def test_a_tied_model_keeps_one_int8_matrix_for_embedding_and_output():
-    model = random_model(tie_weights=True)
-    int8 = quantize_dynamic(model)
-    assert isinstance(int8.decoder, Int8TiedHead) and int8.embedding._head[0] is int8.decoder
-    assert size_bytes(int8) < 0.3 * size_bytes(model)
+def assert_close_to_float(int8, model):
     ids = torch.randint(500, (2, 7))
     with torch.no_grad():
         rows = model.embedding(ids)
         torch.testing.assert_close(int8.embedding(ids), rows, atol=float(rows.abs().max()) / 100, rtol=0)
         h = torch.randn(3, 64)
         torch.testing.assert_close(int8.decoder(h), model.decoder(h), atol=0.05, rtol=0.05)
+
+
+def test_a_tied_model_can_keep_one_int8_matrix_for_embedding_and_output():
+    model = random_model(tie_weights=True)
+    int8 = quantize_dynamic(model, share_tied=True)
+    assert isinstance(int8.decoder, Int8TiedHead) and int8.embedding._head[0] is int8.decoder
+    assert size_bytes(int8) < 0.3 * size_bytes(model)
+    assert_close_to_float(int8, model)
+
+
+def test_a_tied_model_can_instead_run_its_output_layer_through_fbgemm_with_one_scale_per_row():
+    model = random_model(tie_weights=True)
+    int8 = quantize_dynamic(model, share_tied=False)
+    assert isinstance(int8.decoder, torch.ao.nn.quantized.dynamic.Linear)
+    assert int8.decoder.weight().qscheme() == torch.per_channel_affine
+    assert isinstance(int8.embedding, torch.ao.nn.quantized.Embedding)
+    assert model.decoder.weight is model.embedding.weight  # the float model stays tied
+    assert size_bytes(int8) < 0.5 * size_bytes(model)  # the matrix is stored twice: larger than shared
+    assert_close_to_float(int8, model)
+
+
+def test_the_default_shares_the_tied_matrix_only_where_int8_matmul_is_fast():
+    int8 = quantize_dynamic(random_model(tie_weights=True))
+    assert isinstance(int8.decoder, Int8TiedHead) == int8_matmul_is_fast()
 
 
 def test_int8_predictions_of_a_trained_model_match_float(tmp_path):
@@ -60,8 +80,19 @@ def test_int8_predictions_of_a_trained_model_match_float(tmp_path):
     assert loss_float < 0.5 and abs(loss_int8 - loss_float) < 0.01 + 0.01 * loss_float
 
 
+def test_the_int8_copy_evaluates_several_streams_like_the_float_model():
+    model = random_model(tie_weights=True)
+    ids = torch.randint(500, (2000,)).tolist()
+    float_loss = evaluate(model, ids, batch_size=8, seq_len=20).loss  # batches are strided views of the stream
+    for share in (True, False):
+        int8_loss = evaluate(quantize_dynamic(model, share_tied=share), ids, batch_size=8, seq_len=20).loss
+        assert abs(int8_loss - float_loss) < 0.01 * float_loss
+
+
 def test_quantizing_twice_gives_identical_models():
     model = random_model(tie_weights=True)
     ids = torch.randint(500, (1, 30))
     with torch.no_grad():
-        assert torch.equal(quantize_dynamic(model)(ids)[0], quantize_dynamic(model)(ids)[0])
+        for share in (True, False):
+            first, second = quantize_dynamic(model, share_tied=share), quantize_dynamic(model, share_tied=share)
+            assert torch.equal(first(ids)[0], second(ids)[0])
