@@ -1,15 +1,19 @@
-"""lstmgen's Gradio app: three LSTM models, each shown as its float model beside its int8 copy.
+"""lstmgen's Gradio app: LSTM models, each shown as its float model beside its int8 copy, with a look
+inside (the next-token candidates, how sure each generated token was, how faithful int8 is).
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--share]
+    python app.py [--model FOLDER_OR_REPO ...] [--no-hub] [--host 127.0.0.1] [--port 7860] [--share]
 
-Named API (gradio_client): /generate, /generate_stream, /models.
+Named API (gradio_client): /generate, /generate_stream, /next_tokens, /models.
+This file only wires the UI to the library (lstmgen/service.py).
 """
 
 from __future__ import annotations
 
 import os
 
-# Offline-safe defaults, read when gradio and huggingface_hub are imported (../shared/STACK.md).
+# Offline-safe defaults, read when gradio and huggingface_hub are imported: without them the server and
+# gradio_client look up outside hosts in the background, Client() makes a blocking call to the Hub, and
+# launch()'s call to its own local URL can hang behind a proxy.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost"]))
@@ -21,61 +25,96 @@ from collections.abc import Iterator
 import torch
 
 from lstmgen import service
-from lstmgen.service import LIMITS, MAX_PROMPT_CHARS, MODEL_NAMES, RequestError, ServedModel
-
-TABS = {
-    "char": dict(title="Char · Shakespeare", length=300, examples=[
-        "ROMEO:", "JULIET:\nO Romeo, Romeo! wherefore art thou", "KING RICHARD III:\nNow is the winter of",
-        "First Citizen:\n"]),
-    "subword": dict(title="Subword · tiktoken", length=120, examples=[
-        "ROMEO:\nBut soft, what light", "HAMLET:\nTo be, or not to be", "DUKE VINCENTIO:\n", "LADY MACBETH:\n"]),
-    "word": dict(title="Word · Harry Potter", length=80, examples=[
-        "Harry looked at", "Hermione said that", "The castle was dark and", "Dumbledore smiled"]),
-}
-DATA_NOTES = {
-    "char": "Tiny Shakespeare (1.1 M characters), first 90% for training, last 10% for validation",
-    "subword": "Tiny Shakespeare as GPT-2 BPE tokens (compact vocabulary), 90% / 10% split",
-    "word": "the seven Harry Potter books, basic_english words, 70% / 15% / 15% split",
-}
+from lstmgen.sampling import SamplingConfig
+from lstmgen.service import CANDIDATES_LIMITS, LIMITS, MAX_PROMPT_CHARS, RequestError, ServedModel
+from lstmgen.settings import describe
 
 models: dict[str, ServedModel] = {}
+# Probability bands for colouring generated tokens, most sure first.
+BANDS = [(0.9, "sure (≥ 90%)", "#16a34a"), (0.5, "likely (50–90%)", "#84cc16"), (0.1, "possible (10–50%)", "#f59e0b"),
+         (0.0, "surprising (< 10%)", "#ef4444")]
 
 
 # --------------------------------------------------------------------------- API functions
 
 
-def _request(model, prompt, temperature, length, top_k, top_p, seed):
+def _validated(model, prompt, **sampling) -> service.Request:
     import gradio as gr
 
     try:
-        return service.validate(models, model, prompt, temperature, length, top_k, top_p, seed)
+        return service.validate(models, model, prompt, **sampling)
     except RequestError as error:
         raise gr.Error(str(error), print_exception=False) from None
 
 
-def generate(model: str, prompt: str, temperature: float = 0.8, length: int = 200, top_k: int = 0,
-             top_p: float = 1.0, seed: int | None = None) -> dict:
-    """Generate with the float model and its int8 copy from the same seed; returns both texts and timings.
+def _settings_doc() -> str:
+    return "\n".join(f"    {name}: {describe(SamplingConfig, name)}" for name in
+                     ("temperature", "length", "top_k", "top_p", "seed", "allow_special"))
 
-    model: char, subword or word. temperature: 0 (greedy) to 2. length: 1 to 1000 new tokens.
-    top_k: 0 (off) to 500. top_p: 0.01 to 1 (1 = off). seed: 0 to 2^31-1, or empty for a random one.
-    The prompt may hold at most 2000 characters; pieces outside the vocabulary are listed in `unknown`."""
-    request = _request(model, prompt, temperature, length, top_k, top_p, seed)
-    *_, result = service.side_by_side(models[request.model], request, stream_every_s=float("inf"))
+
+def generate(model: str, prompt: str = "", temperature: float = SamplingConfig.temperature,
+             length: int = SamplingConfig.length, top_k: int = SamplingConfig.top_k, top_p: float = SamplingConfig.top_p,
+             seed: int | None = None, allow_special: bool = SamplingConfig.allow_special) -> dict:
+    request = _validated(model, prompt, temperature=temperature, length=length, top_k=top_k, top_p=top_p, seed=seed,
+                         allow_special=allow_special)
+    *_, result = service.side_by_side(request, stream_every_s=float("inf"))
     return {"prompt": request.prompt, **result.summary()}
 
 
-def generate_stream(model: str, prompt: str, temperature: float = 0.8, length: int = 200, top_k: int = 0,
-                    top_p: float = 1.0, seed: int | None = None) -> Iterator[dict]:
-    """Like /generate, but streams: each update holds both texts so far and their timings; the last has done=true."""
-    request = _request(model, prompt, temperature, length, top_k, top_p, seed)
-    for result in service.side_by_side(models[request.model], request):
+def generate_stream(model: str, prompt: str = "", temperature: float = SamplingConfig.temperature,
+                    length: int = SamplingConfig.length, top_k: int = SamplingConfig.top_k,
+                    top_p: float = SamplingConfig.top_p, seed: int | None = None,
+                    allow_special: bool = SamplingConfig.allow_special) -> Iterator[dict]:
+    request = _validated(model, prompt, temperature=temperature, length=length, top_k=top_k, top_p=top_p, seed=seed,
+                         allow_special=allow_special)
+    for result in service.side_by_side(request):
         yield {"prompt": request.prompt, **result.summary()}
 
 
+generate.__doc__ = f"""Generate with the float model and its int8 copy, sharing their randomness; returns both texts,
+their timings, each token's probability under its own model, and the int8 copy's fidelity.
+
+Each side has text, tokens, token_probabilities (the probability its model gave each token it wrote),
+first_token_ms, total_ms, tokens_per_s and size_mb. `fidelity` is the int8 model fed the float model's
+text with the same random numbers: same_choice (share of steps where it makes the same choice),
+top1_agreement, mean_kl_nats and steps. Special tokens (<unk>, <eos>, <|endoftext|>) are masked before
+the draw and the rest renormalised, unless allow_special is true. Prompt pieces outside the vocabulary
+are listed once each in `unknown` (at most 20; unknown_total counts them all).
+
+Inputs (checked on the server with the UI's limits):
+    model: the model's name (see /models), e.g. char, subword or word
+    prompt: the text to continue, at most {MAX_PROMPT_CHARS} characters and {service.MAX_PROMPT_TOKENS} tokens
+{_settings_doc()}
+"""
+generate_stream.__doc__ = ("Like /generate, but streams: each update holds both texts so far, their timings and token "
+                           "probabilities; the last has done=true and the fidelity.\n\n"
+                           + generate.__doc__.split("\n\n", 1)[1])
+
+
+def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 1.0) -> dict:
+    """The k most likely next tokens for the prompt under the float model and its int8 copy, sorted by
+    probability, the KL divergence between the two next-token distributions, and whether their top
+    choice is the same: {"float32": [{"token", "probability"}, ...], "int8": [...], "kl_nats", "same_top1"}.
+    Spaces and line breaks in tokens are shown as ␣ and ↵; special tokens are masked, as in generation.
+
+    Inputs (checked on the server):
+        model: the model's name (see /models)
+        prompt: the text so far, with the limits of /generate
+        k: how many candidates, 1 to 50
+        temperature: above 0 and at most 2; the distribution generation would sample from
+    """
+    import gradio as gr
+
+    request = _validated(model, prompt, temperature=temperature, seed=0)
+    try:
+        return service.next_tokens(request, k)
+    except RequestError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
 def list_models() -> dict:
-    """What is loaded: for each model its source (Hub repo and revision, or bundled), size, parameters and
-    validation figures of the float and int8 copies; or the reason it could not be loaded."""
+    """What is loaded: for each model its source (Hub repo and revision, bundled, or a folder), size,
+    parameters and validation figures of the float and int8 copies; or the reason it could not be loaded."""
     return {name: served.info() for name, served in models.items()}
 
 
@@ -87,26 +126,41 @@ def _stats(side: dict) -> str:
             f"**{side['tokens_per_s']:.0f} tokens/s** · {side['size_mb']:.3g} MB")
 
 
-def _agreement(summary: dict) -> str:
-    n, total = summary["agreeing_tokens"], summary["float32"]["tokens"]
-    note = (f"Seed **{summary['seed']}**: both models draw from the same random stream, so the texts differ only "
-            f"where quantization changed a choice. The first **{n} of {total}** tokens agree.")
+def _coloured(prompt: str, pieces: list[str], probabilities: list[float]) -> list[tuple[str, str | None]]:
+    band = lambda p: next(label for low, label, _ in BANDS if p >= low)  # noqa: E731
+    return [(prompt, None)] + [(piece, band(p)) for piece, p in zip(pieces, probabilities)]
+
+
+def _fidelity(summary: dict) -> str:
+    seed = f"Seed **{summary['seed']}**. "
+    fidelity = summary.get("fidelity")
+    if not fidelity:
+        return seed + "Both models share their random numbers, so they choose alike wherever their distributions allow."
+    note = (seed + f"Fed the float model's text with the same random numbers, **int8 made the same choice as float at "
+            f"{fidelity['same_choice']:.1%} of the {fidelity['steps']} steps**; their most likely tokens agreed at "
+            f"{fidelity['top1_agreement']:.1%}, mean KL divergence {fidelity['mean_kl_nats']:.4f} nats per token.")
     if summary["unknown"]:
-        shown = ", ".join(repr(u) for u in summary["unknown"][:10])
-        note += f"\n\n⚠️ Not in this model's vocabulary (dropped, mapped to <unk> or spelled in bytes): {shown}"
+        shown = ", ".join(repr(u) for u in summary["unknown"])
+        note += (f"\n\n⚠️ {summary['unknown_total']} prompt piece(s) not in this model's vocabulary (dropped, mapped "
+                 f"to <unk> or spelled in bytes): {shown}")
     return note
+
+
+def _candidates(result: dict) -> tuple[dict, dict, str]:
+    labels = [{c["token"]: c["probability"] for c in result[side]} for side in ("float32", "int8")]
+    same = "the same" if result["same_top1"] else "**different**"
+    return (*labels, f"Top choice: {same} · KL(float ‖ int8) = {result['kl_nats']:.5f} nats")
 
 
 def _model_card(served: ServedModel) -> str:
     info = served.info()
-    figures = info["figures"]
     rows = "\n".join(f"| {key.replace('_', ' ')} | {fig['loss']:.4f} | {fig['perplexity']:.2f} |"
-                     for key, fig in figures.items())
+                     for key, fig in info["figures"].items())
     table = f"| split · model | loss | perplexity |\n|---|---|---|\n{rows}" if rows else "_no figures recorded_"
     fallback = f"\n\nThe Hub was not used: {info['fallback_reason']}" if info.get("fallback_reason") else ""
     return (f"**{info['parameters']:,} parameters** · vocabulary {info['vocab_size']:,} ({info['tokenizer']}) · "
             f"float32 {info['size_mb']['float32']} MB, int8 {info['size_mb']['int8']} MB\n\n"
-            f"**Training data:** {DATA_NOTES[served.name]}\n\n**Weights from:** {info['source']}{fallback}\n\n{table}")
+            f"**Training data:** {served.record.corpus.note}\n\n**Weights from:** {info['source']}{fallback}\n\n{table}")
 
 
 def _loss_frame(served: ServedModel):
@@ -114,57 +168,92 @@ def _loss_frame(served: ServedModel):
 
     epochs = served.loaded.metrics.get("epochs", [])
     rows = [{"epoch": e["epoch"], "loss": e[key], "split": label}
-            for e in epochs for key, label in (("train_loss", "train"), ("val_loss", "validation"))]
+            for e in epochs for key, label in (("train_loss", "train"), ("val_loss", "validation")) if key in e]
     return pd.DataFrame(rows, columns=["epoch", "loss", "split"])
 
 
-def _tab(gr, name: str, served: ServedModel) -> None:
-    spec = TABS[name]
+def _tab(gr, served: ServedModel) -> None:
+    name, record = served.name, served.record
     if served.loaded is None:
         gr.Markdown(f"⚠️ **This model could not be loaded**, so this tab is disabled.\n\n`{served.error}`")
         return
     with gr.Row():
-        prompt = gr.Textbox(label="Prompt", value=spec["examples"][0], lines=3, max_lines=12,
+        prompt = gr.Textbox(label="Prompt", value=record.examples[0], lines=3, max_lines=12,
                             max_length=MAX_PROMPT_CHARS, elem_id=f"{name}-prompt", scale=3)
         with gr.Column(scale=2, min_width=240):
-            temperature = gr.Slider(*LIMITS["temperature"], value=0.8, step=0.05, label="Temperature (0 = greedy)")
-            length = gr.Slider(*LIMITS["length"], value=spec["length"], step=1, label="Length (new tokens)")
-    gr.Examples(spec["examples"], inputs=prompt, label="Examples")
+            temperature = gr.Slider(*LIMITS["temperature"], value=SamplingConfig.temperature, step=0.05,
+                                    label="Temperature (0 = greedy)")
+            length = gr.Slider(*LIMITS["length"], value=record.length, step=1, label="Length (new tokens)")
+    gr.Examples(list(record.examples), inputs=prompt, label="Examples")
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
-            top_k = gr.Slider(*LIMITS["top_k"], value=0, step=1, label="Top-k (0 = off)")
-            top_p = gr.Slider(*LIMITS["top_p"], value=1.0, step=0.01, label="Top-p (1 = off)")
+            top_k = gr.Slider(*LIMITS["top_k"], value=SamplingConfig.top_k, step=1, label="Top-k (0 = off)")
+            top_p = gr.Slider(*LIMITS["top_p"], value=SamplingConfig.top_p, step=0.01, label="Top-p (1 = off)")
             # A Textbox, not a Number: inside the closed accordion an empty gr.Number comes up showing 0
             # once opened and then sends 0, so every later run would use seed 0 instead of a random one.
             seed = gr.Textbox(value="", label="Seed (empty = random)", placeholder="random", max_lines=1)
+        allow_special = gr.Checkbox(value=SamplingConfig.allow_special,
+                                    label="Allow special tokens (<unk>, end of text): masked by default")
+    what = "word" if served.loaded.tokenizer.kind == "word" else "token"
+    with gr.Accordion(f"Predict the next {what}", open=True):
+        with gr.Row(equal_height=True):
+            float_next = gr.Label(num_top_classes=10, label="float32", elem_id=f"{name}-next-float")
+            int8_next = gr.Label(num_top_classes=10, label="int8", elem_id=f"{name}-next-int8")
+        with gr.Row():
+            next_note = gr.Markdown(elem_id=f"{name}-next-note")
+            predict = gr.Button(f"Predict next {what}", size="sm", scale=0, min_width=160)
     with gr.Row():
         run = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate", scale=3)
         stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+    colour = gr.Checkbox(value=False, label="Colour each generated token by the probability its model gave it",
+                         elem_id=f"{name}-colour")
+    outputs = {}
     with gr.Row(equal_height=True):
-        with gr.Column(min_width=280):
-            float_text = gr.Textbox(label="float32", lines=10, max_lines=20, interactive=False,
-                                    elem_id=f"{name}-float")
-            float_stats = gr.Markdown(elem_id=f"{name}-float-stats")
-        with gr.Column(min_width=280):
-            int8_text = gr.Textbox(label="int8 (dynamic quantization)", lines=10, max_lines=20, interactive=False,
-                                   elem_id=f"{name}-int8")
-            int8_stats = gr.Markdown(elem_id=f"{name}-int8-stats")
-    agreement = gr.Markdown(elem_id=f"{name}-agreement")
+        for side, label in (("float32", "float32"), ("int8", "int8 (dynamic quantization)")):
+            with gr.Column(min_width=280):
+                text = gr.Textbox(label=label, lines=10, max_lines=20, interactive=False, elem_id=f"{name}-{side}")
+                coloured = gr.HighlightedText(label=label, visible=False, show_legend=True, show_inline_category=False,
+                                              color_map={lbl: c for _, lbl, c in BANDS}, elem_id=f"{name}-{side}-colour")
+                stats = gr.Markdown(elem_id=f"{name}-{side}-stats")
+            outputs[side] = (text, coloured, stats)
+    fidelity = gr.Markdown(elem_id=f"{name}-fidelity")
+    with gr.Accordion("Token probabilities (table)", open=False):
+        table = gr.Dataframe(headers=["#", "float32 token", "float32 p", "int8 token", "int8 p"], interactive=False)
     with gr.Accordion("Model", open=False):
         gr.Markdown(_model_card(served))
         gr.LinePlot(_loss_frame(served), x="epoch", y="loss", color="split", title="Training loss curve",
                     x_title="epoch", y_title="loss (nats per token)", height=260)
 
-    def on_generate(prompt, temperature, length, top_k, top_p, seed):
-        seed = seed.strip() if isinstance(seed, str) else seed  # "" (or blanks) = random
-        for summary in generate_stream(name, prompt, temperature, length, top_k, top_p, seed):
-            yield (summary["prompt"] + summary["float32"]["text"], _stats(summary["float32"]),
-                   summary["prompt"] + summary["int8"]["text"], _stats(summary["int8"]), _agreement(summary))
+    def on_predict(prompt, temperature):
+        temperature = temperature if temperature > 0 else 1.0  # greedy has no spread to show: show temperature 1
+        return _candidates(next_tokens(name, prompt, 10, temperature))
 
-    event = run.click(on_generate, [prompt, temperature, length, top_k, top_p, seed],
-                      [float_text, float_stats, int8_text, int8_stats, agreement],
-                      api_visibility="private", concurrency_id="generate")
+    def on_generate(prompt, temperature, length, top_k, top_p, seed, allow_special):
+        seed = seed.strip() if isinstance(seed, str) else seed  # "" (or blanks) = random
+        request = _validated(name, prompt, temperature=temperature, length=length, top_k=top_k, top_p=top_p,
+                             seed=seed or None, allow_special=allow_special)
+        for result in service.side_by_side(request):
+            summary, row = result.summary(), []
+            for side, part in (("float32", result.float), ("int8", result.int8)):
+                row += [prompt + part.text, _coloured(prompt, part.pieces, part.probabilities),
+                        _stats(summary[side])]
+            rows = [[i + 1, f.replace("\n", "↵"), round(pf, 4), q.replace("\n", "↵"), round(pq, 4)]
+                    for i, (f, pf, q, pq) in enumerate(zip(result.float.pieces, result.float.probabilities,
+                                                           result.int8.pieces, result.int8.probabilities))]
+            yield (*row, _fidelity(summary), rows if result.done else gr.skip())
+
+    next_outputs = [float_next, int8_next, next_note]
+    predict.click(on_predict, [prompt, temperature], next_outputs, api_visibility="private",
+                  concurrency_id="next_tokens")
+    prompt.input(on_predict, [prompt, temperature], next_outputs, api_visibility="private", trigger_mode="always_last",
+                 show_progress="hidden", concurrency_id="next_tokens")
+    flat = [c for side in ("float32", "int8") for c in outputs[side]]
+    event = run.click(on_generate, [prompt, temperature, length, top_k, top_p, seed, allow_special],
+                      [*flat, fidelity, table], api_visibility="private", concurrency_id="generate")
     stop.click(None, cancels=[event])
+    colour.change(lambda on: [gr.update(visible=not on), gr.update(visible=on)] * 2, colour,
+                  [outputs["float32"][0], outputs["float32"][1], outputs["int8"][0], outputs["int8"][1]],
+                  api_visibility="private", queue=False)
 
 
 def build_demo(served_models: dict[str, ServedModel]):
@@ -174,17 +263,36 @@ def build_demo(served_models: dict[str, ServedModel]):
     models.update(served_models)
     with gr.Blocks(title="lstmgen: LSTM text generation") as demo:
         gr.Markdown("# lstmgen\nLSTM text generation, each model beside its dynamically int8-quantized copy: "
-                    "same seed, same random stream, with the latency of each.")
+                    "shared random numbers, the latency of each, and a look inside.")
         with gr.Tabs():
             for name, served in served_models.items():
-                with gr.Tab(TABS[name]["title"], id=name, elem_id=f"tab-{name}"):
-                    _tab(gr, name, served)
+                with gr.Tab(served.record.title, id=name, elem_id=f"tab-{name}"):
+                    _tab(gr, served)
         gr.api(generate, api_name="generate", concurrency_id="generate")
         gr.api(generate_stream, api_name="generate_stream", concurrency_id="generate")
+        gr.api(next_tokens, api_name="next_tokens", concurrency_id="next_tokens")
         gr.api(list_models, api_name="models", concurrency_limit=None)
     # Each request decodes on one core; a few at a time keep latency low, the queue holds the rest.
     demo.queue(default_concurrency_limit=4, max_size=64)
+    _apply_defaults_to_short_calls(demo)
     return demo
+
+
+def _apply_defaults_to_short_calls(demo) -> None:
+    """A REST caller may leave out trailing arguments ({"data": ["char", "ROMEO:"]}): they take their
+    documented defaults, and a missing required one gets the usual clear message. (Gradio itself
+    refuses such a call with an empty error, since its message is hidden without show_error.)"""
+    from gradio.components.api_component import Api
+
+    check = demo.validate_inputs
+
+    def validate_inputs(block_fn, inputs):
+        missing = block_fn.inputs[len(inputs):]
+        if missing and all(isinstance(component, Api) for component in missing):
+            inputs.extend(component.value for component in missing)
+        return check(block_fn, inputs)
+
+    demo.validate_inputs = validate_inputs
 
 
 def prepare_runtime() -> None:
@@ -195,16 +303,21 @@ def prepare_runtime() -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=[], metavar="FOLDER_OR_REPO",
+                        help="serve this model folder or Hub repo too, in a tab of its own (repeatable; also "
+                             "LSTMGEN_MODELS, comma-separated)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", default=os.environ.get("GRADIO_SHARE") == "True")
     parser.add_argument("--hub-timeout", type=float, default=4.0, help="seconds to wait for the Hub per model")
     parser.add_argument("--no-hub", action="store_true", help="use the bundled weights without asking the Hub")
     args = parser.parse_args(argv)
+    sources = [s.strip() for s in os.environ.get("LSTMGEN_MODELS", "").split(",") if s.strip()] + args.model
     prepare_runtime()
     # Resolve the models while gradio imports (about 4 s), so the Hub's bounded wait costs nothing extra.
     loaded: dict[str, ServedModel] = {}
-    loader = threading.Thread(target=lambda: loaded.update(service.load_all(args.hub_timeout, not args.no_hub)))
+    loader = threading.Thread(target=lambda: loaded.update(
+        service.load_all(sources=sources, hub_timeout_s=args.hub_timeout, use_hub=not args.no_hub)))
     loader.start()
     import gradio as gr  # noqa: F401  (imported here to overlap with loading)
 

@@ -1,108 +1,129 @@
-"""Train one of the presets and (optionally) publish it to the Hugging Face Hub.
+"""Train a model and (optionally) publish it to the Hugging Face Hub.
 
     python train_space.py --preset char-shakespeare [--epochs N ...] [--resume] [--push-to-hub OWNER/NAME]
+    python train_space.py --tokenizer word --dataset stanfordnlp/imdb --text-column text --split train
+    python train_space.py --tokenizer char --data my_text.txt --time-budget 600
     python train_space.py --preset char-shakespeare --finalize-only --bundle   # ship the best checkpoint
     torchrun --nproc-per-node 2 train_space.py --preset word-harrypotter   # DistributedDataParallel
 
+A preset (lstmgen/records.py) brings its corpus, split and settings; any flag overrides them. A new
+model takes any text: local files (`--data`), or a dataset (`--dataset`: a Hub id, or a local folder
+laid out as the Hub lays out a dataset), with the last `--held-out` share held out for validation.
+
 The output folder holds the training state (last.pt, resumable) and, when training ends,
 `model/`: config.json, model.safetensors, tokenizer, metrics.json, loss curve and model card,
-exactly what is pushed.
+exactly what is pushed, and what `python app.py --model OUT/model` serves.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from lstmgen import publish
-from lstmgen.data import load_text
+from lstmgen.data import DATA_ENV, Corpus, CorpusError, load_text, read_corpus
+from lstmgen.errors import run_politely
 from lstmgen.hub import resolve
-from lstmgen.model import LSTMLanguageModel
-from lstmgen.presets import PRESETS, corpus_files, prepare
-from lstmgen.train import TrainConfig, Trainer
-
-MODEL_FLAGS = ["embed_size", "hidden_size", "num_layers", "dropout", "embed_dropout", "input_dropout", "weight_drop"]
-TRAIN_FLAGS = ["epochs", "batch_size", "seq_len", "lr", "weight_decay", "clip", "early_stop", "checkpoint_every_s",
-               "average_after", "average_decay", "lr_schedule", "warmup_steps", "min_lr"]
+from lstmgen.model import ModelConfig
+from lstmgen.records import PRESETS, ModelRecord, TokenizerSpec, prepare
+from lstmgen.settings import add_flags, given
+from lstmgen.train import Trainer, TrainConfig, resolve_device
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    parser.add_argument("--data", help="local corpus: a file, or a folder holding the preset's files")
-    parser.add_argument("--dataset", help="a Hub dataset id with a 'text' column, instead of local files")
-    parser.add_argument("--out", help="output folder (default runs/PRESET)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--time-budget", type=float, default=0.0, help="seconds of training, then stop and finish")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
-    parser.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast")
-    parser.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
-    parser.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the model folder to this Hub repo")
-    parser.add_argument("--finalize-only", action="store_true",
-                        help="no training: rebuild the model folder from the output folder's best checkpoint")
-    parser.add_argument("--bundle", action="store_true",
-                        help="copy the model folder into lstmgen/pretrained/PRESET, the app's bundled weights")
-    parser.add_argument("--notes", default="", help="text for the model card's notes (what was tried)")
-    parser.add_argument("--init-from", metavar="FOLDER_OR_PRESET",
-                        help="start from these weights (a model folder, or a preset's shipped weights) with a "
-                             "fresh optimizer: continues a model where its checkpoint did not survive")
-    parser.add_argument("--no-progress", action="store_true")
-    types = {f.name: f.type for f in fields(TrainConfig)}
-    for name in MODEL_FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), type=int if name.endswith(("size", "layers")) else float)
-    for name in TRAIN_FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), type={"int": int, "float": float, "str": str}[types[name]])
-    return parser.parse_args(argv)
+    what = parser.add_argument_group("what to train")
+    what.add_argument("--preset", choices=sorted(PRESETS), help="a shipped model's corpus, split and settings")
+    what.add_argument("--tokenizer", choices=["char", "word", "subword"], help="a new model: its tokenizer")
+    what.add_argument("--name", help="a new model's name (default: from the data)")
+    what.add_argument("--data", help=f"local text: a file, or a folder (a preset's files, or every .txt in it); "
+                                     f"default ${DATA_ENV}, then the repository's data/")
+    what.add_argument("--dataset", help="a Hub dataset id (e.g. stanfordnlp/imdb) or a local folder laid out like one")
+    what.add_argument("--text-column", default="text", help="the dataset's text column")
+    what.add_argument("--split", default="train", help="the dataset's split to train on")
+    what.add_argument("--held-out", type=float, default=0.1, help="a new model: the last share held out for validation")
+    what.add_argument("--min-freq", type=int, help="a new word/subword model: uses a token needs for its own id "
+                                                   "(default 3 for word, 1 for subword)")
+    run = parser.add_argument_group("the run")
+    run.add_argument("--out", help="output folder (default runs/NAME)")
+    run.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
+    run.add_argument("--init-from", metavar="FOLDER_OR_PRESET",
+                     help="start from these weights (a model folder, or a preset's shipped weights) with a fresh "
+                          "optimizer: continues a model where its checkpoint did not survive")
+    run.add_argument("--finalize-only", action="store_true",
+                     help="no training: rebuild the model folder from the output folder's best checkpoint")
+    run.add_argument("--bundle", action="store_true", help="copy the model folder into lstmgen/pretrained/NAME")
+    run.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the model folder to this Hub repo")
+    run.add_argument("--notes", default="", help="text for the model card's notes (what was tried)")
+    add_flags(parser, ModelConfig, "model (a preset's values unless given)")
+    add_flags(parser, TrainConfig, "training (a preset's values unless given)")
+    args = parser.parse_args(argv)
+    if (args.preset is None) == (args.tokenizer is None):
+        parser.error("give --preset NAME, or --tokenizer char|word|subword for a new model")
+    if args.tokenizer and (args.data is None) == (args.dataset is None):
+        parser.error("a new model needs its text: --data FILE_OR_FOLDER or --dataset ID_OR_FOLDER")
+    if not 0 < args.held_out < 1:
+        parser.error("--held-out must be between 0 and 1")
+    return args
+
+
+def new_record(args) -> ModelRecord:
+    """The record of a model that is not a preset: its text, tokenizer and the default settings."""
+    source = args.dataset or args.data
+    name = args.name or f"{args.tokenizer}-{Path(source.rstrip('/')).stem or 'text'}"
+    min_freq = args.min_freq or (3 if args.tokenizer == "word" else 1)
+    corpus = Corpus(name=Path(source.rstrip("/")).name if args.data else args.dataset,
+                    dataset=args.dataset, text_column=args.text_column, dataset_split=args.split,
+                    cuts=(round(1 - args.held_out, 6),),
+                    note=f"{source}, first {1 - args.held_out:.0%} for training, last {args.held_out:.0%} for validation")
+    return ModelRecord(name=name, long_name=name, title=name, corpus=corpus,
+                       tokenizer=TokenizerSpec(args.tokenizer, min_freq))
+
+
+def read_text(record: ModelRecord, args) -> str:
+    if args.dataset and args.preset:
+        return load_text(dataset=args.dataset, split=args.split, text_column=args.text_column)
+    if args.preset or args.dataset:
+        return read_corpus(record.corpus, args.data)
+    data = Path(args.data).expanduser()
+    files = sorted(data.glob("*.txt")) if data.is_dir() else [data]
+    if not files:
+        raise CorpusError(f"no .txt files in {data}")
+    return load_text(files)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    preset = PRESETS[args.preset]
-    token = None
-    if args.push_to_hub:
-        try:
-            token = publish.require_token()  # fail before any training, never print the token
-        except publish.MissingTokenError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    record = PRESETS[args.preset] if args.preset else new_record(args)
+    record = replace(record, model=replace(record.model, **given(args, ModelConfig)),
+                     train=replace(record.train, **given(args, TrainConfig)))
+    token = publish.require_token() if args.push_to_hub else None  # fail before any training; never printed
+    if record.train.threads:
+        torch.set_num_threads(record.train.threads)
+    device = resolve_device(record.train.device)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
-        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
-        if args.device.startswith("cuda"):
-            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     is_main = not distributed or dist.get_rank() == 0
-    out_dir = Path(args.out or f"runs/{preset.name}")
+    out_dir = Path(args.out or f"runs/{record.long_name}")
 
-    if args.dataset:
-        text = load_text(dataset=args.dataset)
-    else:
-        data = Path(args.data) if args.data else None
-        files = [data] if data and data.is_file() else corpus_files(preset, data)
-        text = load_text(files)
-    data = prepare(preset, text)
-
-    model_kwargs = dict(preset.model, vocab_size=data.tokenizer.vocab_size)
-    model_kwargs.update({k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None})
-    train_kwargs = dict(preset.train)
-    train_kwargs.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
-    config = TrainConfig(**train_kwargs, device=args.device, amp=args.amp, time_budget_s=args.time_budget,
-                         progress=not args.no_progress, eval_per_tokens=data.val_per_tokens,
-                         eval_num_chars=data.val_chars if preset.kind == "char" else None)
+    data = prepare(record, read_text(record, args))
+    config = replace(record.train, device=device, eval_per_tokens=data.val_per_tokens, eval_num_chars=data.val_chars)
     torch.manual_seed(config.seed)
-    model = LSTMLanguageModel(**model_kwargs)
+    model = record.model.build(data.tokenizer.vocab_size)
     if args.init_from:
         start = resolve(args.init_from, use_hub=False)
         if start.tokenizer.state() != data.tokenizer.state():
-            print(f"error: {start.folder} was trained with another tokenizer", file=sys.stderr)
-            return 2
+            raise ValueError(f"{start.folder} was trained with another tokenizer than this corpus gives")
         model.load_state_dict(start.model.float().state_dict())
         if is_main:  # the model card's loss curve and history then show the whole training, not just this run
             publish.record_continuation(out_dir, start.folder, start.metrics.get("epochs", []))
@@ -110,7 +131,7 @@ def main(argv=None) -> int:
     if args.resume and trainer.resume() and is_main:
         print(f"resumed from {out_dir / 'last.pt'}: epoch {trainer.epoch + 1}, step {trainer.steps}", flush=True)
     if is_main:
-        print(f"{preset.name}: {model.num_parameters():,} parameters, vocabulary {data.tokenizer.vocab_size:,}, "
+        print(f"{record.long_name}: {model.num_parameters():,} parameters, vocabulary {data.tokenizer.vocab_size:,}, "
               f"{len(data.train_ids):,} training tokens, bf16 autocast {'on' if trainer.amp else 'off'}", flush=True)
     if not args.finalize_only:
         trainer.fit()
@@ -119,18 +140,19 @@ def main(argv=None) -> int:
         dist.destroy_process_group()
     if not is_main:
         return 0
-    if trainer.out_of_time() and trainer.epoch < config.epochs and not trainer.history:
-        print("time budget spent before the first epoch ended; run again with --resume", file=sys.stderr)
-        return 0
-    folder = publish.finalize(out_dir, preset, data, config, notes=args.notes)
+    if not (out_dir / "best").is_dir():
+        print("no epoch finished within the time budget, so there is no model to write yet; run again with "
+              "--resume (the checkpoint is kept), or give a larger --time-budget", file=sys.stderr)
+        return 0 if trainer.out_of_time() else 2
+    command = "`python train_space.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])) + "`"
+    folder = publish.finalize(out_dir, record, data, config, notes=args.notes, command=command)
     print(f"model folder: {folder}")
     if args.bundle:
-        print(f"bundled as {publish.bundle(folder, preset.name)}")
+        print(f"bundled as {publish.bundle(folder, record.long_name)}")
     if args.push_to_hub:
-        url = publish.push(folder, args.push_to_hub, token)
-        print(f"pushed to {url}")
+        print(f"pushed to {publish.push(folder, args.push_to_hub, token)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_politely(main))

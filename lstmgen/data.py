@@ -1,36 +1,122 @@
-"""Corpora through `datasets`, token streams, and contiguous batches for truncated BPTT.
+"""Corpora through `datasets`, the held-out split, and contiguous batches for truncated BPTT.
 
-As in PyTorch's word_language_model example, a token stream is cut into `batch_size`
-parallel streams; batch i continues batch i-1 in every row, so the LSTM state is carried
-across batches instead of restarting on shuffled, independent windows.
+Where corpus files are looked for: the folder given with `--data` (or `data_dir=`), else the folder
+in the LSTMGEN_DATA environment variable, else `data/` in this repository, which ships the
+public-domain Tiny Shakespeare. Copyrighted corpora (the Harry Potter books) never ship: put them
+in a folder of your own and point `--data` or LSTMGEN_DATA at it.
+
+As in PyTorch's word_language_model example, a token stream is cut into `batch_size` parallel
+streams; batch i continues batch i-1 in every row, so the LSTM state is carried across batches
+instead of restarting on shuffled, independent windows.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from .files import SHIPPED_DATA_DIR
+
+DATA_ENV = "LSTMGEN_DATA"
+
+
+class CorpusError(RuntimeError):
+    """A corpus that cannot be read; the message says which files are needed and how to pass them."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Where a model's text comes from and how it is cut into training and held-out parts."""
+
+    name: str  # the dataset's name, for the model card
+    files: tuple[str, ...] = ()  # relative to the data folder, concatenated in this order
+    dataset: str | None = None  # or: a Hub dataset id, or a local folder laid out as the Hub lays one out
+    text_column: str = "text"
+    dataset_split: str = "train"
+    # Where the text is cut, as fractions: (0.9,) = the first 90% trains, the rest validates;
+    # (0.7, 0.85) = 70% train, 15% validation, 15% test.
+    cuts: tuple[float, ...] = (0.9,)
+    # "chars": cut the text before tokenizing (the vocabulary comes from the training part);
+    # "tokens": tokenize the whole text, build the vocabulary on all of it, then cut the ids.
+    cut_by: str = "chars"
+    note: str = ""  # one line for the UI: what the text is and how it is split
+    needs: str = ""  # shown when the files are missing: what they are and where to get them
+
+
+def data_folders(data_dir: str | Path | None = None) -> list[Path]:
+    """The folders searched for corpus files, first match wins."""
+    if data_dir:
+        return [Path(data_dir).expanduser()]
+    env = os.environ.get(DATA_ENV)
+    return ([Path(env).expanduser()] if env else []) + [SHIPPED_DATA_DIR]
+
+
+def corpus_files(corpus: Corpus, data: str | Path | None = None) -> list[Path]:
+    """The corpus's files, found in the data folders; `data` may also be one file (a one-file corpus)."""
+    if data and Path(data).is_file():
+        return [Path(data)]
+    folders = data_folders(data)
+    found = []
+    for name in corpus.files:
+        matches = [folder / name for folder in folders if (folder / name).is_file()]
+        if not matches:
+            where = " or ".join(str(f) for f in folders)
+            raise CorpusError(
+                f"{corpus.name} needs {', '.join(corpus.files)} in a data folder ({name} is not in {where}). "
+                f"{corpus.needs} Pass the folder with --data DIR or set {DATA_ENV}=DIR.".replace("  ", " "))
+        found.append(matches[0])
+    return found
+
 
 def load_text(files: str | Path | list[str | Path] | None = None, dataset: str | None = None, split: str = "train",
-              cache_dir: str | None = None) -> str:
-    """The text of local files (in the order given) or of a Hub dataset's `text` column, via `datasets`."""
+              text_column: str = "text", cache_dir: str | None = None) -> str:
+    """The text of local files (in the order given), or of a dataset's text column, through `datasets`.
+
+    `dataset` is a Hub id (e.g. stanfordnlp/imdb) or a local folder laid out as the Hub lays out a
+    dataset (`plain_text/train-00000-of-00001.parquet`, …): `datasets` reads both the same way."""
     from datasets import load_dataset
 
     if (files is None) == (dataset is None):
-        raise ValueError("give either local files or a dataset id")
+        raise ValueError("give either local files or a dataset")
     if dataset is not None:
-        rows = load_dataset(dataset, split=split, cache_dir=cache_dir)
-        return "\n".join(rows["text"])
+        try:
+            rows = load_dataset(str(dataset), split=split, cache_dir=cache_dir)
+        except Exception as error:  # datasets raises many types: missing split, offline, not found
+            raise CorpusError(f"cannot load dataset {dataset!r} split {split!r}: "
+                              f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+        if text_column not in rows.column_names:
+            raise CorpusError(f"dataset {dataset!r} has no column {text_column!r}; its columns are "
+                              f"{', '.join(rows.column_names)} (choose one with --text-column)")
+        return "\n".join(t for t in rows[text_column] if isinstance(t, str))
     files = [files] if isinstance(files, (str, Path)) else list(files)
-    missing = [str(f) for f in files if not Path(f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"corpus file not found: {', '.join(missing)}")
-    # sample_by="document": one row per file, the text exactly as written (line breaks kept).
-    rows = load_dataset("text", data_files=[str(f) for f in files], sample_by="document", split="train",
-                        cache_dir=cache_dir)
+    for f in files:
+        if not Path(f).is_file():
+            raise CorpusError(f"corpus file not found: {f}")
+    try:
+        # sample_by="document": one row per file, the text exactly as written (line breaks kept).
+        rows = load_dataset("text", data_files=[str(f) for f in files], sample_by="document", split="train",
+                            cache_dir=cache_dir)
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"a corpus file is not UTF-8 text ({error.reason} at byte {error.start}): "
+                          f"{', '.join(map(str, files))}") from None
     return "".join(rows["text"])
+
+
+def read_corpus(corpus: Corpus, data: str | Path | None = None) -> str:
+    """The corpus's text: its dataset, or its files found in the data folders."""
+    if corpus.dataset:
+        return load_text(dataset=corpus.dataset, split=corpus.dataset_split, text_column=corpus.text_column)
+    return load_text(corpus_files(corpus, data))
+
+
+def cut(sequence, cuts: tuple[float, ...]) -> list:
+    """Cut a string or list at the given fractions of its length: (0.9,) -> [first 90%, last 10%]."""
+    points = [0] + [int(len(sequence) * c) for c in cuts] + [len(sequence)]
+    return [sequence[a:b] for a, b in zip(points, points[1:])]
 
 
 def batchify(ids: torch.Tensor | list[int], batch_size: int) -> torch.Tensor:

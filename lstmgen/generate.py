@@ -1,5 +1,6 @@
-"""Sampling and generation. The prompt goes through the network once; after that each new
-token costs one LSTM step, because the hidden state is carried from step to step."""
+"""Generation. The prompt goes through the network once; after that each new token costs one LSTM
+step, because the hidden state is carried from step to step. Data flows one way:
+text -> tokenizer -> model -> sampler (sampling.py) -> text."""
 
 from __future__ import annotations
 
@@ -11,60 +12,19 @@ from typing import Iterator
 
 import torch
 
+from .sampling import RandomStream, SamplingConfig, coupled_draw, distribution, draw
 from .tokenizers import Tokenizer
 
-
-@dataclass
-class SamplingConfig:
-    temperature: float = 0.8  # 0: greedy
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1: off
-    seed: int | None = None
-
-
-def make_generator(seed: int | None) -> torch.Generator:
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
-
-
-def sample_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> int:
-    """Draw one id from 1-D logits. Exactly one uniform number is used per draw, so two models
-    given the same seed share one random stream and differ only where their distributions do."""
-    if config.temperature == 0:
-        return int(logits.argmax())
-    if config.temperature < 1e-3:
-        # 1e-300 is 0 in float32: subtract the maximum and divide in float64, so the distribution
-        # tends to greedy, as it should, instead of overflowing.
-        logits = (logits.double() - logits.max()) / config.temperature
-    else:
-        logits = logits.float() / config.temperature
-    if 0 < config.top_k < logits.numel():
-        kth = torch.topk(logits, config.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    if config.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        # Keep the smallest prefix whose mass reaches top_p (the first token is always kept).
-        drop = sorted_probs.cumsum(0) - sorted_probs >= config.top_p
-        probs = probs.scatter(0, order[drop], 0.0)
-    # Inverse-CDF draw: a cumulative sum and a binary search, several times faster than
-    # torch.multinomial on large vocabularies and exactly the same distribution.
-    cdf = probs.cumsum(0)
-    u = torch.rand((), generator=generator) * cdf[-1]
-    return min(int(torch.searchsorted(cdf, u, right=True)), probs.numel() - 1)
+MAX_UNKNOWN_SHOWN = 20
 
 
 class SingleStep(torch.nn.Module):
     """One decoding step at batch 1: (ids (1, 1), h, c) -> (next-token logits, h, c).
 
     For a float nn.LSTM it runs torch.lstm_cell layer by layer: at batch 1 torch's default oneDNN
-    LSTM kernel is several times slower per step (../shared/STACK.md), and switching oneDNN off
-    globally would also slow the int8 path, whose shared tied output layer runs on oneDNN where the
-    CPU has VNNI (quantize.int8_matmul_is_fast)."""
+    LSTM kernel is several times slower per step (measured in bench/: "float default" against
+    "float fastest"), and switching oneDNN off globally would also slow the int8 path, whose shared
+    tied output layer runs on oneDNN where the CPU has VNNI (quantize.int8_matmul_is_fast)."""
 
     def __init__(self, model):
         super().__init__()
@@ -122,6 +82,95 @@ def make_step(model, fast: bool = True):
     return run
 
 
+class Decoder:
+    """One model decoding at batch 1: the prompt goes through the network in one call, then each
+    `advance(token)` costs one step. `logits` are the next token's."""
+
+    def __init__(self, model, prompt_ids: list[int], fast_steps: bool = True):
+        model.eval()
+        with torch.inference_mode():
+            logits, self.state = model(torch.tensor([prompt_ids]))
+        self.logits = logits[0, -1]
+        self.step = make_step(model, fast=fast_steps)
+
+    @torch.inference_mode()
+    def advance(self, token: int) -> None:
+        self.logits, self.state = self.step(token, self.state)
+
+
+def model_probability(logits: torch.Tensor, token: int) -> float:
+    """How likely the model itself (temperature 1, nothing masked) found `token`."""
+    logits = logits.float()
+    return float(torch.exp(logits[token] - torch.logsumexp(logits, 0)))
+
+
+def banned_ids(tokenizer: Tokenizer) -> list[int]:
+    """The special tokens generation masks by default (<unk>, <eos>, <|endoftext|>)."""
+    return sorted(tokenizer.special_ids.values())
+
+
+def generate_ids(model, prompt_ids: list[int], config: SamplingConfig, banned: list[int] | None = None,
+                 fast_steps: bool = True, with_probability: bool = False) -> Iterator:
+    """Yield `config.length` new ids one at a time (with `with_probability`, (id, the model's probability
+    of it) pairs, at no cost otherwise). `prompt_ids` must not be empty. `fast_steps=False` steps
+    through the model's forward with torch's default kernels, for comparison."""
+    decoder = Decoder(model, prompt_ids, fast_steps)
+    randomness = RandomStream(config.seed)
+    for i in range(config.length):
+        token = draw(distribution(decoder.logits, config, banned), randomness.next()[0])
+        yield (token, model_probability(decoder.logits, token)) if with_probability else token
+        if i + 1 < config.length:
+            decoder.advance(token)
+
+
+@dataclass
+class CoupledStep:
+    """One step of the float model and its int8 copy, sampled with shared randomness."""
+
+    float_token: int
+    int8_token: int
+    float_probability: float  # the model's own probability of its token (temperature 1)
+    int8_probability: float
+    float_s: float  # time in each model's own step, distribution and draw
+    int8_s: float
+    sampled_probability: float  # p(x) of the float token under the distribution it was drawn from
+    u_keep: float  # the int8 side kept x when u_keep * p(x) < q(x)
+
+
+def coupled_ids(float_model, int8_model, prompt_ids: list[int], config: SamplingConfig,
+                banned: list[int] | None = None) -> Iterator[CoupledStep]:
+    """Generate with both models in turns, one token each, coupled (sampling.coupled_draw): they make
+    the same choice whenever their distributions allow it, and each samples exactly from its own."""
+    clock = time.perf_counter
+    started = clock()
+    decoders = Decoder(float_model, prompt_ids), None
+    float_s = clock() - started
+    started = clock()
+    decoders = decoders[0], Decoder(int8_model, prompt_ids)
+    int8_s = clock() - started
+    randomness = RandomStream(config.seed)
+    for i in range(config.length):
+        u_float, u_keep, u_residual = randomness.next()
+        started = clock()
+        p = distribution(decoders[0].logits, config, banned)
+        x = draw(p, u_float)
+        float_s += clock() - started
+        started = clock()
+        q = distribution(decoders[1].logits, config, banned)
+        y = coupled_draw(p, q, x, u_keep, u_residual)
+        int8_s += clock() - started
+        yield CoupledStep(x, y, model_probability(decoders[0].logits, x), model_probability(decoders[1].logits, y),
+                          float_s, int8_s, float(p[x]), u_keep)
+        float_s = int8_s = 0.0
+        if i + 1 < config.length:
+            started = clock()
+            decoders[0].advance(x)
+            float_s = clock() - started
+            started = clock()
+            decoders[1].advance(y)
+            int8_s = clock() - started
+
+
 @dataclass
 class GenerationStats:
     prompt_tokens: int = 0
@@ -135,22 +184,9 @@ class GenerationStats:
         return self.new_tokens / self.total_s if self.total_s > 0 else 0.0
 
 
-@torch.inference_mode()
-def generate_ids(model, prompt_ids: list[int], max_new_tokens: int, config: SamplingConfig,
-                 generator: torch.Generator | None = None, fast_steps: bool = True) -> Iterator[int]:
-    """Yield new ids one at a time. `prompt_ids` must not be empty. The prompt goes through the
-    network in one call; each new token then costs one step. `fast_steps=False` steps through the
-    model's forward with torch's default kernels, for comparison."""
-    model.eval()
-    generator = generator or make_generator(config.seed)
-    logits, state = model(torch.tensor([prompt_ids]))
-    next_logits = logits[0, -1]
-    step = make_step(model, fast=fast_steps)
-    for i in range(max_new_tokens):
-        token = sample_next(next_logits, config, generator)
-        yield token
-        if i + 1 < max_new_tokens:
-            next_logits, state = step(token, state)
+def unique_pieces(pieces: list[str], limit: int = MAX_UNKNOWN_SHOWN) -> list[str]:
+    """Each piece once, in order of first appearance, at most `limit` of them."""
+    return list(dict.fromkeys(pieces))[:limit]
 
 
 def primed_decoder(tokenizer: Tokenizer, prompt_ids: list[int]):
@@ -161,7 +197,7 @@ def primed_decoder(tokenizer: Tokenizer, prompt_ids: list[int]):
     return decode
 
 
-def stream(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, config: SamplingConfig,
+def stream(model, tokenizer: Tokenizer, prompt: str, config: SamplingConfig,
            stats: GenerationStats | None = None) -> Iterator[str]:
     """Yield the text that each new token adds (the prompt itself is not repeated).
     Pass a GenerationStats to have it filled in as generation goes."""
@@ -169,9 +205,9 @@ def stream(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, config
     started = time.perf_counter()
     encoding = tokenizer.encode(prompt)
     prompt_ids = encoding.ids or [tokenizer.start_id]
-    stats.prompt_tokens, stats.unknown = len(prompt_ids), encoding.unknown
+    stats.prompt_tokens, stats.unknown = len(prompt_ids), unique_pieces(encoding.unknown)
     decode = primed_decoder(tokenizer, prompt_ids)
-    for token in generate_ids(model, prompt_ids, max_new_tokens, config):
+    for token in generate_ids(model, prompt_ids, config, banned_ids(tokenizer)):
         stats.new_tokens += 1
         if stats.new_tokens == 1:
             stats.first_token_s = time.perf_counter() - started
@@ -184,8 +220,8 @@ def stream(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, config
         yield tail
 
 
-def generate(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
-             top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
-    """The prompt followed by up to `max_new_tokens` generated tokens, as text."""
-    config = SamplingConfig(temperature, top_k, top_p, seed)
-    return prompt + "".join(stream(model, tokenizer, prompt, max_new_tokens, config))
+def generate(model, tokenizer: Tokenizer, prompt: str, length: int = 200, **settings) -> str:
+    """The prompt followed by `length` generated tokens as text: `generate(model, tokenizer, "ROMEO:", 200, seed=0)`.
+    The other settings are SamplingConfig's (temperature, top_k, top_p, seed, allow_special)."""
+    config = SamplingConfig(length=length, **settings)
+    return prompt + "".join(stream(model, tokenizer, prompt, config))

@@ -10,11 +10,15 @@ All of it is active only in training; at inference the model is a plain LSTM.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch.func import functional_call
+
+from .settings import setting
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -27,6 +31,26 @@ def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * mask
 
 
+@dataclass
+class ModelConfig:
+    """The model's shape and regularisation; every field is also a train_space.py flag."""
+
+    embed_size: int = setting(256, "embedding width", low=1)
+    hidden_size: int = setting(512, "LSTM width", low=1)
+    num_layers: int = setting(2, "LSTM layers", low=1)
+    dropout: float = setting(0.2, "locked dropout on the LSTM's output (and between layers)", low=0.0, high=0.95)
+    embed_dropout: float = setting(0.0, "embedding dropout: whole vocabulary rows dropped", low=0.0, high=0.95)
+    input_dropout: float = setting(0.0, "locked dropout on the LSTM's input", low=0.0, high=0.95)
+    weight_drop: float = setting(0.0, "DropConnect on the hidden-to-hidden weights", low=0.0, high=0.95)
+    tie_weights: bool = setting(False, "share the embedding with the output layer (embed size = hidden size)")
+
+    def build(self, vocab_size: int) -> "LSTMLanguageModel":
+        return LSTMLanguageModel(vocab_size, **asdict(self))
+
+
+_DEFAULT = ModelConfig()
+
+
 class LSTMLanguageModel(
     nn.Module,
     PyTorchModelHubMixin,
@@ -37,14 +61,15 @@ class LSTMLanguageModel(
     def __init__(
         self,
         vocab_size: int,
-        embed_size: int = 256,
-        hidden_size: int = 512,
-        num_layers: int = 2,
-        dropout: float = 0.2,
-        embed_dropout: float = 0.0,
-        input_dropout: float = 0.0,
-        weight_drop: float = 0.0,
-        tie_weights: bool = False,
+        # config.json holds these arguments (PyTorchModelHubMixin); their defaults are ModelConfig's.
+        embed_size: int = _DEFAULT.embed_size,
+        hidden_size: int = _DEFAULT.hidden_size,
+        num_layers: int = _DEFAULT.num_layers,
+        dropout: float = _DEFAULT.dropout,
+        embed_dropout: float = _DEFAULT.embed_dropout,
+        input_dropout: float = _DEFAULT.input_dropout,
+        weight_drop: float = _DEFAULT.weight_drop,
+        tie_weights: bool = _DEFAULT.tie_weights,
     ):
         super().__init__()
         if tie_weights and embed_size != hidden_size:

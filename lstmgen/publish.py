@@ -11,21 +11,39 @@ from pathlib import Path
 import torch
 
 from .evaluate import evaluate
+from .files import CARD_FILE, CONFIG_FILE, LOSS_CURVE_FILE, METRICS_FILE, PRETRAINED_DIR, read_json, replace_folder, \
+    write_json_atomic
 from .model import LSTMLanguageModel
 from .quantize import quantize_dynamic, size_bytes
 from .tokenizers import load_tokenizer
-from .train import BEST_FOLDER, smooth_unseen_words, write_json_atomic
+from .train import BEST_FOLDER
 
 MODEL_FOLDER = "model"
-METRICS_FILE = "metrics.json"
-LOSS_CURVE_FILE = "loss_curve.png"
-CARD_FILE = "README.md"
 VAL_SLICE_TOKENS = 4000
 CONTINUATION_FILE = "continued_from.json"
 
 
 class MissingTokenError(RuntimeError):
     pass
+
+
+@torch.no_grad()
+def smooth_unseen_words(model, train_ids, rare_max_count: int) -> list[int]:
+    """Give the ids the training split never contains the mean embedding and output bias of its rare ids
+    (those used 1..rare_max_count times). Returns the ids changed.
+
+    A vocabulary fixed over the whole corpus (the reference's rule for Harry Potter) holds words that only
+    the later books use. Training never shows them as targets, only pushes their logits down, so the model
+    ends up giving them e^-19; an unseen word is better predicted like a rare one (cf. Good-Turing).
+    """
+    counts = torch.bincount(torch.as_tensor(train_ids), minlength=model.vocab_size)
+    unseen, rare = (counts == 0).nonzero().flatten(), ((counts >= 1) & (counts <= rare_max_count)).nonzero().flatten()
+    if len(unseen) and len(rare):
+        model.embedding.weight[unseen] = model.embedding.weight[rare].mean(0)
+        model.decoder.bias[unseen] = model.decoder.bias[rare].mean()
+        if model.decoder.weight is not model.embedding.weight:  # untied: the output rows too
+            model.decoder.weight[unseen] = model.decoder.weight[rare].mean(0)
+    return unseen.tolist()
 
 
 def require_token() -> str:
@@ -50,26 +68,25 @@ def push(folder: str | Path, repo_id: str, token: str, private: bool = False) ->
     return str(repo)
 
 
-def measure(model, ids, preset, per_tokens=None, num_chars=None, batch_size=None, seq_len=None) -> dict:
-    result = evaluate(model, ids, batch_size or preset.eval_batch_size, seq_len or preset.eval_seq_len,
-                      per_tokens=per_tokens, num_chars=num_chars)
+def measure(model, ids, config, per_tokens=None, num_chars=None, batch_size=None, seq_len=None) -> dict:
+    """Loss and perplexity of `ids`, with the training config's evaluation streams and window unless given."""
+    batch_size, seq_len = batch_size or config.eval_batch_size, seq_len or config.eval_seq_len
+    result = evaluate(model, ids, batch_size, seq_len, per_tokens=per_tokens, num_chars=num_chars)
     return {"loss": result.loss, "perplexity": result.perplexity, "bits_per_char": result.bits_per_char,
-            "tokens": result.tokens, "batch_size": batch_size or preset.eval_batch_size,
-            "seq_len": seq_len or preset.eval_seq_len}
+            "tokens": result.tokens, "batch_size": batch_size, "seq_len": seq_len}
 
 
-def final_figures(model, preset, data) -> dict:
-    """Validation (and test) figures of the float model and its int8 copy, as the preset reports them."""
+def final_figures(model, config, data) -> dict:
+    """Validation (and test) figures of the float model and its int8 copy."""
     int8 = quantize_dynamic(model)
     figures = {"size_bytes": {"float32_in_memory": size_bytes(model), "int8_in_memory": size_bytes(int8)}}
-    chars = data.val_chars if preset.kind == "char" else None
     for name, m in (("float", model), ("int8", int8)):
-        figures[f"val_{name}"] = measure(m, data.val_ids, preset, data.val_per_tokens, chars)
+        figures[f"val_{name}"] = measure(m, data.val_ids, config, data.val_per_tokens, data.val_chars)
         # A fixed slice, quick to recompute: the tests check the shipped weights against it.
-        figures[f"val_slice_{name}"] = measure(m, data.val_ids[:VAL_SLICE_TOKENS], preset, batch_size=1, seq_len=256)
+        figures[f"val_slice_{name}"] = measure(m, data.val_ids[:VAL_SLICE_TOKENS], config, batch_size=1, seq_len=256)
         if data.test_ids is not None:
-            figures[f"test_{name}"] = measure(m, data.test_ids, preset)
-            figures[f"test_{name}_one_stream"] = measure(m, data.test_ids, preset, batch_size=1)
+            figures[f"test_{name}"] = measure(m, data.test_ids, config)
+            figures[f"test_{name}_one_stream"] = measure(m, data.test_ids, config, batch_size=1)
     return figures
 
 
@@ -83,7 +100,7 @@ def record_continuation(out_dir: str | Path, start_folder: str | Path, earlier_e
 def whole_history(out_dir: Path, history: list[dict]) -> tuple[list[dict], int]:
     """This run's epochs after those of the runs it continues, numbered on. Returns (epochs, earlier count)."""
     path = out_dir / CONTINUATION_FILE
-    earlier = json.loads(path.read_text())["epochs"] if path.is_file() else []
+    earlier = (read_json(path) or {}).get("epochs", [])
     return earlier + [dict(h, epoch=h["epoch"] + len(earlier)) for h in history], len(earlier)
 
 
@@ -109,19 +126,20 @@ def plot_loss_curve(history: list[dict], path: Path, title: str, continued_after
     plt.close(fig)
 
 
-def model_card(preset, metrics: dict) -> str:
+def model_card(record, metrics: dict) -> str:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     final = metrics["final"]
     split = "test" if "test_float" in final else "validation"
     headline = final["test_float"] if split == "test" else final["val_float"]
-    metric_type, value = ("perplexity", headline["perplexity"]) if preset.kind == "word" else ("loss", headline["loss"])
+    kind, dataset = record.tokenizer.kind, record.corpus.name
+    metric_type, value = ("perplexity", headline["perplexity"]) if kind == "word" else ("loss", headline["loss"])
     card_data = ModelCardData(
         language="en", license="mit", library_name="lstmgen", pipeline_tag="text-generation",
-        tags=["lstm", "text-generation", preset.kind, "lstmgen"], datasets=[preset.dataset_name],
-        model_name=preset.name,
-        eval_results=[EvalResult(task_type="text-generation", dataset_type=preset.dataset_name,
-                                 dataset_name=preset.dataset_name, dataset_split=split,
+        tags=["lstm", "text-generation", kind, "lstmgen"], datasets=[dataset],
+        model_name=record.long_name,
+        eval_results=[EvalResult(task_type="text-generation", dataset_type=dataset,
+                                 dataset_name=dataset, dataset_split=split,
                                  metric_type=metric_type, metric_value=round(value, 4))],
     )
     def row(key, fig):
@@ -131,15 +149,15 @@ def model_card(preset, metrics: dict) -> str:
 
     rows = "\n".join(row(key, fig) for key, fig in final.items() if key != "size_bytes")
     sizes = final["size_bytes"]
-    prompt = "Harry looked at" if preset.kind == "word" else "ROMEO:"
+    prompt = record.card_prompt or record.examples[0]
     notes = metrics.get("notes", "")
     content = f"""---
 {card_data.to_yaml()}
 ---
 
-# {preset.name}
+# {record.long_name}
 
-An LSTM language model ({preset.title}) trained with lstmgen:
+An LSTM language model ({record.title}) trained with lstmgen:
 {metrics['parameters']:,} parameters, vocabulary {metrics['vocab_size']:,}, {metrics['kind']} tokens.
 
 | split / model | loss (nats/token) | perplexity | bits/char | streams × steps |
@@ -156,13 +174,13 @@ The weights are stored as {metrics['stored_dtype']}; every figure above was meas
 ```python
 from lstmgen.hub import resolve
 from lstmgen.generate import generate
-loaded = resolve("{preset.repo_id}")  # this repo, through the Hub cache (safetensors only)
+loaded = resolve("{record.repo_id}")  # this repo, through the Hub cache (safetensors only)
 print(generate(loaded.model, loaded.tokenizer, {prompt!r}, 200, temperature=0.8, seed=0))
 ```
 
 ## Training
 
-`python train_space.py --preset {preset.name}`; settings:
+{metrics.get("command") or f"`python train_space.py --preset {record.long_name}`"}; settings:
 
 ```json
 {json.dumps(metrics['training'], indent=1)}
@@ -173,47 +191,37 @@ print(generate(loaded.model, loaded.tokenizer, {prompt!r}, 200, temperature=0.8,
     return str(ModelCard(content))
 
 
-def bundle(folder: str | Path, preset_name: str) -> Path:
+def bundle(folder: str | Path, name: str) -> Path:
     """Copy a finished model folder into lstmgen/pretrained/, the weights that ship with the app."""
-    target = Path(__file__).resolve().parent / "pretrained" / preset_name
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(folder, tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
+    return replace_folder(lambda tmp: shutil.copytree(folder, tmp, dirs_exist_ok=True), PRETRAINED_DIR / name)
 
 
-def finalize(out_dir: str | Path, preset, data, config, stored_dtype: torch.dtype = torch.float16,
-             notes: str = "") -> Path:
+def finalize(out_dir: str | Path, record, data, config, stored_dtype: torch.dtype = torch.float16,
+             notes: str = "", command: str = "") -> Path:
     """Turn the best checkpoint into the publishable model folder `out_dir/model`."""
     out_dir = Path(out_dir)
-    folder = out_dir / MODEL_FOLDER
     model = LSTMLanguageModel.from_pretrained(out_dir / BEST_FOLDER, strict=True)
     tokenizer = load_tokenizer(out_dir / BEST_FOLDER)
-    smoothed = smooth_unseen_words(model, data.train_ids, preset.unseen_like_max_count) \
-        if preset.unseen_like_max_count else []
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    # Stored in 16 bits to keep the repository light; the figures are measured on what is stored.
-    model.to(stored_dtype).save_pretrained(tmp)
-    tokenizer.save(tmp)
-    model = LSTMLanguageModel.from_pretrained(tmp, strict=True).float().eval()
-    history, continued_after = whole_history(out_dir, json.loads((out_dir / METRICS_FILE).read_text())["epochs"])
-    metrics = {
-        "preset": preset.name, "kind": preset.kind, "parameters": model.num_parameters(),
-        "vocab_size": tokenizer.vocab_size, "stored_dtype": str(stored_dtype).replace("torch.", ""),
-        "epochs": history, "final": final_figures(model, preset, data),
-        "training": {"model": {k: v for k, v in json.loads((tmp / "config.json").read_text()).items()},
-                     **asdict(config)},
-        "unseen_words_smoothed": {"ids": len(smoothed), "like_ids_used_at_most": preset.unseen_like_max_count},
-        "notes": notes,
-    }
-    write_json_atomic(metrics, tmp / METRICS_FILE)
-    plot_loss_curve(history, tmp / LOSS_CURVE_FILE, preset.name, continued_after)
-    (tmp / CARD_FILE).write_text(model_card(preset, metrics))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
+    smoothed = smooth_unseen_words(model, data.train_ids, record.smooth_unseen_max_count) \
+        if record.smooth_unseen_max_count else []
+    history, continued_after = whole_history(out_dir, read_json(out_dir / METRICS_FILE, {}).get("epochs", []))
 
+    def build(tmp: Path):
+        # Stored in 16 bits to keep the repository light; the figures are measured on what is stored.
+        model.to(stored_dtype).save_pretrained(tmp)
+        tokenizer.save(tmp)
+        stored = LSTMLanguageModel.from_pretrained(tmp, strict=True).float().eval()
+        metrics = {
+            "preset": record.long_name, "kind": record.tokenizer.kind, "record": record.describe(),
+            "parameters": stored.num_parameters(), "vocab_size": tokenizer.vocab_size,
+            "stored_dtype": str(stored_dtype).replace("torch.", ""),
+            "epochs": history, "final": final_figures(stored, config, data),
+            "training": {"model": read_json(tmp / CONFIG_FILE, {}), **asdict(config)},
+            "unseen_words_smoothed": {"ids": len(smoothed), "like_ids_used_at_most": record.smooth_unseen_max_count},
+            "notes": notes, "command": command,
+        }
+        write_json_atomic(metrics, tmp / METRICS_FILE)
+        plot_loss_curve(history, tmp / LOSS_CURVE_FILE, record.long_name, continued_after)
+        (tmp / CARD_FILE).write_text(model_card(record, metrics))
+
+    return replace_folder(build, out_dir / MODEL_FOLDER)

@@ -1,32 +1,30 @@
-"""What the app serves, without the UI: the loaded models, request validation, and float-beside-int8
-generation that streams both texts with their own timings."""
+"""What the app serves, without the UI: the loaded models, request validation, float-beside-int8
+generation that streams both texts with their own timings, and the look inside the models."""
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Iterator
 
 import torch
 
-from .generate import SamplingConfig, generate_ids, make_generator, primed_decoder, traced_step
+from . import compare
+from .generate import banned_ids, coupled_ids, primed_decoder, traced_step, unique_pieces
 from .hub import DEFAULT_HUB_TIMEOUT_S, LoadedModel, resolve
-from .presets import PRESETS
 from .quantize import quantize_dynamic, size_bytes
+from .records import RECORDS, ModelRecord, find, record_from_metrics
+from .sampling import SEED_MAX, SamplingConfig
+from .settings import SettingError, checked, limits
 
 # The UI's sliders use these bounds; the server enforces them on every caller.
-LIMITS = {
-    "temperature": (0.0, 2.0),
-    "length": (1, 1000),
-    "top_k": (0, 500),
-    "top_p": (0.01, 1.0),
-    "seed": (0, 2**31 - 1),
-}
+LIMITS = limits(SamplingConfig)
 MAX_PROMPT_CHARS = 2000
-MODEL_NAMES = {"char": "char-shakespeare", "subword": "subword-shakespeare", "word": "word-harrypotter"}
+MAX_PROMPT_TOKENS = 2000  # a 2,000-character prompt of emoji is 8,000 subword byte tokens
+CANDIDATES_LIMITS = (1, 50)
 STREAM_EVERY_S = 0.05  # how often a streaming caller gets an update
 
 
@@ -36,22 +34,24 @@ class RequestError(ValueError):
 
 @dataclass
 class ServedModel:
-    name: str  # short name: char, subword, word
-    preset: str
+    record: ModelRecord
     loaded: LoadedModel | None = None
     int8: torch.nn.Module | None = None
     float_bytes: int = 0
     int8_bytes: int = 0
     error: str | None = None  # why it could not be loaded
 
+    @property
+    def name(self) -> str:
+        return self.record.name
+
     def info(self) -> dict:
+        base = {"name": self.name, "preset": self.record.long_name, "title": self.record.title}
         if self.loaded is None:
-            return {"name": self.name, "preset": self.preset, "loaded": False, "error": self.error}
-        metrics = self.loaded.metrics
-        final = metrics.get("final", {})
+            return {**base, "loaded": False, "error": self.error}
+        final = self.loaded.metrics.get("final", {})
         return {
-            "name": self.name, "preset": self.preset, "loaded": True, "source": self.loaded.source,
-            "fallback_reason": self.loaded.fallback_reason,
+            **base, "loaded": True, "source": self.loaded.source, "fallback_reason": self.loaded.fallback_reason,
             "parameters": self.loaded.model.num_parameters(), "vocab_size": self.loaded.tokenizer.vocab_size,
             "tokenizer": self.loaded.tokenizer.kind,
             "size_mb": {"float32": round(self.float_bytes / 1e6, 2), "int8": round(self.int8_bytes / 1e6, 2)},
@@ -60,89 +60,109 @@ class ServedModel:
         }
 
 
-def load_one(name: str, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_hub: bool = True,
-             source: str | None = None) -> ServedModel:
-    """Resolve a preset (or `source`: a folder or repo id) and make its int8 copy; failures are recorded, not raised."""
-    served = ServedModel(name, MODEL_NAMES[name])
+def serve(record: ModelRecord, loaded: LoadedModel) -> ServedModel:
+    """A loaded model with its int8 copy, both decoding steps traced now rather than in a user's request."""
+    int8 = quantize_dynamic(loaded.model)
+    for model in (loaded.model, int8):
+        traced_step(model)
+    return ServedModel(record, loaded, int8, size_bytes(loaded.model), size_bytes(int8))
+
+
+def load_one(record: ModelRecord, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_hub: bool = True) -> ServedModel:
+    """Resolve a record's weights (its folder, else the Hub, else the bundled folder); failures are recorded,
+    not raised: one model failing must not take the app down."""
     try:
-        loaded = resolve(source or served.preset, timeout_s=hub_timeout_s, use_hub=use_hub)
-        served.loaded, served.int8 = loaded, quantize_dynamic(loaded.model)
-        for model in (served.loaded.model, served.int8):
-            traced_step(model)  # trace the decoding step now, not in the first user's request
-        served.float_bytes, served.int8_bytes = size_bytes(loaded.model), size_bytes(served.int8)
-    except Exception as error:  # one model failing must not take the app down
-        served.error = f"{type(error).__name__}: {error}"
-    return served
+        return serve(record, resolve(record, timeout_s=hub_timeout_s, use_hub=use_hub))
+    except Exception as error:
+        return ServedModel(record, error=f"{type(error).__name__}: {error}")
 
 
-def load_all(hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_hub: bool = True,
-             sources: dict[str, str] | None = None) -> dict[str, ServedModel]:
-    """Load the three models in parallel threads, so the Hub's waits overlap."""
-    sources = sources or {}
-    results: dict[str, ServedModel] = {}
+def load_source(source: str, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_hub: bool = True) -> ServedModel:
+    """A model given as a folder or Hub repo id (`--model`): its record comes from its metrics.json."""
+    fallback = Path(source.rstrip("/")).name
+    try:
+        loaded = resolve(source, timeout_s=hub_timeout_s, use_hub=use_hub)
+    except Exception as error:
+        return ServedModel(record_from_metrics({}, fallback, "char"), error=f"{type(error).__name__}: {error}")
+    preset = find(loaded.preset or "") if not loaded.metrics.get("record") else None
+    record = preset or record_from_metrics(loaded.metrics, fallback, loaded.tokenizer.kind)
+    return serve(replace(record, folder=loaded.folder), loaded)
 
-    def work(name):
-        results[name] = load_one(name, hub_timeout_s, use_hub, sources.get(name))
 
-    threads = [threading.Thread(target=work, args=(name,), daemon=True) for name in MODEL_NAMES]
+def load_all(records: list[ModelRecord] | None = None, sources: list[str] = (), hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S,
+             use_hub: bool = True) -> dict[str, ServedModel]:
+    """Load records and extra sources in parallel threads (so the Hub's waits overlap), named uniquely
+    in the order given."""
+    records = list(RECORDS.values()) if records is None else list(records)
+    jobs = [(load_one, r) for r in records] + [(load_source, s) for s in sources]
+    results: list[ServedModel | None] = [None] * len(jobs)
+
+    def work(i, fn, arg):
+        results[i] = fn(arg, hub_timeout_s, use_hub)
+
+    threads = [threading.Thread(target=work, args=(i, fn, arg), daemon=True) for i, (fn, arg) in enumerate(jobs)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return {name: results[name] for name in MODEL_NAMES}
+    served: dict[str, ServedModel] = {}
+    for result in results:
+        name, n = result.name, 2
+        while name in served:
+            name, n = f"{result.name}-{n}", n + 1
+        result.record = replace(result.record, name=name)
+        served[name] = result
+    return served
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _number(name: str, value, integer: bool):
-    if isinstance(value, bool) or value is None:
-        raise RequestError(f"{name} must be a number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise RequestError(f"{name} must be a number, not {value!r}") from None
-    if not math.isfinite(number):
-        raise RequestError(f"{name} must be a finite number")
-    if integer and number != int(number):
-        raise RequestError(f"{name} must be a whole number")
-    low, high = LIMITS[name]
-    if not low <= number <= high:
-        raise RequestError(f"{name} must be between {low} and {high}, got {value}")
-    return int(number) if integer else number
-
-
 @dataclass
 class Request:
-    model: str
+    served: ServedModel
     prompt: str
-    temperature: float
-    length: int
-    top_k: int
-    top_p: float
-    seed: int
+    prompt_ids: list[int]
+    unknown: list[str]  # prompt pieces outside the vocabulary, each once, at most 20
+    unknown_total: int
+    sampling: SamplingConfig
 
 
-def validate(models: dict[str, ServedModel], model, prompt, temperature, length, top_k=0, top_p=1.0,
-             seed=None) -> Request:
-    """Check every field against the documented limits; raise RequestError with a clear message."""
-    aliases = {**{short: short for short in MODEL_NAMES}, **{preset: short for short, preset in MODEL_NAMES.items()}}
-    name = aliases.get(model) if isinstance(model, str) else None
-    if name is None:
-        raise RequestError(f"unknown model {model!r}: choose one of {', '.join(MODEL_NAMES)}")
-    served = models.get(name)
-    if served is None or served.loaded is None:
-        raise RequestError(f"the {name} model is not available: {served.error if served else 'not loaded'}")
+def pick_model(models: dict[str, ServedModel], model) -> ServedModel:
+    """The served model called `model` (short name, or the preset's long name)."""
+    served = None
+    if isinstance(model, str):
+        served = models.get(model) or next((s for s in models.values() if s.record.long_name == model), None)
+    if served is None:
+        raise RequestError(f"unknown model {model!r}: choose one of {', '.join(models)}")
+    if served.loaded is None:
+        raise RequestError(f"the {served.name} model is not available: {served.error}")
+    return served
+
+
+def validate(models: dict[str, ServedModel], model, prompt, **sampling) -> Request:
+    """Check every field against the documented limits; raise RequestError with a clear message.
+    `sampling` holds SamplingConfig's settings; missing ones take their defaults."""
+    served = pick_model(models, model)
     if prompt is None:
         prompt = ""
     if not isinstance(prompt, str):
         raise RequestError("prompt must be text")
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise RequestError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-    if seed is None or seed == "":
-        seed = random.SystemRandom().randrange(LIMITS["seed"][1])  # shown to the user, so the run can be repeated
-    return Request(name, prompt, _number("temperature", temperature, False), _number("length", length, True),
-                   _number("top_k", top_k, True), _number("top_p", top_p, False), _number("seed", seed, True))
+        raise RequestError(f"prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+    if sampling.get("seed") is None or (isinstance(sampling.get("seed"), str) and not sampling["seed"].strip()):
+        sampling["seed"] = random.SystemRandom().randrange(SEED_MAX)  # returned, so the run can be repeated
+    try:
+        config = checked(SamplingConfig, **sampling)
+    except SettingError as error:
+        raise RequestError(str(error)) from None
+    tokenizer = served.loaded.tokenizer
+    encoding = tokenizer.encode(prompt)
+    if len(encoding.ids) > MAX_PROMPT_TOKENS:
+        raise RequestError(f"prompt is {len(encoding.ids):,} tokens for the {served.name} model; the limit is "
+                           f"{MAX_PROMPT_TOKENS:,} (shorten it)")
+    return Request(served, prompt, encoding.ids or [tokenizer.start_id], unique_pieces(encoding.unknown),
+                   len(encoding.unknown), config)
 
 
 # --------------------------------------------------------------------------- generation
@@ -155,6 +175,8 @@ class Side:
     label: str
     text: str = ""
     ids: list[int] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)  # the model's probability of each token it wrote
+    pieces: list[str] = field(default_factory=list)  # the text each token added
     first_token_s: float = 0.0
     total_s: float = 0.0  # time spent in this model's own steps (the two models take turns)
     size_bytes: int = 0
@@ -162,6 +184,7 @@ class Side:
     def summary(self) -> dict:
         return {
             "text": self.text, "tokens": len(self.ids),
+            "token_probabilities": [round(p, 6) for p in self.probabilities],
             "first_token_ms": round(self.first_token_s * 1000, 2), "total_ms": round(self.total_s * 1000, 2),
             "tokens_per_s": round(len(self.ids) / self.total_s, 1) if self.total_s > 0 else 0.0,
             "size_mb": round(self.size_bytes / 1e6, 2),
@@ -175,52 +198,67 @@ class SideBySide:
     float: Side
     int8: Side
     unknown: list[str]
+    unknown_total: int
+    fidelity: dict | None = None
     done: bool = False
-
-    @property
-    def agreeing_tokens(self) -> int:
-        """How many of the first generated tokens the two models share."""
-        n = 0
-        for a, b in zip(self.float.ids, self.int8.ids):
-            if a != b:
-                break
-            n += 1
-        return n
 
     def summary(self) -> dict:
         return {"model": self.model, "seed": self.seed, "float32": self.float.summary(), "int8": self.int8.summary(),
-                "agreeing_tokens": self.agreeing_tokens, "unknown": self.unknown, "done": self.done}
+                "fidelity": self.fidelity, "unknown": self.unknown, "unknown_total": self.unknown_total,
+                "done": self.done}
 
 
-def side_by_side(served: ServedModel, request: Request, stream_every_s: float = STREAM_EVERY_S) -> Iterator[SideBySide]:
-    """Generate with the float model and its int8 copy in turns, one token each, from the same seed.
-
-    Each model has its own random generator seeded identically, and each draw uses exactly one
-    uniform number, so the two texts differ only where quantization changed a choice."""
+def side_by_side(request: Request, stream_every_s: float = STREAM_EVERY_S) -> Iterator[SideBySide]:
+    """Generate with the float model and its int8 copy in turns, one token each, with shared randomness
+    (generate.coupled_ids), then measure the int8 copy's fidelity along the float model's text."""
+    served, config = request.served, request.sampling
     tokenizer = served.loaded.tokenizer
-    encoding = tokenizer.encode(request.prompt)
-    prompt_ids = encoding.ids or [tokenizer.start_id]
-    config = SamplingConfig(request.temperature, request.top_k, request.top_p, request.seed)
-    result = SideBySide(request.model, request.seed, Side("float32", size_bytes=served.float_bytes),
-                        Side("int8", size_bytes=served.int8_bytes), encoding.unknown)
-    sides = [result.float, result.int8]
-    runs = [generate_ids(model, prompt_ids, request.length, config, make_generator(request.seed))
-            for model in (served.loaded.model, served.int8)]
-    decoders = [primed_decoder(tokenizer, prompt_ids) for _ in sides]
+    result = SideBySide(served.name, config.seed, Side("float32", size_bytes=served.float_bytes),
+                        Side("int8", size_bytes=served.int8_bytes), request.unknown, request.unknown_total)
+    sides = (result.float, result.int8)
+    decoders = [primed_decoder(tokenizer, request.prompt_ids) for _ in sides]
+    banned = banned_ids(tokenizer)
+    sampled, u_keeps = [], []
     last_yield = time.perf_counter()
-    for _ in range(request.length):
-        for side, run, decoder in zip(sides, runs, decoders):
-            started = time.perf_counter()
-            token = next(run)
-            side.text += decoder(token)
-            side.total_s += time.perf_counter() - started
-            if not side.ids:
-                side.first_token_s = side.total_s
+    for step in coupled_ids(served.loaded.model, served.int8, request.prompt_ids, config, banned):
+        for side, decoder, token, probability, seconds in zip(
+                sides, decoders, (step.float_token, step.int8_token), (step.float_probability, step.int8_probability),
+                (step.float_s, step.int8_s)):
+            piece = decoder(token)
+            side.text += piece
+            side.pieces.append(piece)
             side.ids.append(token)
+            side.probabilities.append(probability)
+            side.total_s += seconds
+            if len(side.ids) == 1:
+                side.first_token_s = side.total_s
+        sampled.append(step.sampled_probability)
+        u_keeps.append(step.u_keep)
         if time.perf_counter() - last_yield >= stream_every_s:
             last_yield = time.perf_counter()
             yield result
     for side, decoder in zip(sides, decoders):
-        side.text += decoder.flush()
+        tail = decoder.flush()
+        side.text += tail
+        if side.pieces:
+            side.pieces[-1] += tail
+    result.fidelity = compare.fidelity(served.loaded.model, served.int8, request.prompt_ids, result.float.ids, sampled,
+                                       u_keeps, config, banned)
     result.done = True
     yield result
+
+
+def next_tokens(request: Request, k) -> dict:
+    """The top-k next tokens of both models for the request's prompt (see compare.next_tokens)."""
+    try:
+        k = int(k) if not isinstance(k, bool) and float(k) == int(k) else None
+    except (TypeError, ValueError, OverflowError):
+        k = None
+    if k is None or not CANDIDATES_LIMITS[0] <= k <= CANDIDATES_LIMITS[1]:
+        raise RequestError(f"k must be a whole number between {CANDIDATES_LIMITS[0]} and {CANDIDATES_LIMITS[1]}")
+    if request.sampling.temperature == 0:
+        raise RequestError("temperature must be above 0 for next-token probabilities (0 is greedy: one token, "
+                           "probability 1)")
+    served = request.served
+    return compare.next_tokens(served.loaded.model, served.int8, served.loaded.tokenizer, request.prompt_ids, k,
+                               request.sampling, banned_ids(served.loaded.tokenizer))

@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOKENIZER_FILE = "tokenizer.json"
-GPT2_RANKS_FILE = "gpt2.tiktoken"
+from .files import GPT2_RANKS_FILE, TOKENIZER_FILE
+
 # GPT-2's pre-tokenizer pattern and end-of-text id, as tiktoken's "gpt2" encoding defines them.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 GPT2_END_OF_TEXT = 50256
@@ -42,6 +42,10 @@ class Tokenizer:
 
     def stream_decoder(self) -> "StreamDecoder":
         """A callable that turns ids, one at a time, into the text they add."""
+        raise NotImplementedError
+
+    def piece(self, token_id: int) -> str:
+        """One token on its own, for display (a byte that is not a whole character shows as <0xNN>)."""
         raise NotImplementedError
 
     @property
@@ -111,6 +115,9 @@ class CharTokenizer(Tokenizer):
                 return chars[token_id]
 
         return _Decoder()
+
+    def piece(self, token_id: int) -> str:
+        return self.chars[token_id]
 
     @property
     def vocab_size(self) -> int:
@@ -207,6 +214,9 @@ class WordTokenizer(Tokenizer):
 
         return _Decoder()
 
+    def piece(self, token_id: int) -> str:
+        return self.words[token_id]
+
     @property
     def vocab_size(self) -> int:
         return len(self.words)
@@ -299,6 +309,13 @@ class SubwordTokenizer(Tokenizer):
                 return self.utf8.decode(b"", final=True)
 
         return _Decoder()
+
+    def piece(self, token_id: int) -> str:
+        data = self.encoding.decode_single_token_bytes(self.gpt2_ids[token_id])
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "".join(f"<0x{b:02X}>" for b in data)
 
     @property
     def vocab_size(self) -> int:

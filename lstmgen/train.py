@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -21,42 +19,62 @@ from tqdm.auto import tqdm
 
 from .data import batchify, bptt_batches, num_batches
 from .evaluate import evaluate
+from .files import METRICS_FILE, replace_folder, save_atomic, write_json_atomic
+from .settings import setting
 
 CHECKPOINT_FILE = "last.pt"
-METRICS_FILE = "metrics.json"
 BEST_FOLDER = "best"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read; the message names the file, which is left as it was."""
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 32  # parallel streams per process
-    seq_len: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    clip: float = 1.0
-    # "plateau": multiply the rate by lr_factor after lr_patience epochs without a better validation loss;
-    # "cosine": warm up for warmup_steps, then follow a half cosine down to min_lr at the last step of `epochs`
-    # (best when the run's length is known in advance, as with a time budget).
-    lr_schedule: str = "plateau"
-    lr_factor: float = 0.5
-    lr_patience: int = 0
-    warmup_steps: int = 0
-    min_lr: float = 1e-5
-    early_stop: int = 3  # stop after this many epochs without a better validation loss
-    amp: str = "auto"  # bf16 autocast: "auto" (where the device has bf16), "on", "off"
-    device: str = "cpu"
-    seed: int = 1234
-    eval_batch_size: int = 16
-    eval_seq_len: int = 256
-    checkpoint_every_s: float = 120.0
-    checkpoint_every_steps: int = 0  # 0: by time only
-    time_budget_s: float = 0.0  # 0: no limit; else stop (after a checkpoint) once training has run this long
-    progress: bool = True
-    eval_per_tokens: int | None = None  # loss denominator override (GPT-2 tokens for subword)
-    eval_num_chars: int | None = None  # characters in the validation text, for bits per character
-    average_after: int = 0  # from this epoch on, evaluate and keep the running average of the weights (0: off)
-    average_decay: float = 0.0  # 0: the plain mean of every step since (averaged SGD); else an exponential average
+    """How to train; every field with help text is also a train_space.py flag."""
+
+    epochs: int = setting(10, "passes over the training text", low=1)
+    batch_size: int = setting(32, "parallel streams per process", low=1)
+    seq_len: int = setting(128, "steps of truncated backpropagation through time", low=2)
+    lr: float = setting(2e-3, "peak learning rate (AdamW)", low=0.0)
+    weight_decay: float = setting(0.01, "AdamW weight decay", low=0.0)
+    clip: float = setting(1.0, "gradient norm clipping", low=0.0)
+    lr_schedule: str = setting("plateau", "plateau: multiply the rate by lr_factor after lr_patience epochs without a "
+                               "better validation loss; cosine: warm up, then a half cosine down to min_lr at the last "
+                               "step (best when the run's length is known in advance)", choices=["plateau", "cosine"])
+    lr_factor: float = setting(0.5, "plateau: the factor the rate is multiplied by", low=0.0, high=1.0)
+    lr_patience: int = setting(0, "plateau: epochs without improvement before the rate falls", low=0)
+    warmup_steps: int = setting(0, "cosine: steps of linear warm-up", low=0)
+    min_lr: float = setting(1e-5, "the lowest rate either schedule reaches", low=0.0)
+    early_stop: int = setting(3, "stop after this many epochs without a better validation loss", low=1)
+    amp: str = setting("auto", "bf16 autocast: auto (where the device has bf16), on, off", choices=["auto", "on", "off"])
+    device: str = setting("auto", "cpu, cuda, cuda:N, or auto: a usable GPU if there is one, else the CPU")
+    threads: int = setting(0, "CPU threads (0: torch's choice)", low=0)
+    seed: int = setting(1234, "random seed of the initialisation and dropout", low=0)
+    eval_batch_size: int = setting(16, "parallel streams when validating (and for the reported figure)", low=1)
+    eval_seq_len: int = setting(256, "steps per window when validating", low=2)
+    checkpoint_every_s: float = setting(120.0, "seconds between checkpoints (last.pt)", low=1.0)
+    checkpoint_every_steps: int = setting(0, "also checkpoint every N steps (0: by time only)", low=0)
+    time_budget_s: float = setting(0.0, "seconds of training, then checkpoint, stop and finish (0: no limit)",
+                                   low=0.0, flag="--time-budget")
+    progress: bool = setting(True, "show progress bars")
+    average_after: int = setting(0, "from this epoch on, evaluate and keep the running average of the weights "
+                                    "(0: off)", low=0)
+    average_decay: float = setting(0.0, "0: the plain mean of every step since (averaged SGD); else the decay of an "
+                                        "exponential average", low=0.0, high=1.0)
+    # Derived from the data, not set by hand:
+    eval_per_tokens: int | None = setting(None, "loss denominator (GPT-2 tokens for subword)", cli=False)
+    eval_num_chars: int | None = setting(None, "characters in the validation text, for bits per character", cli=False)
+
+
+def resolve_device(device: str) -> str:
+    """"auto" is a GPU only where one is really usable (gpu.compute_device); anything else is taken as given."""
+    if device != "auto":
+        return device
+    from .gpu import compute_device
+
+    return compute_device()
 
 
 def bf16_supported(device: str) -> bool:
@@ -74,49 +92,15 @@ def cosine_lr(step: int, total_steps: int, peak: float, floor: float, warmup_ste
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(data, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def save_model_folder(model, tokenizer, folder: Path) -> None:
-    """Write config.json + model.safetensors + tokenizer to a temporary folder, then swap it in."""
-    folder = Path(folder)
-    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    if tokenizer is not None:
-        tokenizer.save(tmp)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """config.json + model.safetensors + tokenizer, swapped in whole."""
 
+    def build(tmp):
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save(tmp)
 
-@torch.no_grad()
-def smooth_unseen_words(model, train_ids, rare_max_count: int) -> list[int]:
-    """Give the ids the training split never contains the mean embedding and output bias of its rare ids
-    (those used 1..rare_max_count times). Returns the ids changed.
-
-    A vocabulary fixed over the whole corpus (the reference's rule for Harry Potter) holds words that only
-    the later books use. Training never shows them as targets, only pushes their logits down, so the model
-    ends up giving them e^-19; an unseen word is better predicted like a rare one (cf. Good-Turing).
-    """
-    counts = torch.bincount(torch.as_tensor(train_ids), minlength=model.vocab_size)
-    unseen, rare = (counts == 0).nonzero().flatten(), ((counts >= 1) & (counts <= rare_max_count)).nonzero().flatten()
-    if len(unseen) and len(rare):
-        model.embedding.weight[unseen] = model.embedding.weight[rare].mean(0)
-        model.decoder.bias[unseen] = model.decoder.bias[rare].mean()
-        if model.decoder.weight is not model.embedding.weight:  # untied: the output rows too
-            model.decoder.weight[unseen] = model.decoder.weight[rare].mean(0)
-    return unseen.tolist()
+    replace_folder(build, folder)
 
 
 class Trainer:
@@ -128,11 +112,11 @@ class Trainer:
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
         self.is_main = self.rank == 0
-        self.device = torch.device(config.device)
+        self.device = torch.device(resolve_device(config.device))
         self.model = model.to(self.device)
         if self.distributed:
             self.model = torch.nn.parallel.DistributedDataParallel(model)
-        self.amp = config.amp == "on" or (config.amp == "auto" and bf16_supported(config.device))
+        self.amp = config.amp == "on" or (config.amp == "auto" and bf16_supported(self.device.type))
         # Each process takes its own contiguous block of streams.
         all_rows = batchify(train_ids, config.batch_size * self.world)
         self.rows = all_rows[self.rank * config.batch_size : (self.rank + 1) * config.batch_size].to(self.device)
@@ -145,6 +129,9 @@ class Trainer:
             self.optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
         )
         self.epoch, self.position, self.steps, self.elapsed = 0, 0, 0, 0.0
+        # The epoch in progress: summed window losses and their count, kept across a resume so the
+        # epoch's train_loss covers every batch, not just those run after it.
+        self.epoch_loss_sum, self.epoch_windows = 0.0, 0
         self.state = None
         self.best_val, self.bad_epochs = math.inf, 0
         self.history: list[dict] = []
@@ -173,6 +160,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch, "position": self.position, "steps": self.steps, "elapsed": self.elapsed,
+            "epoch_loss_sum": self.epoch_loss_sum, "epoch_windows": self.epoch_windows,
             "best_val": self.best_val, "bad_epochs": self.bad_epochs, "history": json.dumps(self.history),
             "world": self.world, "per_rank": per_rank,
             "averaged": None if self.averaged is None else self.averaged.state_dict(),
@@ -183,11 +171,18 @@ class Trainer:
         path = self.out_dir / CHECKPOINT_FILE
         if not path.is_file():
             return False
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        self.raw_model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        try:  # weights_only: a checkpoint is never unpickled as arbitrary objects
+            ckpt = torch.load(path, map_location=self.device, weights_only=True)
+            self.raw_model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        except Exception as error:
+            raise CheckpointError(
+                f"cannot resume from {path}: it is damaged or from another model ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}). The file is kept as it was; move it away "
+                "to start afresh, or train into another --out") from None
         self.epoch, self.position, self.steps = ckpt["epoch"], ckpt["position"], ckpt["steps"]
+        self.epoch_loss_sum, self.epoch_windows = ckpt.get("epoch_loss_sum", 0.0), ckpt.get("epoch_windows", 0)
         self.elapsed, self.best_val, self.bad_epochs = ckpt["elapsed"], ckpt["best_val"], ckpt["bad_epochs"]
         self.history = json.loads(ckpt["history"])
         if ckpt.get("averaged") is not None:
@@ -245,14 +240,15 @@ class Trainer:
         """Train from the current position to the end of the epoch. Returns (mean loss, tokens/s, finished)."""
         cfg = self.config
         self.model.train()
-        total_loss, windows, tokens = 0.0, 0, 0
+        tokens, windows = 0, 0
         started = last_checkpoint = time.time()
         done_before = self.position // cfg.seq_len
         bar = tqdm(total=num_batches(self.rows, cfg.seq_len), initial=done_before, desc=f"epoch {self.epoch + 1}",
                    disable=not (cfg.progress and self.is_main), leave=False, dynamic_ncols=True)
         for position, inputs, targets in bptt_batches(self.rows, cfg.seq_len, start=self.position):
             loss = self.train_window(inputs, targets)
-            total_loss, windows, tokens = total_loss + loss, windows + 1, tokens + targets.numel() * self.world
+            self.epoch_loss_sum, self.epoch_windows = self.epoch_loss_sum + loss, self.epoch_windows + 1
+            windows, tokens = windows + 1, tokens + targets.numel() * self.world
             self.position, self.steps = position + inputs.size(1), self.steps + 1
             now = time.time()
             self.elapsed += now - started if windows == 1 else now - previous
@@ -268,9 +264,9 @@ class Trainer:
                 last_checkpoint = time.time()
             if self.out_of_time():
                 bar.close()
-                return total_loss / windows, tokens / max(time.time() - started, 1e-9), False
+                return self.epoch_loss_sum / self.epoch_windows, tokens / max(time.time() - started, 1e-9), False
         bar.close()
-        mean_loss = total_loss / max(windows, 1)
+        mean_loss = self.epoch_loss_sum / max(self.epoch_windows, 1)
         if self.distributed:  # every process saw its own streams: report the mean over all of them
             mean = torch.tensor([mean_loss], device=self.device)
             dist.all_reduce(mean)
@@ -301,6 +297,7 @@ class Trainer:
             else:
                 self.bad_epochs += 1
             self.epoch, self.position, self.state = self.epoch + 1, 0, None
+            self.epoch_loss_sum, self.epoch_windows = 0.0, 0
             self.save_checkpoint()
             if self.is_main:
                 write_json_atomic({"config": asdict(cfg), "epochs": self.history}, self.out_dir / METRICS_FILE)

@@ -11,10 +11,8 @@ from pathlib import Path
 import torch
 
 from lstmgen.model import LSTMLanguageModel
-from lstmgen.presets import DEFAULT_DATA_DIR
+from lstmgen.records import GPT2_RANKS
 from lstmgen.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer, basic_english
-
-GPT2_RANKS = DEFAULT_DATA_DIR / "gpt2.tiktoken"
 
 CHAR_TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 30
 SUBWORD_TEXT = "ROMEO:\nBut soft, what light through yonder window breaks? It is the east.\n" * 10

@@ -2,14 +2,17 @@
 
 import json
 
-from lstmgen import bench
+import bench.__main__ as bench
+from lstmgen.generate import generate_ids
 from lstmgen.model import LSTMLanguageModel
+from lstmgen.records import RECORDS
+from lstmgen.sampling import SamplingConfig
 from lstmgen.tokenizers import CharTokenizer
 
 
 def test_benchmark_writes_json_markdown_and_chart(tmp_path):
     folder = tmp_path / "tiny"
-    tokenizer = CharTokenizer.build(bench.PROMPT_200)
+    tokenizer = CharTokenizer.build(bench.long_prompt(RECORDS["char"]))
     LSTMLanguageModel(tokenizer.vocab_size, embed_size=8, hidden_size=16, num_layers=2).save_pretrained(folder)
     tokenizer.save(folder)
 
@@ -25,6 +28,7 @@ def test_benchmark_writes_json_markdown_and_chart(tmp_path):
         assert row[path]["median"] > 0
     assert set(row["ratios"]) == {"int8_over_fastest_float", "fastest_float_over_default", "stateful_over_naive"}
     assert 0 <= row["step_int8"]["outside_network_share"] < 1
+    assert row["side_by_side"]["plain_us"] > 0 and row["side_by_side"]["coupled_with_probabilities_us"] > 0
     floor = model["floor_1_thread"]["int8"]
     assert floor["bytes_per_step"] > 0 and floor["floor_us"] > 0 and floor["step_over_floor"] > 0
     assert 0 < model["size"]["int8_memory_mb"] < model["size"]["float32_memory_mb"]
@@ -38,6 +42,6 @@ def test_naive_generator_matches_stateful_generation():
     """The baseline is a fair one: same samples, only without carrying the state."""
     tokenizer = CharTokenizer.build("abcdef")
     model = LSTMLanguageModel(tokenizer.vocab_size, embed_size=8, hidden_size=16, num_layers=1).eval()
-    config = bench.SamplingConfig(temperature=1.0, seed=5)
-    stateful = list(bench.generate_ids(model, [0, 1], 15, config))
-    assert bench.naive_generate(model, [0, 1], 15, config) == stateful
+    config = SamplingConfig(temperature=1.0, length=15, seed=5)
+    stateful = list(generate_ids(model, [0, 1], config))
+    assert bench.naive_generate(model, [0, 1], config) == stateful

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
               pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
 CHROMIUM = Path("/usr/bin/chromium")
-# ../shared/STACK.md: quiet, no outside requests, works as root.
+# Flags that keep Chromium quiet (no outside requests) and working as root.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic",
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
@@ -30,7 +30,7 @@ TAB_TITLES = {name: spec["title"] for name, spec in app.TABS.items()}
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     folders = build_model_folders(tmp_path_factory.mktemp("browser-models"))
-    served = {name: service.load_one(name, use_hub=False, source=str(folder)) for name, folder in folders.items()}
+    served = service.load_all(records=[], sources=[str(folder) for folder in folders.values()], use_hub=False)
     assert all(s.loaded is not None for s in served.values()), {n: s.error for n, s in served.items()}
     demo = app.build_demo(served)
     url = launch(demo)

@@ -5,16 +5,15 @@ import functools
 
 import pytest
 
-from lstmgen.data import load_text
 from lstmgen.evaluate import evaluate
 from lstmgen.generate import generate
-from lstmgen.hub import PRETRAINED_DIR, resolve
-from lstmgen.presets import PRESETS, corpus_files, prepare
+from lstmgen.files import PRETRAINED_DIR
+from lstmgen.hub import resolve
+from lstmgen.records import PRESETS, prepare
 from lstmgen.publish import VAL_SLICE_TOKENS
 from lstmgen.quantize import quantize_dynamic
 
-PROMPTS = {"char-shakespeare": "ROMEO:", "subword-shakespeare": "ROMEO:", "word-harrypotter": "Harry looked at"}
-
+from conftest import corpus_or_skip
 
 @functools.lru_cache(maxsize=None)
 def shipped(name):
@@ -23,8 +22,7 @@ def shipped(name):
 
 @functools.lru_cache(maxsize=None)
 def prepared(name):
-    preset = PRESETS[name]
-    return prepare(preset, load_text(corpus_files(preset)))
+    return prepare(PRESETS[name], corpus_or_skip(PRESETS[name]))
 
 
 def validation_slice(name):
@@ -67,6 +65,7 @@ def test_validation_slice_loss_matches_metrics_and_int8_costs_under_one_percent(
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_greedy_generation_is_deterministic(name):
     loaded = shipped(name)
-    first = generate(loaded.model, loaded.tokenizer, PROMPTS[name], 40, temperature=0)
-    assert first == generate(loaded.model, loaded.tokenizer, PROMPTS[name], 40, temperature=0, seed=123)
-    assert len(first) > len(PROMPTS[name])
+    prompt = PRESETS[name].examples[0]
+    first = generate(loaded.model, loaded.tokenizer, prompt, 40, temperature=0)
+    assert first == generate(loaded.model, loaded.tokenizer, prompt, 40, temperature=0, seed=123)
+    assert len(first) > len(prompt)

@@ -27,7 +27,7 @@ from lstmgen.data import batchify, num_batches
 from lstmgen.generate import generate
 from lstmgen.hub import load_model_folder
 from lstmgen.model import LSTMLanguageModel
-from lstmgen.presets import PRESETS, prepare
+from lstmgen.records import PRESETS, prepare
 from lstmgen.quantize import quantize_dynamic
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
-from lstmgen.data import batchify, bptt_batches, load_text, num_batches
+from lstmgen.data import CorpusError, batchify, bptt_batches, load_text, num_batches
 from lstmgen.evaluate import evaluate
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.tokenizers import CharTokenizer, load_tokenizer
-from lstmgen.train import TrainConfig, Trainer, cosine_lr, smooth_unseen_words
+from lstmgen.publish import smooth_unseen_words
+from lstmgen.train import TrainConfig, Trainer, cosine_lr
 
 from conftest import REPEATING_TEXT
 
@@ -36,7 +37,7 @@ def test_load_text_reads_local_files_exactly_through_datasets(tmp_path):
     (tmp_path / "b.txt").write_text("book two")
     text = load_text([tmp_path / "a.txt", tmp_path / "b.txt"], cache_dir=str(tmp_path / "cache"))
     assert text == "First line\n\nsecond  line\nbook two"
-    with pytest.raises(FileNotFoundError, match="missing.txt"):
+    with pytest.raises(CorpusError, match="missing.txt"):
         load_text(tmp_path / "missing.txt")
 
 

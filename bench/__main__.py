@@ -1,6 +1,6 @@
 """Benchmark: generation speed at batch 1 on CPU, int8 against float, the memory floor, and training.
 
-    python -m lstmgen.bench [--models char,subword,word] [--repeats 5] [--out bench]
+    python -m bench [--models char,subword,word] [--repeats 5] [--out bench]
 
 Writes bench/results.json, bench/results.md and bench/results.png. Every ratio is computed from
 figures measured in the same run, so a busy machine shifts both sides alike. Nothing here asserts
@@ -23,20 +23,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import load_text
-from .evaluate import evaluate
-from .generate import SamplingConfig, generate_ids, make_generator, make_step, sample_next
-from .hub import PRETRAINED_DIR, LoadedModel, resolve
-from .presets import PRESETS, corpus_files, prepare
-from .quantize import quantize_dynamic, size_bytes
-from .service import MODEL_NAMES
-from .tokenizers import load_tokenizer
+from lstmgen.data import read_corpus
+from lstmgen.evaluate import evaluate
+from lstmgen.files import WEIGHTS_FILE
+from lstmgen.generate import banned_ids, coupled_ids, generate_ids, make_step
+from lstmgen.hub import LoadedModel, resolve
+from lstmgen.quantize import quantize_dynamic, size_bytes
+from lstmgen.records import RECORDS, ModelRecord, prepare
+from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
 
-# 200 characters of prompt for the time-to-first-token figure.
-PROMPT_200 = ("ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and Juliet is the sun. "
-              "Arise, fair sun, and kill the envious moon, who is already sick and pale with grief, that thou ")
-WORD_PROMPT_200 = ("Harry looked at Ron and Hermione, and then back at the castle, where the lights were going out one "
-                   "by one. Somewhere above them an owl hooted, and Hagrid came down the steps with his lantern. ")
+PROMPT_CHARS = 200  # the prompt of the time-to-first-token figure
+
+
+def long_prompt(record: ModelRecord, chars: int = PROMPT_CHARS) -> str:
+    """About `chars` characters of the record's own example prompts, for the time-to-first-token figure."""
+    text = " ".join(e for e in record.examples if e) or "the "
+    return ((text + " ") * (chars // (len(text) + 1) + 1))[:chars]
 
 
 def median_spread(values: list[float]) -> dict:
@@ -54,27 +56,37 @@ def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
     return out
 
 
-def naive_generate(model, prompt_ids: list[int], n: int, config: SamplingConfig) -> list[int]:
+def naive_generate(model, prompt_ids: list[int], config: SamplingConfig) -> list[int]:
     """What several earlier projects do: no state carried, the whole growing sequence re-fed every step."""
-    generator = make_generator(config.seed)
+    randomness = RandomStream(config.seed)
     ids = list(prompt_ids)
     with torch.inference_mode():
-        for _ in range(n):
+        for _ in range(config.length):
             logits, _ = model(torch.tensor([ids]))
-            ids.append(sample_next(logits[0, -1], config, generator))
+            ids.append(draw(distribution(logits[0, -1], config), randomness.next()[0]))
     return ids[len(prompt_ids):]
 
 
 def generation_speed(model, prompt_ids, tokens: int, repeats: int, fast_steps: bool = True) -> dict:
-    config = SamplingConfig(temperature=1.0, seed=0)
-    seconds = timed(lambda: list(generate_ids(model, prompt_ids, tokens, config, fast_steps=fast_steps)), repeats)
+    config = SamplingConfig(temperature=1.0, length=tokens, seed=0)
+    seconds = timed(lambda: list(generate_ids(model, prompt_ids, config, fast_steps=fast_steps)), repeats)
     return median_spread([tokens / s for s in seconds])
+
+
+def side_by_side_cost(model, int8, prompt_ids, tokens: int, repeats: int, banned: list[int]) -> dict:
+    """Microseconds per step of both models: generated one after the other, plainly, against the app's
+    side-by-side run (coupled draws, both models' token probabilities)."""
+    config = SamplingConfig(temperature=1.0, length=tokens, seed=0)
+    plain = timed(lambda: [list(generate_ids(m, prompt_ids, config, banned)) for m in (model, int8)], repeats)
+    coupled = timed(lambda: list(coupled_ids(model, int8, prompt_ids, config, banned)), repeats)
+    plain_us, coupled_us = statistics.median(plain) / tokens * 1e6, statistics.median(coupled) / tokens * 1e6
+    return {"plain_us": plain_us, "coupled_with_probabilities_us": coupled_us, "overhead": coupled_us / plain_us - 1}
 
 
 def step_breakdown(model, prompt_ids, tokens: int, repeats: int) -> dict:
     """Share of a generation step spent outside the network (sampling, Python)."""
-    config = SamplingConfig(temperature=1.0, seed=0)
-    whole = timed(lambda: list(generate_ids(model, prompt_ids, tokens, config)), repeats)
+    config = SamplingConfig(temperature=1.0, length=tokens, seed=0)
+    whole = timed(lambda: list(generate_ids(model, prompt_ids, config)), repeats)
 
     def network_only():
         with torch.inference_mode():
@@ -111,11 +123,10 @@ def read_bandwidth(num_bytes: int, repeats: int = 20) -> float:
     return buffer.numel() * 4 / min(seconds)
 
 
-def val_slice_losses(loaded: LoadedModel, int8, preset_name: str, limit: int) -> dict | None:
-    preset = PRESETS[preset_name]
+def val_slice_losses(loaded: LoadedModel, int8, record: ModelRecord, limit: int) -> dict | None:
     try:
-        data = prepare(preset, load_text(corpus_files(preset)))
-    except FileNotFoundError as error:
+        data = prepare(record, read_corpus(record.corpus))
+    except Exception as error:  # the corpus may not be here (the Harry Potter books never ship)
         return {"error": str(error)}
     ids = data.val_ids[:limit]
     float_loss = evaluate(loaded.model, ids, 1, 256).loss
@@ -126,7 +137,7 @@ def val_slice_losses(loaded: LoadedModel, int8, preset_name: str, limit: int) ->
 
 def app_ready_seconds(repeats: int = 2) -> dict:
     """Seconds from `python app.py` to an HTTP 200 on its page."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent  # the repository, where app.py is
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
                NO_PROXY="127.0.0.1,localhost")
     results = []
@@ -149,16 +160,14 @@ def app_ready_seconds(repeats: int = 2) -> dict:
     return median_spread(results) if results else {"error": "the app never answered"}
 
 
-def manual_lstm_step_rate(preset_name: str, steps: int = 3) -> dict:
+def manual_lstm_step_rate(record: ModelRecord, steps: int = 3) -> dict:
     """Training tokens/s of nn.LSTM against a hand-written per-time-step LSTM cell in Python."""
-    preset = PRESETS[preset_name]
-    cfg = preset.train
-    vocab = load_tokenizer(PRETRAINED_DIR / preset_name).vocab_size  # the shipped model's vocabulary
-    from .model import LSTMLanguageModel
-
-    model = LSTMLanguageModel(vocab, **preset.model).train()
+    cfg = record.train
+    loaded = resolve(record, use_hub=False)  # the shipped model's vocabulary
+    vocab = loaded.tokenizer.vocab_size
+    model = record.model.build(vocab).train()
     optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
-    batch, seq = cfg["batch_size"], cfg["seq_len"]
+    batch, seq = cfg.batch_size, cfg.seq_len
     x = torch.randint(vocab, (batch, seq))
     amp = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
@@ -195,20 +204,22 @@ def manual_lstm_step_rate(preset_name: str, steps: int = 3) -> dict:
     manual = timed(python_cell_step, max(1, steps // 2))
     tokens = batch * seq
     fused_rate, manual_rate = tokens / statistics.median(fused), tokens / statistics.median(manual)
-    epoch_tokens = {"char": 1_003_854, "subword": 338_025 - 36_059, "word": 926_599}[preset.kind]
+    try:
+        epoch_tokens = len(prepare(record, read_corpus(record.corpus)).train_ids)
+    except Exception:  # the corpus may not be here (the Harry Potter books never ship)
+        epoch_tokens = None
     return {"batch": batch, "seq_len": seq, "bf16_autocast": amp, "tokens_per_s": fused_rate,
             "python_cell_tokens_per_s": manual_rate, "speedup": fused_rate / manual_rate,
-            "epoch_minutes": epoch_tokens / fused_rate / 60}
+            "epoch_minutes": epoch_tokens / fused_rate / 60 if epoch_tokens else None}
 
 
 def bench_model(name: str, threads_options: list[int], tokens: int, repeats: int, naive: bool, val_limit: int,
                 source: str | None = None) -> dict:
-    preset = MODEL_NAMES[name]
-    loaded = resolve(source or preset, use_hub=False)
+    record = RECORDS[name]
+    loaded = resolve(source or record, use_hub=False)
     model, tokenizer = loaded.model, loaded.tokenizer
     int8 = quantize_dynamic(model)
-    prompt = WORD_PROMPT_200 if name == "word" else PROMPT_200
-    prompt_ids = tokenizer.encode(prompt).ids
+    prompt_ids = tokenizer.encode(long_prompt(record)).ids
     short_prompt = prompt_ids[:8]
     result = {"model": name, "source": loaded.source, "parameters": model.num_parameters(),
               "vocab_size": tokenizer.vocab_size, "by_threads": {}}
@@ -220,15 +231,16 @@ def bench_model(name: str, threads_options: list[int], tokens: int, repeats: int
             "int8": generation_speed(int8, short_prompt, tokens, repeats),
         }
         if naive:
-            seconds = timed(lambda: naive_generate(model, short_prompt, tokens, SamplingConfig(1.0, seed=0)),
+            seconds = timed(lambda: naive_generate(model, short_prompt, SamplingConfig(1.0, tokens, seed=0)),
                             max(1, repeats // 2), warmup=0)
             row["naive_refeed"] = median_spread([tokens / s for s in seconds])
-        config = SamplingConfig(temperature=1.0, seed=0)
+        config = SamplingConfig(temperature=1.0, length=1, seed=0)
         for label, m in (("float", model), ("int8", int8)):
-            first = timed(lambda: next(generate_ids(m, prompt_ids, 1, config)), repeats)
+            first = timed(lambda: next(generate_ids(m, prompt_ids, config)), repeats)
             row[f"first_token_ms_{label}"] = median_spread([s * 1000 for s in first])
         row["step_int8"] = step_breakdown(int8, short_prompt, tokens, repeats)
         row["step_float"] = step_breakdown(model, short_prompt, tokens, repeats)
+        row["side_by_side"] = side_by_side_cost(model, int8, short_prompt, tokens, repeats, banned_ids(tokenizer))
         best_float = row["float_fastest"]["median"]
         row["ratios"] = {
             "int8_over_fastest_float": row["int8"]["median"] / best_float,
@@ -248,12 +260,12 @@ def bench_model(name: str, threads_options: list[int], tokens: int, repeats: int
         floor[label] = {"bytes_per_step": num_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "floor_us": floor_us,
                         "step_us": step_us, "step_over_floor": step_us / floor_us}
     result["floor_1_thread"] = floor
-    disk = loaded.folder / "model.safetensors"
+    disk = loaded.folder / WEIGHTS_FILE
     result["size"] = {"disk_mb": disk.stat().st_size / 1e6, "float32_memory_mb": size_bytes(model) / 1e6,
                       "int8_memory_mb": size_bytes(int8) / 1e6}
     result["size"]["int8_over_float"] = result["size"]["int8_memory_mb"] / result["size"]["float32_memory_mb"]
     if val_limit:
-        result["val_slice"] = val_slice_losses(loaded, int8, preset, val_limit)
+        result["val_slice"] = val_slice_losses(loaded, int8, record, val_limit)
     return result
 
 
@@ -261,8 +273,9 @@ def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}; torch {report['torch']}; {report['tokens']} generated tokens at batch 1, "
              f"median of {report['repeats']} runs after a warm-up (min–max in brackets).", ""]
     lines += ["| model | threads | float default tok/s | float fastest tok/s | int8 tok/s | naive re-feed tok/s | "
-              "int8 ÷ fastest float | stateful ÷ naive | first token int8 (200-char prompt) | outside network (int8 step) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "int8 ÷ fastest float | stateful ÷ naive | first token int8 (200-char prompt) | outside network (int8 step) | "
+              "side by side: coupled + probabilities ÷ plain |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(x):
         return f"{x['median']:.0f} [{x['min']:.0f}–{x['max']:.0f}]"
@@ -273,7 +286,8 @@ def markdown(report: dict) -> str:
             ratio_naive = f"{row['ratios']['stateful_over_naive']:.0f}×" if "stateful_over_naive" in row["ratios"] else "–"
             lines.append(f"| {m['model']} | {threads} | {cell(row['float_default'])} | {cell(row['float_fastest'])} | "
                          f"{cell(row['int8'])} | {naive} | {row['ratios']['int8_over_fastest_float']:.2f}× | {ratio_naive} | "
-                         f"{row['first_token_ms_int8']['median']:.1f} ms | {row['step_int8']['outside_network_share']:.0%} |")
+                         f"{row['first_token_ms_int8']['median']:.1f} ms | {row['step_int8']['outside_network_share']:.0%} | "
+                         f"{1 + row['side_by_side']['overhead']:.2f}× |")
     lines += ["", "| model | parameters | disk MB | float32 MB (memory) | int8 MB | int8 ÷ float | val loss float | val loss int8 | "
               "int8 cost | floor µs/step (int8) | fastest step ÷ floor |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in report["models"]:
@@ -291,7 +305,8 @@ def markdown(report: dict) -> str:
                   "|---|---|---|---|---|---|"]
         for name, t in report["training"].items():
             lines.append(f"| {name} | {t['batch']} × {t['seq_len']} | {t['tokens_per_s']:.0f} | "
-                         f"{t['python_cell_tokens_per_s']:.0f} | {t['speedup']:.1f}× | {t['epoch_minutes']:.1f} min |")
+                         f"{t['python_cell_tokens_per_s']:.0f} | {t['speedup']:.1f}× | "
+                         + (f"{t['epoch_minutes']:.1f} min |" if t["epoch_minutes"] else "– (corpus not here) |"))
     return "\n".join(lines) + "\n"
 
 
@@ -345,7 +360,7 @@ def main(argv=None) -> int:
         report["app_ready_s"] = app_ready_seconds()
     if not args.no_training:
         torch.set_num_threads(max(threads))
-        report["training"] = {MODEL_NAMES[n]: manual_lstm_step_rate(MODEL_NAMES[n]) for n in args.models.split(",")}
+        report["training"] = {RECORDS[n].long_name: manual_lstm_step_rate(RECORDS[n]) for n in args.models.split(",")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=2))

@@ -1,0 +1,67 @@
+"""A look inside: what the model expects next, and how faithful the int8 copy is to the float model.
+
+Both read whole distributions in one batched forward call per model, never token by token.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .sampling import SamplingConfig, distribution
+from .tokenizers import Tokenizer
+
+VISIBLE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥"})
+
+
+def visible(piece: str) -> str:
+    """A token as people can read it in a list: spaces and line breaks shown."""
+    return piece.translate(VISIBLE) or "∅"
+
+
+def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) in nats over the last dimension, from log-probabilities (0 · log 0 counted as 0)."""
+    p = log_p.exp()
+    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(-1)
+
+
+@torch.inference_mode()
+def next_tokens(float_model, int8_model, tokenizer: Tokenizer, prompt_ids: list[int], k: int,
+                config: SamplingConfig, banned: list[int] | None = None) -> dict:
+    """The k most likely next tokens under each model (the distribution generation would sample from),
+    the KL divergence between the two distributions, and whether their top choices agree."""
+    inputs = torch.tensor([prompt_ids])
+    dists = [distribution(model(inputs)[0][0, -1].double(), config, banned) for model in (float_model, int8_model)]
+
+    def top(probs):
+        values, ids = torch.topk(probs, min(k, probs.numel()))
+        return [{"token": visible(tokenizer.piece(int(i))), "probability": float(v)}
+                for v, i in zip(values, ids) if v > 0]
+
+    log_p, log_q = (d.clamp_min(1e-300).log() for d in dists)
+    return {"float32": top(dists[0]), "int8": top(dists[1]),
+            # KL is never negative; rounding can make a near-zero one slightly so.
+            "kl_nats": max(0.0, float(kl_divergence(log_p, log_q))), "same_top1": int(dists[0].argmax()) == int(dists[1].argmax())}
+
+
+@torch.inference_mode()
+def fidelity(float_model, int8_model, prompt_ids: list[int], float_ids: list[int], sampled_probabilities: list[float],
+             u_keeps: list[float], config: SamplingConfig, banned: list[int] | None = None) -> dict:
+    """The int8 model fed the float model's text, with the random numbers the run used:
+    - same_choice: share of steps where the coupled int8 draw keeps the float model's token;
+    - top1_agreement: share of steps where both models' most likely token is the same;
+    - mean_kl_nats: mean KL(float || int8) of the models' own next-token distributions (temperature 1).
+    Unlike the length of the texts' common start, none of these depends on where the texts part."""
+    steps = len(float_ids)
+    if steps == 0:
+        return {"same_choice": 1.0, "top1_agreement": 1.0, "mean_kl_nats": 0.0, "steps": 0}
+    inputs = torch.tensor([prompt_ids + float_ids[:-1]])
+    float_logits = float_model(inputs)[0][0, -steps:].double()
+    int8_logits = int8_model(inputs)[0][0, -steps:].double()
+    targets = torch.tensor(float_ids)
+    q = distribution(int8_logits, config, banned).double()
+    q_of_x = q.gather(1, targets[:, None])[:, 0]
+    kept = torch.tensor(u_keeps, dtype=torch.float64) * torch.tensor(sampled_probabilities, dtype=torch.float64) < q_of_x
+    log_p, log_q = torch.log_softmax(float_logits, -1), torch.log_softmax(int8_logits, -1)
+    return {"same_choice": float(kept.double().mean()),
+            "top1_agreement": float((float_logits.argmax(-1) == int8_logits.argmax(-1)).double().mean()),
+            "mean_kl_nats": max(0.0, float(kl_divergence(log_p, log_q).mean())), "steps": steps}

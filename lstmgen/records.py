@@ -1,0 +1,181 @@
+"""What a model *is*: one record each, read by the app, the service, the trainer, the model card,
+the benchmark and the tests. Adding a model is one record here plus its weights folder.
+
+The shipped splits are the comparison contract with the projects we measure against, so they are fixed:
+- Shakespeare: the first 90% of tinyshakespeare.txt's characters train, the last 10% validate;
+- Harry Potter: books 1-7 in order, basic_english tokens, 70% / 15% / 15% train / val / test,
+  vocabulary = tokens seen at least 3 times in the whole list, plus <unk> and <eos>.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .data import Corpus, cut
+from .files import GPT2_RANKS_FILE, PRETRAINED_DIR
+from .model import ModelConfig
+from .tokenizers import CharTokenizer, SubwordTokenizer, Tokenizer, WordTokenizer, basic_english
+from .train import TrainConfig
+
+HUB_OWNER = os.environ.get("LSTMGEN_HUB_OWNER", "lstmgen")
+# GPT-2's BPE ranks (byte-identical to OpenAI's r50k/gpt2 file), shipped with the subword model:
+# tiktoken.get_encoding("gpt2") would download them, and cannot offline.
+GPT2_RANKS = PRETRAINED_DIR / "subword-shakespeare" / GPT2_RANKS_FILE
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    kind: str  # char | word | subword
+    min_freq: int = 1  # word/subword: a token needs this many uses to get its own id
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str  # short name: the tab's id and the API's `model` value
+    long_name: str  # the preset, the bundled folder and the Hub repo's name
+    title: str  # the tab's title
+    corpus: Corpus
+    tokenizer: TokenizerSpec
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    examples: tuple[str, ...] = ("",)  # prompts offered in the UI; the first fills the prompt box
+    card_prompt: str = ""  # the prompt in the model card's usage example
+    length: int = 200  # the UI's default number of new tokens
+    # Vocabulary ids the training split never uses are predicted like its ids used at most this often (0: off).
+    smooth_unseen_max_count: int = 0
+    folder: Path | None = None  # weights in a folder of their own (else the bundled folder, or the Hub)
+    repo: str | None = None  # Hub repo id (default: LSTMGEN_HUB_OWNER/long_name)
+
+    @property
+    def repo_id(self) -> str:
+        variable = "LSTMGEN_REPO_" + re.sub(r"\W", "_", self.long_name.upper())
+        return os.environ.get(variable) or self.repo or f"{HUB_OWNER}/{self.long_name}"
+
+    @property
+    def bundled_folder(self) -> Path:
+        return PRETRAINED_DIR / self.long_name
+
+    def describe(self) -> dict:
+        """What a model folder's metrics.json keeps of its record, so the app can serve it as it was meant."""
+        return {"name": self.name, "long_name": self.long_name, "title": self.title, "examples": list(self.examples),
+                "card_prompt": self.card_prompt, "length": self.length, "corpus": self.corpus.name,
+                "note": self.corpus.note}
+
+
+SHAKESPEARE = Corpus(
+    name="tiny_shakespeare", files=("tinyshakespeare.txt",), cuts=(0.9,), cut_by="chars",
+    note="Tiny Shakespeare (1.1 M characters), first 90% for training, last 10% for validation")
+
+# Shakespeare's figures are measured on one stream through the validation text, Harry Potter's on
+# 128 streams of 50 steps (the reference's protocol): `eval_batch_size` and `eval_seq_len`.
+RECORDS = {r.name: r for r in [
+    ModelRecord(
+        name="char", long_name="char-shakespeare", title="Char · Shakespeare",
+        corpus=SHAKESPEARE, tokenizer=TokenizerSpec("char"),
+        model=ModelConfig(embed_size=128, hidden_size=512, num_layers=3, dropout=0.5, input_dropout=0.1,
+                          weight_drop=0.5),
+        # A fixed-length run: 20 epochs (~2 h on two CPU cores) down a cosine, averaged over the last six.
+        train=TrainConfig(epochs=20, batch_size=32, seq_len=64, lr=3e-3, weight_decay=0.05, clip=1.0,
+                          lr_schedule="cosine", warmup_steps=200, early_stop=30, eval_batch_size=1,
+                          average_after=15, average_decay=0.998),
+        examples=("ROMEO:", "JULIET:\nO Romeo, Romeo! wherefore art thou", "KING RICHARD III:\nNow is the winter of",
+                  "First Citizen:\n"),
+        card_prompt="ROMEO:", length=300),
+    ModelRecord(
+        name="subword", long_name="subword-shakespeare", title="Subword · tiktoken",
+        corpus=replace(SHAKESPEARE, note="Tiny Shakespeare as GPT-2 BPE tokens (compact vocabulary), 90% / 10% split"),
+        # Tokens used once are spelled in bytes, so unseen words are spelled, not guessed.
+        tokenizer=TokenizerSpec("subword", min_freq=2),
+        model=ModelConfig(embed_size=384, hidden_size=384, num_layers=2, dropout=0.4, embed_dropout=0.1,
+                          input_dropout=0.3, weight_drop=0.3, tie_weights=True),
+        train=TrainConfig(epochs=60, batch_size=32, seq_len=64, lr=2e-3, weight_decay=0.1, clip=0.5,
+                          lr_patience=0, early_stop=3, eval_batch_size=1, average_after=6, average_decay=0.998),
+        examples=("ROMEO:\nBut soft, what light", "HAMLET:\nTo be, or not to be", "DUKE VINCENTIO:\n",
+                  "LADY MACBETH:\n"),
+        card_prompt="ROMEO:", length=120),
+    ModelRecord(
+        name="word", long_name="word-harrypotter", title="Word · Harry Potter",
+        corpus=Corpus(
+            name="harry_potter_books", files=tuple(f"harrypotter/{i}.txt" for i in range(1, 8)),
+            cuts=(0.7, 0.85), cut_by="tokens",
+            note="the seven Harry Potter books, basic_english words, 70% / 15% / 15% split",
+            needs="The books are copyrighted and never ship: put your own copies of the seven books, as plain "
+                  "UTF-8 text, in DIR/harrypotter/1.txt ... 7.txt."),
+        tokenizer=TokenizerSpec("word", min_freq=3),
+        model=ModelConfig(embed_size=400, hidden_size=400, num_layers=2, dropout=0.4, embed_dropout=0.1,
+                          input_dropout=0.3, weight_drop=0.3, tie_weights=True),
+        train=TrainConfig(epochs=40, batch_size=64, seq_len=64, lr=2e-3, weight_decay=0.1, clip=0.5,
+                          lr_patience=0, early_stop=3, eval_batch_size=128, eval_seq_len=50, average_after=7,
+                          average_decay=0.995),
+        examples=("Harry looked at", "Hermione said that", "The castle was dark and", "Dumbledore smiled"),
+        card_prompt="Harry looked at", length=80, smooth_unseen_max_count=10),
+]}
+# The same records under their long names (the presets of train_space.py and the Hub repos).
+PRESETS = {r.long_name: r for r in RECORDS.values()}
+
+
+def find(name: str) -> ModelRecord | None:
+    """A shipped record by its short or long name."""
+    return RECORDS.get(name) or PRESETS.get(name)
+
+
+def record_from_metrics(metrics: dict, fallback_name: str, tokenizer_kind: str) -> ModelRecord:
+    """The record of a model folder that is not a preset: what its metrics.json kept (ModelRecord.describe),
+    else plain defaults named after the folder."""
+    kept = metrics.get("record") or {}
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kept.get("name") or fallback_name).strip("-") or "model"
+    return ModelRecord(
+        name=name, long_name=kept.get("long_name") or name, title=kept.get("title") or name,
+        corpus=Corpus(name=kept.get("corpus") or "own text", note=kept.get("note") or "a model folder given at start"),
+        tokenizer=TokenizerSpec(tokenizer_kind),
+        examples=tuple(kept.get("examples") or ("",)), card_prompt=kept.get("card_prompt") or "",
+        length=int(kept.get("length") or 200))
+
+
+# --------------------------------------------------------------------------- tokenize and split
+
+
+@dataclass
+class PreparedData:
+    tokenizer: Tokenizer
+    train_ids: list[int]
+    val_ids: list[int]
+    test_ids: list[int] | None
+    # How figures are normalised: loss per `val_per_tokens` (GPT-2 tokens for subword), bits per `val_chars`.
+    val_per_tokens: int | None = None
+    val_chars: int | None = None
+    val_unknown: int = 0
+
+
+def build_tokenizer(spec: TokenizerSpec, text: str | None = None, tokens: list[str] | None = None) -> Tokenizer:
+    if spec.kind == "char":
+        return CharTokenizer.build(text)
+    if spec.kind == "word":
+        return WordTokenizer.build(tokens if tokens is not None else basic_english(text), min_freq=spec.min_freq)
+    if spec.kind == "subword":
+        return SubwordTokenizer.build(text, GPT2_RANKS, min_freq=spec.min_freq)
+    raise ValueError(f"unknown tokenizer kind {spec.kind!r}: choose char, word or subword")
+
+
+def prepare(record: ModelRecord, text: str) -> PreparedData:
+    """Tokenize a corpus and cut it into the record's split."""
+    spec, corpus = record.tokenizer, record.corpus
+    if corpus.cut_by == "tokens":
+        if spec.kind != "word":
+            raise ValueError("cut_by='tokens' is for word tokenizers")
+        words = basic_english(text)
+        tokenizer = build_tokenizer(spec, tokens=words)
+        parts = cut(tokenizer.encode_words(words).ids, corpus.cuts)
+        return PreparedData(tokenizer, parts[0], parts[1], parts[2] if len(parts) > 2 else None)
+    parts = cut(text, corpus.cuts)
+    train_text, val_text = parts[0], parts[1]
+    tokenizer = build_tokenizer(spec, train_text)
+    val = tokenizer.encode(val_text)
+    test_ids = tokenizer.encode(parts[2]).ids if len(parts) > 2 else None
+    return PreparedData(
+        tokenizer, tokenizer.encode(train_text).ids, val.ids, test_ids,
+        val_per_tokens=tokenizer.gpt2_token_count(val_text) if spec.kind == "subword" else None,
+        val_chars=len(val_text) if spec.kind == "char" else None, val_unknown=len(val.unknown))

@@ -1,0 +1,118 @@
+"""One home per setting: a dataclass field declared with its default, help text and limits.
+
+    @dataclass
+    class SamplingConfig:
+        temperature: float = setting(0.8, "0 = greedy", low=0.0, high=2.0)
+
+From that one declaration come the command-line flags (`add_flags`), the checks every caller's
+values go through (`checked`) and the limits the UI's sliders use (`limits`). A preset overrides
+values with `dataclasses.replace`; it never restates the schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+
+
+class SettingError(ValueError):
+    """A value outside a setting's declared type or limits; the message is meant for the user."""
+
+
+def setting(default, help: str, low=None, high=None, choices=None, flag: str | None = None, cli: bool = True):
+    """A dataclass field with its help text and limits. `flag` renames the command-line flag; `cli=False`
+    keeps the setting off the command line (values the program derives itself)."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "flag": flag, "cli": cli}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _base_type(cls, field: dataclasses.Field) -> type:
+    """int, float, str or bool, for `x: int` and `x: int | None` alike."""
+    hint = typing.get_type_hints(cls)[field.name]
+    options = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+    return options[0]
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def limits(cls) -> dict[str, tuple]:
+    """{name: (low, high)} for every setting of `cls` that declares both."""
+    return {f.name: (f.metadata["low"], f.metadata["high"]) for f in dataclasses.fields(cls)
+            if f.metadata.get("low") is not None and f.metadata.get("high") is not None}
+
+
+def describe(cls, name: str) -> str:
+    """The help text of one setting, with its range: for docstrings and UI labels."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    low, high = field.metadata.get("low"), field.metadata.get("high")
+    span = f" [{low}, {high}]" if low is not None and high is not None else ""
+    return f"{field.metadata['help']}{span}"
+
+
+def add_flags(parser: argparse.ArgumentParser, cls, title: str | None = None) -> None:
+    """One flag per setting of `cls`. Flags default to None (= not given), so a preset's values stay
+    unless the user overrides them; `given(args, cls)` collects what was given."""
+    group = parser.add_argument_group(title) if title else parser
+    for field in dataclasses.fields(cls):
+        if not field.metadata.get("cli", True) or "help" not in field.metadata:
+            continue
+        kind = _base_type(cls, field)
+        help_text = f"{field.metadata['help']} (default {field.default!r})"
+        if kind is bool:
+            group.add_argument(flag_name(field), dest=field.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+        else:
+            group.add_argument(flag_name(field), dest=field.name, type=kind, default=None,
+                               choices=field.metadata.get("choices"), help=help_text)
+
+
+def given(args: argparse.Namespace, cls) -> dict:
+    """The settings of `cls` that were given on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if getattr(args, f.name, None) is not None}
+
+
+def _check(cls, field: dataclasses.Field, value):
+    name, kind, meta = field.name, _base_type(cls, field), field.metadata
+    if value is None:
+        if field.default is None:
+            return None
+        raise SettingError(f"{name} must be given")
+    if kind is str:
+        if not isinstance(value, str):
+            raise SettingError(f"{name} must be text")
+        if meta.get("choices") and value not in meta["choices"]:
+            raise SettingError(f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SettingError(f"{name} must be true or false")
+        return value
+    if isinstance(value, bool):
+        raise SettingError(f"{name} must be a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise SettingError(f"{name} must be a finite number")
+    if kind is int and number != int(number):
+        raise SettingError(f"{name} must be a whole number")
+    low, high = meta.get("low"), meta.get("high")
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise SettingError(f"{name} must be between {low} and {high}, got {value}")
+    return int(number) if kind is int else number
+
+
+def checked(cls, **values):
+    """An instance of `cls` from untrusted values (API, UI, command line): each value is converted to its
+    declared type and checked against its limits; missing ones take their defaults."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise SettingError(f"unknown setting {unknown[0]!r}")
+    return cls(**{name: _check(cls, known[name], value) for name, value in values.items()})
