@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     data = prepare(record, read_corpus(record.corpus, args.data))
     if data.tokenizer.state() != loaded.tokenizer.state():
         # Its ids would mean other tokens to this model: the figures would be silently wrong.
-        print(f"error: this corpus does not give this model's tokenizer ({data.tokenizer.vocab_size} tokens, the "
+        where = args.data or "the default data folders"
+        print(f"error: the corpus in {where} does not give this model's tokenizer ({data.tokenizer.vocab_size} tokens, the "
               f"model has {loaded.tokenizer.vocab_size}); evaluate on the corpus the model was trained on",
               file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .files import CONFIG_FILE, METRICS_FILE, PRETRAINED_DIR, TOKENIZER_FILE, WEIGHTS_FILE, read_json
+from .files import CONFIG_FILE, METRICS_FILE, TOKENIZER_FILE, WEIGHTS_FILE, read_json
 from .model import LSTMLanguageModel
 from .records import PRESETS, ModelRecord, find
 from .tokenizers import Tokenizer, load_tokenizer
@@ -53,7 +53,7 @@ def load_model_folder(folder: str | Path) -> tuple[LSTMLanguageModel, Tokenizer]
     if not weights.is_file():
         pickles = sorted(p.name for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES)
         refused = f" (pickled weights are never loaded: {', '.join(pickles)})" if pickles else ""
-        raise ModelLoadError(f"{folder} is not a model folder: no {WEIGHTS_FILE}{refused}")
+        raise ModelLoadError(f"{folder} is not a model folder: {weights} is missing{refused}")
     if not config.is_file():
         raise ModelLoadError(f"missing config file {config}")
     try:
@@ -146,6 +146,6 @@ def resolve(name: str | ModelRecord, revision: str | None = None, timeout_s: flo
     if not bundled.is_dir():
         raise ModelLoadError(f"no bundled weights for {record.long_name} at {bundled}; Hub: {reason or 'not tried'}")
     model, tokenizer = load_model_folder(bundled)
-    return LoadedModel(model, tokenizer, bundled, f"bundled {bundled.relative_to(PRETRAINED_DIR.parent.parent)}",
+    return LoadedModel(model, tokenizer, bundled, f"bundled {Path(*bundled.parts[-3:])}",
                        read_metrics(bundled), fallback_reason=reason)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .data import Corpus, cut
+from . import files
 from .files import GPT2_RANKS_FILE, PRETRAINED_DIR
 from .model import ModelConfig
 from .tokenizers import CharTokenizer, SubwordTokenizer, Tokenizer, WordTokenizer, basic_english
@@ -56,7 +57,7 @@ class ModelRecord:
 
     @property
     def bundled_folder(self) -> Path:
-        return PRETRAINED_DIR / self.long_name
+        return files.PRETRAINED_DIR / self.long_name  # read at call time, so tests can point it elsewhere
 
     def describe(self) -> dict:
         """What a model folder's metrics.json keeps of its record, so the app can serve it as it was meant."""

@@ -425,3 +425,48 @@ def test_next_tokens_refuses_bad_input_clearly(client, args, message):
     with pytest.raises(Exception, match=message):
         call(client, *args, api_name="/next_tokens")
     assert len(call(client, "char", "ROMEO:", 2, 1.0, api_name="/next_tokens")["float32"]) == 2
+
+
+# --------------------------------------------------------------------------- a fourth model is one record
+
+
+def test_a_fourth_model_record_gets_its_own_tab_and_endpoint(served, tmp_path, server):
+    """Adding a model is one record plus its weights folder: here a tiny char model trained on a corpus the
+    test writes, with no change to the app or the library."""
+    from gradio_client import Client
+
+    from lstmgen.data import Corpus, read_corpus
+    from lstmgen.model import ModelConfig
+    from lstmgen.records import ModelRecord, TokenizerSpec, prepare
+    from lstmgen.train import TrainConfig, Trainer
+
+    (tmp_path / "limericks.txt").write_text("There once was a cat from the bay, who slept in the sun every day.\n" * 60)
+    record = ModelRecord(
+        name="limerick", long_name="char-limericks", title="Char · Limericks",
+        corpus=Corpus(name="limericks", files=("limericks.txt",), note="a made-up corpus of limericks"),
+        tokenizer=TokenizerSpec("char"), model=ModelConfig(embed_size=8, hidden_size=16, num_layers=1),
+        train=TrainConfig(epochs=2, batch_size=4, seq_len=32, progress=False, eval_batch_size=1),
+        examples=("There once was",), length=30)
+    data = prepare(record, read_corpus(record.corpus, tmp_path))
+    run = tmp_path / "run"
+    Trainer(record.model.build(data.tokenizer.vocab_size), data.train_ids, data.val_ids, run, record.train,
+            tokenizer=data.tokenizer).fit()
+    record = replace(record, folder=run / "best")
+
+    fourth = service.load_one(record, use_hub=False)
+    assert fourth.loaded is not None, fourth.error
+    demo = app.build_demo({**served, "limerick": fourth})
+    url = launch(demo)
+    try:
+        config = json.dumps(demo.config, ensure_ascii=False)
+        assert "Char · Limericks" in config and "There once was" in config
+        elem_ids = {c.get("props", {}).get("elem_id") for c in demo.config["components"]}
+        assert {"tab-limerick", "limerick-prompt", "limerick-generate"} <= elem_ids
+        client = Client(url, verbose=False)
+        assert "limerick" in call(client, api_name="/models")
+        result = call(client, **request("limerick", prompt="There once was", length=12))
+        assert result["model"] == "limerick" and result["float32"]["tokens"] == 12
+    finally:
+        demo.close()
+        app.models.clear()  # give the module's server its models back
+        app.models.update(served)

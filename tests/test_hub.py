@@ -210,7 +210,8 @@ import lstmgen.hub as hub
 
 args = json.loads(sys.argv[1])
 if args.get("pretrained"):
-    hub.PRETRAINED_DIR = Path(args["pretrained"])
+    import lstmgen.files
+    lstmgen.files.PRETRAINED_DIR = Path(args["pretrained"])
 started = time.perf_counter()
 loaded = hub.resolve(args["name"])
 elapsed = time.perf_counter() - started

@@ -339,3 +339,114 @@ def test_evaluate_refuses_a_corpus_that_does_not_give_the_models_tokenizer(cli):
     assert code == 2
     assert "tokenizer" in stderr and str(cli["other"]) in stderr
     assert stdout == ""
+
+
+# --------------------------------------------------------------------------- any corpus, any tokenizer
+
+
+REVIEWS = ["a wonderful film with a moving story and great acting", "the plot was dull and the acting was worse",
+           "i loved the music and the story of the old king", "a boring film , i fell asleep before the end",
+           "great fun for the whole family and a happy end"]
+
+
+def imdb_like_folder(root: Path) -> Path:
+    """A local folder laid out as the Hub lays out stanfordnlp/imdb: plain_text/{train,test}-00000-of-00001.parquet."""
+    from datasets import Dataset
+
+    rng = random.Random(1)
+    folder = root / "imdb"
+    (folder / "plain_text").mkdir(parents=True)
+    for split, rows in (("train", 400), ("test", 50)):
+        texts = [" ".join(rng.choice(REVIEWS) for _ in range(3)) for _ in range(rows)]
+        Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(rows)]}).to_parquet(
+            str(folder / "plain_text" / f"{split}-00000-of-00001.parquet"))
+    return folder
+
+
+def test_a_new_word_model_trains_on_a_hub_shaped_dataset_and_the_app_serves_it_as_a_fourth_model(tmp_path):
+    out = tmp_path / "out"
+    result = run(["train_space.py", "--tokenizer", "word", "--dataset", imdb_like_folder(tmp_path), "--text-column",
+                  "text", "--split", "train", "--epochs", "1", "--time-budget", "15", "--hidden-size", "32",
+                  "--embed-size", "16", "--num-layers", "1", "--no-progress", "--threads", "1", "--out", out],
+                 child_env(tmp_path / "hf_home"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    assert metrics["kind"] == "word" and metrics["record"]["name"] == "word-imdb"
+    assert metrics["vocab_size"] > 10 and math.isfinite(metrics["final"]["val_float"]["loss"])
+
+    from lstmgen import service
+
+    served = service.load_all(sources=[str(out / "model")], use_hub=False)
+    assert list(served)[:3] == ["char", "subword", "word"] and "word-imdb" in served
+    request = service.validate(served, "word-imdb", "a wonderful", length=5, seed=1)
+    *_, final = service.side_by_side(request)
+    assert final.done and len(final.float.ids) == 5
+
+
+def test_a_dataset_without_the_text_column_is_refused_clearly(tmp_path):
+    result = run(["train_space.py", "--tokenizer", "char", "--dataset", imdb_like_folder(tmp_path), "--text-column",
+                  "review", "--epochs", "1"], child_env(tmp_path / "hf_home"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "has no column 'review'" in result.stderr and "--text-column" in result.stderr
+
+
+# --------------------------------------------------------------------------- every command fails politely
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """A failed command: non-zero exit, no traceback, and its last line says what went wrong."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_the_word_preset_without_the_books_names_the_files_and_the_data_option(tmp_path):
+    env = child_env(tmp_path / "hf_home")  # LSTMGEN_DATA is not passed on: the books are nowhere
+    for command in (["train_space.py", "--preset", "word-harrypotter", "--epochs", "1"],
+                    ["-m", "lstmgen", "evaluate", "--model", "word-harrypotter", "--no-hub"]):
+        line = one_line_error(run(command, env))
+        assert "harrypotter/1.txt" in line and "--data" in line and "LSTMGEN_DATA" in line
+
+
+def test_the_shakespeare_presets_train_on_a_fresh_clone_without_a_data_folder(tmp_path):
+    result = run(["train_space.py", "--preset", "char-shakespeare", "--epochs", "1", "--hidden-size", "64",
+                  "--num-layers", "1", "--time-budget", "20", "--no-progress", "--threads", "1", "--out", tmp_path / "o"],
+                 child_env(tmp_path / "hf_home"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert MODEL_FILES <= {p.name for p in (tmp_path / "o" / "model").iterdir()}
+
+
+def test_a_damaged_model_folder_is_refused_in_one_line_and_nothing_is_unpickled(trained, tmp_path):
+    out, _ = trained
+    truncated = tmp_path / "truncated"
+    shutil.copytree(out / "model", truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(out / "model" / "config.json", pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"not even a pickle")
+    env = child_env(tmp_path / "hf_home")
+    line = one_line_error(run(["-m", "lstmgen", "generate", "--model", truncated, "--no-hub"], env))
+    assert "truncated" in line and str(weights) in line
+    line = one_line_error(run(["-m", "lstmgen", "generate", "--model", pickled, "--no-hub"], env))
+    assert "pickled weights are never loaded: pytorch_model.bin" in line
+    line = one_line_error(run(["-m", "lstmgen", "generate", "--model", "nobody/nothing", "--no-hub"], env))
+    assert "not a model folder, not a preset" in line
+
+
+def test_bad_sampling_settings_on_the_command_line_are_refused_with_the_apps_limits(tmp_path):
+    result = run(["-m", "lstmgen", "generate", "--model", "char-shakespeare", "--no-hub", "--temperature", "3"],
+                 child_env(tmp_path / "hf_home"))
+    assert "temperature must be between 0.0 and 2.0" in one_line_error(result)
+
+
+def test_resuming_from_a_damaged_checkpoint_names_it_and_keeps_it(trained, corpus, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    result = run(["train_space.py", *TINY, "--epochs", "1", "--data", corpus / "tinyshakespeare.txt", "--out", out,
+                  "--resume"], child_env(tmp_path / "hf_home"))
+    line = one_line_error(result)
+    assert str(out / "last.pt") in line and "kept" in line
+    assert (out / "last.pt").read_bytes() == b"PK\x03\x04 truncated"

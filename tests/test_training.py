@@ -87,7 +87,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninter
 
     torch.manual_seed(0)
     reference = small_model(tokenizer.vocab_size)
-    Trainer(reference, train_ids, val_ids, tmp_path / "whole", cfg).fit()
+    reference_history = Trainer(reference, train_ids, val_ids, tmp_path / "whole", cfg).fit()
 
     # Killed at step 5 of the first epoch, or of the second once averaging has started there.
     kill_step = 5 + (num_batches(batchify(train_ids, 4), 32) if average_after else 0)
@@ -105,10 +105,12 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninter
     assert trainer.resume()
     # the checkpoint after the step before: only the step that was running is lost
     assert trainer.steps == kill_step - 1 and (trainer.averaged is not None) == (average_after > 0)
-    trainer.fit()
+    history = trainer.fit()
 
     for (name, a), b in zip(reference.state_dict().items(), resumed_model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+    # The interrupted epoch's train_loss covers all its batches, those before the kill too.
+    assert [h["train_loss"] for h in history] == pytest.approx([h["train_loss"] for h in reference_history], rel=1e-5)
     if average_after:  # the averaged weights, kept as best, continue exactly too
         whole_best = LSTMLanguageModel.from_pretrained(tmp_path / "whole" / "best", strict=True)
         resumed_best = LSTMLanguageModel.from_pretrained(tmp_path / "killed" / "best", strict=True)
