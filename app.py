@@ -3,12 +3,12 @@ inside (the next-token candidates, how sure each generated token was, how faithf
 
     python app.py [--model FOLDER_OR_REPO ...] [--no-hub] [--host 127.0.0.1] [--port 7860] [--share]
 
-Named API (gradio_client): /generate, /generate_stream, /next_tokens, /models.
+Named API (gradio_client): /generate, /generate_stream, /next_tokens, /models, /train.
 This file only wires the UI to the library (lstmgen/service.py).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: gradio reads the handlers' type hints (gr.Request,
+# gr.OAuthToken) to inject them, so they must be real objects, not strings.
 import os
 
 # Offline-safe defaults, read when gradio and huggingface_hub are imported: without them the server and
@@ -19,17 +19,23 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost"]))
 
 import argparse
+import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
+from lstmgen import publish as publish_lib
 from lstmgen import service
+from lstmgen import studio as studio_lib
 from lstmgen.sampling import SamplingConfig
 from lstmgen.service import CANDIDATES_LIMITS, LIMITS, MAX_PROMPT_CHARS, RequestError, ServedModel
 from lstmgen.settings import describe
 
 models: dict[str, ServedModel] = {}
+studio: studio_lib.Studio | None = None  # visitors' trainings (build_demo makes it)
 # Probability bands for colouring generated tokens, most sure first.
 BANDS = [(0.9, "sure (≥ 90%)", "#16a34a"), (0.5, "likely (50–90%)", "#84cc16"), (0.1, "possible (10–50%)", "#f59e0b"),
          (0.0, "surprising (< 10%)", "#ef4444")]
@@ -114,8 +120,52 @@ def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 
 
 def list_models() -> dict:
     """What is loaded: for each model its source (Hub repo and revision, bundled, or a folder), size,
-    parameters and validation figures of the float and int8 copies; or the reason it could not be loaded."""
+    parameters and validation figures of the float and int8 copies; or the reason it could not be loaded.
+    Models that visitors trained (/train) are listed too, until they expire."""
+    if studio is not None:
+        for name in studio.evict():
+            models.pop(name, None)
     return {name: served.info() for name, served in models.items()}
+
+
+def train(text: str, tokenizer: str = "char", size: str = "small", seconds: float = 60, request=None) -> Iterator[dict]:
+    """Train your own model on your text; streams progress, and the last update names the new model.
+
+    Each update: {"status", "step", "epoch", "train_loss", "val_loss", "tokens_per_s", "elapsed_s", "done",
+    "model"}; status is "waiting" (then "place" and "wait_s" say where you are in the line), "training",
+    "done" or "failed" (with "error"). The last update's "model" is accepted by /generate,
+    /generate_stream and /next_tokens, and listed by /models, until it expires. One training runs at
+    a time per server; the text is never stored, only the trained model, for a limited time.
+
+    Inputs (checked on the server):
+        text: UTF-8 text to learn from, the last 10% held out for validation (1 KB to 10 MB by default)
+        tokenizer: char, word or subword
+        size: tiny or small
+        seconds: the time budget, 10 to 300 by default
+    """
+    import gradio as gr
+
+    session = getattr(request, "session_hash", None) or "api"
+    try:
+        for update in studio.train(text, tokenizer, size, seconds, session):
+            if update.get("model"):
+                _register(update["model"], update["folder"])
+            yield _public(update)
+    except studio_lib.TrainingError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+def _register(name: str, folder: str) -> None:
+    """Serve a visitor's new model under its name, like any other model."""
+    served = service.load_source(folder, use_hub=False)
+    served.record = replace(served.record, name=name)
+    models[name] = served
+
+
+def _public(update: dict) -> dict:
+    keys = ("status", "step", "epoch", "train_loss", "val_loss", "tokens_per_s", "elapsed_s", "done", "model",
+            "error", "place", "wait_s", "parameters", "vocab_size")
+    return {k: update.get(k) for k in keys if k in update or k in ("done", "model")}
 
 
 # --------------------------------------------------------------------------- UI
@@ -256,11 +306,162 @@ def _tab(gr, served: ServedModel) -> None:
                   api_visibility="private", queue=False)
 
 
-def build_demo(served_models: dict[str, ServedModel]):
+def _curve_frame(update: dict):
+    import pandas as pd
+
+    rows = [{"seconds": p["elapsed_s"], "loss": p[key], "split": label} for p in update.get("curve", [])
+            for key, label in (("train_loss", "train"), ("val_loss", "validation")) if p.get(key) is not None]
+    return pd.DataFrame(rows, columns=["seconds", "loss", "split"])
+
+
+def _train_status(update: dict) -> str:
+    if update["status"] == "waiting":
+        return (f"⏳ Another visitor's model is training. You are **number {update['place'] + 1}** in line: "
+                f"about {update['wait_s']:.0f} s to wait.")
+    if update["status"] == "failed":
+        return f"⚠️ {update['error']}"
+    parts = [f"**{update['status']}** · step {update['step']:,} · {update['elapsed_s']:.0f} s"]
+    if update.get("train_loss") is not None:
+        parts.append(f"train loss {update['train_loss']:.3f}")
+    if update.get("val_loss") is not None:
+        parts.append(f"validation loss {update['val_loss']:.3f}")
+    if update.get("tokens_per_s"):
+        parts.append(f"{update['tokens_per_s']:,.0f} tokens/s")
+    return " · ".join(parts)
+
+
+def _trained_figures(served: ServedModel) -> str:
+    final = served.loaded.metrics.get("final", {})
+    loss = {k: final[k]["loss"] for k in ("val_float", "val_int8") if k in final}
+    cost = (loss["val_int8"] - loss["val_float"]) / loss["val_float"] if len(loss) == 2 else 0.0
+    return (f"**{served.name}**: {served.loaded.model.num_parameters():,} parameters · vocabulary "
+            f"{served.loaded.tokenizer.vocab_size:,} ({served.loaded.tokenizer.kind}) · validation loss "
+            f"{loss.get('val_float', float('nan')):.4f} (int8 {loss.get('val_int8', float('nan')):.4f}, "
+            f"{cost:+.2%}) · kept on this server for {studio.limits.keep_s / 60:.0f} min")
+
+
+def _train_tab(gr) -> None:
+    limits = studio.limits
+    gr.Markdown(f"Train an LSTM on your own text, here on the server, then compare its float and int8 copies, "
+                f"download it, or publish it to your Hugging Face account. Text: {limits.min_bytes:,} bytes to "
+                f"{limits.max_bytes / 1e6:g} MB of UTF-8, the last 10% held out for validation; it is never stored. "
+                f"One training runs at a time; models are deleted after {limits.keep_s / 60:.0f} minutes.")
+    with gr.Row():
+        with gr.Column(scale=3):
+            upload = gr.File(label="Upload a .txt file", file_types=[".txt"], type="filepath", elem_id="train-file")
+            pasted = gr.Textbox(label="…or paste text", lines=5, max_lines=10, elem_id="train-text")
+            with gr.Row():
+                dataset = gr.Textbox(label="…or a Hub dataset id", placeholder="stanfordnlp/imdb", scale=3)
+                column = gr.Textbox(value="text", label="its text column", scale=1, min_width=100)
+        with gr.Column(scale=2, min_width=260):
+            tokenizer = gr.Radio(list(studio_lib.TOKENIZERS), value="char", label="Tokenizer")
+            size = gr.Radio([(f"{n} (≈{studio_lib.parameter_count(n) / 1e3:,.0f} k parameters for characters)", n)
+                             for n in studio_lib.SIZES], value="small", label="Size")
+            seconds = gr.Slider(limits.min_seconds, limits.max_seconds, value=60, step=5, label="Time budget (seconds)")
+            with gr.Row():
+                start = gr.Button("Train", variant="primary", elem_id="train-start")
+                stop = gr.Button("Stop (keeps the best so far)", variant="stop", elem_id="train-stop")
+    status = gr.Markdown(elem_id="train-status")
+    curve = gr.LinePlot(x="seconds", y="loss", color="split", title="Loss while training", x_title="seconds",
+                        y_title="loss (nats per token)", height=260, elem_id="train-plot")
+    trained = gr.State(None)
+    with gr.Column(visible=False) as result:
+        figures = gr.Markdown(elem_id="train-figures")
+        with gr.Row():
+            prompt = gr.Textbox(label="Prompt", lines=2, scale=3, elem_id="train-prompt")
+            generate_button = gr.Button("Generate with your model", variant="primary", elem_id="train-generate")
+        with gr.Row(equal_height=True):
+            texts = [gr.Textbox(label=label, lines=6, interactive=False, elem_id=f"train-{side}")
+                     for side, label in (("float32", "float32"), ("int8", "int8 (dynamic quantization)"))]
+        fidelity = gr.Markdown(elem_id="train-fidelity")
+        download = gr.DownloadButton("Download the model folder (.zip)", elem_id="train-download")
+        with gr.Row():
+            from gradio.utils import get_space
+
+            if get_space():  # "Sign in with Hugging Face" (hf_oauth in the README's front matter)
+                gr.LoginButton()
+            else:  # locally gradio's login button needs a saved login and the Hub; the push uses the saved login
+                gr.Markdown("Publishing uses this machine's Hugging Face login (`hf auth login`, or HF_TOKEN).")
+            repo = gr.Textbox(label="Repo name on your account", placeholder="my-lstm", scale=2)
+            publish = gr.Button("Publish to my Hub account")
+        published = gr.Markdown()
+
+    def on_train(upload, pasted, dataset, column, tokenizer, size, seconds, request: gr.Request,
+                 progress=gr.Progress()):
+        text = _visitor_text(upload, pasted, dataset, column)
+        update = {"status": "waiting"}
+        for update in studio.train(text, tokenizer, size, seconds, request.session_hash):
+            if update["status"] == "training":
+                progress(min(1.0, update["elapsed_s"] / float(seconds)), desc="training")
+            if update.get("model"):
+                _register(update["model"], update["folder"])
+            yield _train_status(update), _curve_frame(update), gr.skip(), gr.update(visible=False), gr.skip(), gr.skip()
+        if not update.get("model"):
+            return
+        name = update["model"]
+        archive = shutil.make_archive(str(Path(update["folder"]).parent / name), "zip", update["folder"])
+        yield (_train_status(update), _curve_frame(update), name, gr.update(visible=True),
+               _trained_figures(models[name]), archive)
+
+    def on_generate_trained(name, prompt):
+        if name not in models:
+            raise gr.Error("this model has expired: train it again", print_exception=False)
+        request = _validated(name, prompt, length=200, seed=None)
+        *_, result = service.side_by_side(request, stream_every_s=float("inf"))
+        summary = result.summary()
+        return prompt + result.float.text, prompt + result.int8.text, _fidelity(summary)
+
+    def on_publish(name, repo, oauth_token: gr.OAuthToken | None):
+        folder = studio.folder(name) if name else None
+        if folder is None:
+            raise gr.Error("train a model first (or train it again: it has expired)", print_exception=False)
+        token = oauth_token.token if oauth_token is not None else publish_lib.local_token()
+        try:
+            return f"Published: {publish_lib.push_to_account(folder, repo, token)}"
+        except publish_lib.PublishError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+
+    start.click(on_train, [upload, pasted, dataset, column, tokenizer, size, seconds],
+                              [status, curve, trained, result, figures, download], api_visibility="private",
+                              concurrency_id="train", concurrency_limit=studio_lib.Limits().max_models + 4)
+    def on_stop(request: gr.Request):
+        studio.stop(request.session_hash)
+
+    stop.click(on_stop, None, None, api_visibility="private", queue=False)
+    generate_button.click(on_generate_trained, [trained, prompt], [*texts, fidelity], api_visibility="private",
+                          concurrency_id="generate")
+    publish.click(on_publish, [trained, repo], published, api_visibility="private")
+
+
+def _visitor_text(upload, pasted, dataset, column) -> str:
+    """The text a visitor gave: an uploaded file, pasted text or a Hub dataset's text column."""
     import gradio as gr
 
+    from lstmgen.data import CorpusError, load_text
+
+    given = [bool(upload), bool(pasted and pasted.strip()), bool(dataset and dataset.strip())]
+    if sum(given) != 1:
+        raise gr.Error("give your text one way: upload a file, paste text, or name a Hub dataset", print_exception=False)
+    try:
+        if upload:
+            size = Path(upload).stat().st_size
+            if size > studio.limits.max_bytes:
+                raise studio_lib.TrainingError(f"the file is {size:,} bytes; the limit is {studio.limits.max_bytes:,}")
+            return studio_lib.decode_upload(Path(upload).read_bytes())
+        if pasted:
+            return pasted
+        return load_text(dataset=dataset.strip(), text_column=(column or "text").strip())
+    except (studio_lib.TrainingError, CorpusError) as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+def build_demo(served_models: dict[str, ServedModel], studio_root=None):
+    import gradio as gr
+
+    global studio
     models.clear()
     models.update(served_models)
+    studio = studio_lib.Studio(root=studio_root)
     with gr.Blocks(title="lstmgen: LSTM text generation") as demo:
         gr.Markdown("# lstmgen\nLSTM text generation, each model beside its dynamically int8-quantized copy: "
                     "shared random numbers, the latency of each, and a look inside.")
@@ -268,10 +469,15 @@ def build_demo(served_models: dict[str, ServedModel]):
             for name, served in served_models.items():
                 with gr.Tab(served.record.title, id=name, elem_id=f"tab-{name}"):
                     _tab(gr, served)
+            with gr.Tab("Train your own", id="train", elem_id="tab-train"):
+                _train_tab(gr)
         gr.api(generate, api_name="generate", concurrency_id="generate")
         gr.api(generate_stream, api_name="generate_stream", concurrency_id="generate")
         gr.api(next_tokens, api_name="next_tokens", concurrency_id="next_tokens")
         gr.api(list_models, api_name="models", concurrency_limit=None)
+        # gradio injects the request where a parameter's type says gr.Request; it is imported late (main).
+        train.__annotations__["request"] = gr.Request
+        gr.api(train, api_name="train", concurrency_id="train")
     # Each request decodes on one core; a few at a time keep latency low, the queue holds the rest.
     demo.queue(default_concurrency_limit=4, max_size=64)
     _apply_defaults_to_short_calls(demo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +26,10 @@ CONTINUATION_FILE = "continued_from.json"
 
 class MissingTokenError(RuntimeError):
     pass
+
+
+class PublishError(RuntimeError):
+    """A push that cannot be done; the message says why (it never holds the token)."""
 
 
 @torch.no_grad()
@@ -66,6 +71,37 @@ def push(folder: str | Path, repo_id: str, token: str, private: bool = False) ->
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
                       commit_message="Upload lstmgen model")
     return str(repo)
+
+
+def local_token() -> str | None:
+    """This machine's token (HF_TOKEN, or the login `hf auth login` saved), or None."""
+    from huggingface_hub import get_token
+
+    return os.environ.get("HF_TOKEN") or get_token()
+
+
+def push_to_account(folder: str | Path, repo: str, token: str | None) -> str:
+    """Push a model folder to `repo` ("NAME" on the token's own account, or "OWNER/NAME"). Returns its URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if not token:
+        raise PublishError("sign in with Hugging Face first (the button); running the app on your own machine, "
+                           "log in with `hf auth login` and reload")
+    repo = (repo or "").strip()
+    if not re.fullmatch(r"([A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}", repo):
+        raise PublishError("give the repo a name: letters, digits, '-', '_' or '.', like my-lstm")
+    try:
+        repo_id = repo if "/" in repo else f"{HfApi(token=token).whoami()['name']}/{repo}"
+        return push(folder, repo_id, token)
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        if status in (401, 403):
+            raise PublishError(f"this sign-in cannot write to {repo}: sign in again and allow writing to your "
+                               "repos (or use a token with write access)") from None
+        raise PublishError(f"the Hub refused the upload ({status}): {str(error).splitlines()[0]}") from None
+    except OSError as error:
+        raise PublishError(f"the Hub could not be reached: {type(error).__name__}") from None
 
 
 def measure(model, ids, config, per_tokens=None, num_chars=None, batch_size=None, seq_len=None) -> dict:

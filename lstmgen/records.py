@@ -31,6 +31,7 @@ GPT2_RANKS = PRETRAINED_DIR / "subword-shakespeare" / GPT2_RANKS_FILE
 class TokenizerSpec:
     kind: str  # char | word | subword
     min_freq: int = 1  # word/subword: a token needs this many uses to get its own id
+    max_size: int = 0  # word: keep at most this many words, the most frequent (0: no cap)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ def build_tokenizer(spec: TokenizerSpec, text: str | None = None, tokens: list[s
     if spec.kind == "char":
         return CharTokenizer.build(text)
     if spec.kind == "word":
-        return WordTokenizer.build(tokens if tokens is not None else basic_english(text), min_freq=spec.min_freq)
+        return WordTokenizer.build(tokens if tokens is not None else basic_english(text), min_freq=spec.min_freq,
+                                   max_size=spec.max_size)
     if spec.kind == "subword":
         return SubwordTokenizer.build(text, GPT2_RANKS, min_freq=spec.min_freq)
     raise ValueError(f"unknown tokenizer kind {spec.kind!r}: choose char, word or subword")

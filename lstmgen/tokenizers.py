@@ -175,10 +175,12 @@ class WordTokenizer(Tokenizer):
         self.start_word = start_word if start_word in self.index else self.EOS
 
     @classmethod
-    def build(cls, tokens: list[str], min_freq: int = 3) -> "WordTokenizer":
+    def build(cls, tokens: list[str], min_freq: int = 3, max_size: int = 0) -> "WordTokenizer":
+        """The words used at least `min_freq` times (at most `max_size` of them, the most frequent, if given)."""
         counts = Counter(tokens)
         # Most frequent first (ties alphabetical), so ids are stable for the same corpus.
         kept = sorted((w for w, n in counts.items() if n >= min_freq), key=lambda w: (-counts[w], w))
+        kept = kept[:max_size] if max_size else kept
         return cls([cls.UNK, cls.EOS] + [w for w in kept if w not in (cls.UNK, cls.EOS)])
 
     def encode(self, text: str) -> Encoding:

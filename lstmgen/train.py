@@ -42,7 +42,8 @@ class TrainConfig:
     clip: float = setting(1.0, "gradient norm clipping", low=0.0)
     lr_schedule: str = setting("plateau", "plateau: multiply the rate by lr_factor after lr_patience epochs without a "
                                "better validation loss; cosine: warm up, then a half cosine down to min_lr at the last "
-                               "step (best when the run's length is known in advance)", choices=["plateau", "cosine"])
+                               "step (best when the run's length is known in advance); budget: the same cosine over the "
+                               "time budget instead of the steps", choices=["plateau", "cosine", "budget"])
     lr_factor: float = setting(0.5, "plateau: the factor the rate is multiplied by", low=0.0, high=1.0)
     lr_patience: int = setting(0, "plateau: epochs without improvement before the rate falls", low=0)
     warmup_steps: int = setting(0, "cosine: steps of linear warm-up", low=0)
@@ -59,6 +60,11 @@ class TrainConfig:
     time_budget_s: float = setting(0.0, "seconds of training, then checkpoint, stop and finish (0: no limit)",
                                    low=0.0, flag="--time-budget")
     progress: bool = setting(True, "show progress bars")
+    validate_at_stop: bool = setting(False, "when the time budget (or a stop) ends training mid-epoch, validate and keep "
+                                            "the model if it is the best so far")
+    curve_every_s: float = setting(0.0, "also note the training loss and a quick validation loss (on the first "
+                                        "curve_val_tokens held-out tokens) every this many seconds (0: off)", low=0.0)
+    curve_val_tokens: int = setting(20_000, "held-out tokens of the quick validation", low=2)
     average_after: int = setting(0, "from this epoch on, evaluate and keep the running average of the weights "
                                     "(0: off)", low=0)
     average_decay: float = setting(0.0, "0: the plain mean of every step since (averaged SGD); else the decay of an "
@@ -75,6 +81,15 @@ def resolve_device(device: str) -> str:
     from .gpu import compute_device
 
     return compute_device()
+
+
+def budget_lr(elapsed_s: float, budget_s: float, step: int, peak: float, floor: float, warmup_steps: int = 0) -> float:
+    """The rate when the run's length is a time budget: a linear warm-up over steps, then a half cosine
+    from `peak` to `floor` as the budget runs out."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = min(1.0, elapsed_s / budget_s) if budget_s > 0 else 0.0
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def bf16_supported(device: str) -> bool:
@@ -105,8 +120,8 @@ def save_model_folder(model, tokenizer, folder: Path) -> None:
 
 class Trainer:
     def __init__(self, model, train_ids, val_ids, out_dir: str | Path, config: TrainConfig, tokenizer=None,
-                 on_step: Callable[[int], None] | None = None):
-        self.config, self.tokenizer, self.on_step = config, tokenizer, on_step
+                 on_step: Callable[[int], None] | None = None, should_stop: Callable[[], bool] | None = None):
+        self.config, self.tokenizer, self.on_step, self.should_stop = config, tokenizer, on_step, should_stop
         self.out_dir = Path(out_dir)
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -123,7 +138,7 @@ class Trainer:
         self.total_steps = config.epochs * num_batches(self.rows, config.seq_len)  # the cosine's length
         self.val_ids = val_ids
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        if config.lr_schedule not in ("plateau", "cosine"):
+        if config.lr_schedule not in ("plateau", "cosine", "budget"):
             raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
@@ -135,6 +150,9 @@ class Trainer:
         self.state = None
         self.best_val, self.bad_epochs = math.inf, 0
         self.history: list[dict] = []
+        # Points for a live plot (curve_every_s): {"step", "elapsed_s", "train_loss", "val_loss", "tokens_per_s"}.
+        self.curve: list[dict] = []
+        self.stopped = False  # should_stop() ended the run
         # Averaged weights (AWD-LSTM's averaged SGD, done here over AdamW's iterates): evaluated and kept as best.
         self.averaged: AveragedModel | None = None
         torch.manual_seed(config.seed + self.rank)
@@ -216,6 +234,19 @@ class Trainer:
     def out_of_time(self) -> bool:
         return self.config.time_budget_s > 0 and self.elapsed >= self.config.time_budget_s
 
+    def must_stop(self) -> bool:
+        if self.should_stop is not None and self.should_stop():
+            self.stopped = True
+        return self.stopped or self.out_of_time()
+
+    def note_curve(self, train_loss: float, tokens_per_s: float) -> None:
+        cfg = self.config
+        quick = evaluate(self.model_to_keep, self.val_ids[: cfg.curve_val_tokens], min(cfg.eval_batch_size, 16),
+                         cfg.eval_seq_len, device=self.device)
+        self.model.train()
+        self.curve.append({"step": self.steps, "elapsed_s": self.elapsed, "train_loss": train_loss,
+                           "val_loss": quick.loss, "tokens_per_s": tokens_per_s})
+
     def train_window(self, inputs, targets) -> float:
         state = None if self.state is None else tuple(s.detach() for s in self.state)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -224,10 +255,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
-        if self.config.lr_schedule == "cosine":
-            cfg = self.config
+        cfg = self.config
+        if cfg.lr_schedule in ("cosine", "budget"):
+            rate = (cosine_lr(self.steps, self.total_steps, cfg.lr, cfg.min_lr, cfg.warmup_steps)
+                    if cfg.lr_schedule == "cosine" else
+                    budget_lr(self.elapsed, cfg.time_budget_s, self.steps, cfg.lr, cfg.min_lr, cfg.warmup_steps))
             for group in self.optimizer.param_groups:
-                group["lr"] = cosine_lr(self.steps, self.total_steps, cfg.lr, cfg.min_lr, cfg.warmup_steps)
+                group["lr"] = rate
         self.optimizer.step()
         if self.config.average_after and self.epoch + 1 >= self.config.average_after:
             if self.averaged is None:
@@ -241,7 +275,7 @@ class Trainer:
         cfg = self.config
         self.model.train()
         tokens, windows = 0, 0
-        started = last_checkpoint = time.time()
+        started = last_checkpoint = last_curve = time.time()
         done_before = self.position // cfg.seq_len
         bar = tqdm(total=num_batches(self.rows, cfg.seq_len), initial=done_before, desc=f"epoch {self.epoch + 1}",
                    disable=not (cfg.progress and self.is_main), leave=False, dynamic_ncols=True)
@@ -255,14 +289,19 @@ class Trainer:
             previous = now
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (now - started):.0f}")
+            if cfg.curve_every_s and now - last_curve >= cfg.curve_every_s:
+                self.note_curve(self.epoch_loss_sum / self.epoch_windows, tokens / max(now - started, 1e-9))
+                last_curve = now = time.time()
+                previous = now  # the quick validation is not training time
             if self.on_step:
                 self.on_step(self.steps)
             due = (cfg.checkpoint_every_steps and self.steps % cfg.checkpoint_every_steps == 0) or (
                 now - last_checkpoint >= cfg.checkpoint_every_s)
-            if due or self.out_of_time():
+            stop = self.must_stop()
+            if due or stop:
                 self.save_checkpoint()
                 last_checkpoint = time.time()
-            if self.out_of_time():
+            if stop:
                 bar.close()
                 return self.epoch_loss_sum / self.epoch_windows, tokens / max(time.time() - started, 1e-9), False
         bar.close()
@@ -273,34 +312,43 @@ class Trainer:
             mean_loss = mean.item() / self.world
         return mean_loss, tokens / max(time.time() - started, 1e-9), True
 
+    def validate_and_keep(self, epoch, train_loss: float, tokens_per_s: float):
+        """Validate, record the epoch (or the part of one, when `epoch` is a fraction) and keep the model
+        as the best if it is. Returns the evaluation."""
+        val = self.evaluate()
+        record = {
+            "epoch": epoch, "train_loss": train_loss, "train_perplexity": math.exp(min(train_loss, 50)),
+            "val_loss": val.loss, "val_perplexity": val.perplexity, "val_bits_per_char": val.bits_per_char,
+            "lr": self.optimizer.param_groups[0]["lr"], "tokens_per_s": tokens_per_s, "elapsed_s": self.elapsed,
+            "amp_bf16": self.amp, "averaged_weights": self.averaged is not None,
+        }
+        self.history.append(record)
+        if val.loss < self.best_val:
+            self.best_val, self.bad_epochs = val.loss, 0
+            if self.is_main:
+                save_model_folder(self.model_to_keep, self.tokenizer, self.out_dir / BEST_FOLDER)
+        else:
+            self.bad_epochs += 1
+        if self.is_main:
+            write_json_atomic({"config": asdict(self.config), "epochs": self.history}, self.out_dir / METRICS_FILE)
+            tqdm.write(f"epoch {epoch}: train {train_loss:.4f}  val {val.loss:.4f}  ppl {val.perplexity:.2f}  "
+                       f"lr {record['lr']:.2e}  {tokens_per_s:.0f} tok/s")
+        return val
+
     def fit(self) -> list[dict]:
-        """Train until the epochs, the patience or the time budget run out; keep the best model."""
+        """Train until the epochs, the patience, the time budget or should_stop() run out; keep the best model."""
         cfg = self.config
-        while self.epoch < cfg.epochs and self.bad_epochs < cfg.early_stop and not self.out_of_time():
+        while self.epoch < cfg.epochs and self.bad_epochs < cfg.early_stop and not self.must_stop():
             train_loss, tokens_per_s, finished = self.run_epoch()
             if not finished:
+                if cfg.validate_at_stop and self.epoch_windows:
+                    part = self.position / (self.rows.size(1) - 1)
+                    self.validate_and_keep(round(self.epoch + part, 3), train_loss, tokens_per_s)
                 break
-            val = self.evaluate()
+            val = self.validate_and_keep(self.epoch + 1, train_loss, tokens_per_s)
             if cfg.lr_schedule == "plateau":
                 self.scheduler.step(val.loss)
-            record = {
-                "epoch": self.epoch + 1, "train_loss": train_loss, "train_perplexity": math.exp(min(train_loss, 50)),
-                "val_loss": val.loss, "val_perplexity": val.perplexity, "val_bits_per_char": val.bits_per_char,
-                "lr": self.optimizer.param_groups[0]["lr"], "tokens_per_s": tokens_per_s, "elapsed_s": self.elapsed,
-                "amp_bf16": self.amp, "averaged_weights": self.averaged is not None,
-            }
-            self.history.append(record)
-            if val.loss < self.best_val:
-                self.best_val, self.bad_epochs = val.loss, 0
-                if self.is_main:
-                    save_model_folder(self.model_to_keep, self.tokenizer, self.out_dir / BEST_FOLDER)
-            else:
-                self.bad_epochs += 1
             self.epoch, self.position, self.state = self.epoch + 1, 0, None
             self.epoch_loss_sum, self.epoch_windows = 0.0, 0
             self.save_checkpoint()
-            if self.is_main:
-                write_json_atomic({"config": asdict(cfg), "epochs": self.history}, self.out_dir / METRICS_FILE)
-                tqdm.write(f"epoch {record['epoch']}: train {train_loss:.4f}  val {val.loss:.4f}  "
-                           f"ppl {val.perplexity:.2f}  lr {record['lr']:.2e}  {tokens_per_s:.0f} tok/s")
         return self.history

@@ -1,6 +1,7 @@
 """The app in a real headless Chromium (Debian's, driven by playwright): tabs switch, Generate streams
 both texts and their stats, an empty seed box means a random seed and a set one repeats the run, the
-page renders (screenshots in test-artifacts/), and a phone-width viewport does not scroll sideways."""
+next-token candidates and the probability colouring show, the page renders (screenshots in
+test-artifacts/), and a phone-width viewport does not scroll sideways."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import app
 from app_support import build_model_folders, launch
 from lstmgen import service
+from lstmgen.records import RECORDS
 
 pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
               pytest.mark.filterwarnings("ignore::ResourceWarning")]
@@ -24,7 +26,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 WAIT_MS = 60_000
-TAB_TITLES = {name: spec["title"] for name, spec in app.TABS.items()}
+TAB_TITLES = {name: record.title for name, record in RECORDS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -74,30 +76,30 @@ def switch_to(page, name: str) -> None:
     page.locator(f"#{name}-prompt textarea").wait_for(state="visible")
 
 
-AGREEMENT = "#{name}-agreement [data-testid=markdown]"  # the text only, not the status tracker's timer
+FIDELITY = "#{name}-fidelity [data-testid=markdown]"  # the text only, not the status tracker's timer
 
 
 def run_and_wait(page, name: str) -> str:
-    """Click Generate and wait for the run to finish: the agreement line changes and counts all the
-    requested tokens (partial updates count fewer). Returns that line."""
-    agreement = page.locator(AGREEMENT.format(name=name))
-    before = agreement.inner_text()
+    """Click Generate and wait for the run to finish: the fidelity line changes and counts all the
+    requested steps (it is written when the run is done). Returns that line."""
+    fidelity = page.locator(FIDELITY.format(name=name))
+    before = fidelity.inner_text()
     page.locator(f"#{name}-generate").click()
     page.wait_for_function(
         """([selector, length, before]) => {
             const text = document.querySelector(selector)?.innerText ?? "";
-            return text !== before && text.includes(` of ${length} tokens agree`);
+            return text !== before && text.includes(` of the ${length} steps`);
         }""",
-        arg=[AGREEMENT.format(name=name), app.TABS[name]["length"], before], timeout=WAIT_MS)
-    return agreement.inner_text()
+        arg=[FIDELITY.format(name=name), RECORDS[name].length, before], timeout=WAIT_MS)
+    return fidelity.inner_text()
 
 
 def generate_in_tab(page, name: str, prompt: str) -> dict:
     switch_to(page, name)
     page.locator(f"#{name}-prompt textarea").fill(prompt)
-    agreement = run_and_wait(page, name)
-    assert re.search(r"^Seed \d+: both models draw from the same random stream", agreement), agreement
-    texts = {side: page.locator(f"#{name}-{side} textarea").input_value() for side in ("float", "int8")}
+    fidelity = run_and_wait(page, name)
+    assert re.search(r"^Seed \d+\. .*int8 made the same choice as float at [\d.]+% of the \d+ steps", fidelity), fidelity
+    texts = {side: page.locator(f"#{name}-{side} textarea").input_value() for side in ("float32", "int8")}
     for side, text in texts.items():
         assert text.startswith(prompt) and len(text) > len(prompt), f"{name} {side} box: {text[:80]!r}"
         stats = page.locator(f"#{name}-{side}-stats").inner_text()
@@ -125,7 +127,7 @@ def test_tabs_generate_and_page_renders(browser, url, artifacts):
             switch_to(page, name)
         generate_in_tab(page, "char", "ROMEO:\nBut")
         words = generate_in_tab(page, "word", "Harry looked at")
-        assert words["float"] != "Harry looked at"
+        assert words["float32"] != "Harry looked at"
         shot = artifacts / "app.png"
         page.screenshot(path=str(shot), full_page=True)
         assert_not_blank(shot)
@@ -167,11 +169,40 @@ def test_the_seed_box_is_random_when_empty_and_fixed_when_set(browser, url):
         for seed in ("42", "7", "42"):  # a set seed repeats its run
             seed_box.fill(seed)
             assert shown_seed(page, "word") == seed
-            texts.setdefault(seed, []).append(page.locator("#word-float textarea").input_value())
+            texts.setdefault(seed, []).append(page.locator("#word-float32 textarea").input_value())
         assert texts["42"][0] == texts["42"][1] != texts["7"][0]
         seed_box.fill("abc")
         page.locator("#word-generate").click()
         page.get_by_text("seed must be a number, not 'abc'").first.wait_for(state="visible")
+        assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        context.close()
+
+
+def test_next_token_candidates_and_probability_colouring_show(browser, url, artifacts):
+    context, page, errors = open_app(browser, url, viewport={"width": 1280, "height": 1100})
+    try:
+        switch_to(page, "char")
+        # Typing a prompt updates both models' candidate bars (the prompt's input event).
+        page.locator("#char-prompt textarea").fill("ROMEO:\nBut soft, what light through yonder")
+        note = page.locator("#char-next-note [data-testid=markdown]")
+        page.wait_for_function("(s) => (document.querySelector(s)?.innerText ?? '').includes('Top choice: the same')",
+                               arg="#char-next-note [data-testid=markdown]", timeout=WAIT_MS)
+        assert "KL(float ‖ int8)" in note.inner_text()
+        for side in ("float", "int8"):
+            bars = page.locator(f"#char-next-{side}")
+            assert "␣" in bars.inner_text() and "%" in bars.inner_text(), bars.inner_text()
+        run_and_wait(page, "char")
+        coloured = page.locator("#char-float32-colour")
+        assert not coloured.is_visible()  # plain text by default
+        page.locator("#char-colour input").check()
+        coloured.wait_for(state="visible")
+        assert page.locator("#char-int8-colour").is_visible() and not page.locator("#char-float32 textarea").is_visible()
+        legend = coloured.inner_text()
+        assert "sure (≥ 90%)" in legend and "ROMEO:" in legend
+        shot = artifacts / "app-inside.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert_not_blank(shot)
         assert not errors, f"JavaScript errors on the page: {errors}"
     finally:
         context.close()

@@ -1,0 +1,315 @@
+"""ONNX export of one stateful decoding step at batch 1: (token id, h, c) -> (next-token logits, h, c).
+
+    python -m lstmgen export --onnx MODEL OUT [--weights float,int8] [--no-hub]
+
+MODEL is a preset, a Hub repo id or a local folder; OUT a folder that gets `step.onnx` (float),
+`step.int8.onnx` (int8 weights), each with `config.json`'s shapes in its metadata. Inputs:
+`token` int64 (1, 1), `h` and `c` float32 (layers, 1, hidden); outputs `logits` float32 (vocab,),
+`h_out` and `c_out` float32 (layers, 1, hidden). Carry `h_out`, `c_out` into the next step; zeros
+start a text.
+
+The graph is written from the weights with onnx.helper, not traced: no torch exporter is involved
+(torch's TorchScript exporter is deprecated, its dynamo exporter needs onnxscript), building takes
+milliseconds, and the graph is the one ONNX Runtime runs fastest at batch 1 (lstmgen/ort_engine.py
+measures the choices): each layer's four gate products are one matrix product over [x, h]
+concatenated, with the sigmoid gates side by side, so a step is one product per layer plus the
+output layer and a few element-wise ops.
+
+Weights ("--weights"):
+- float: the model's float32 weights.
+- int8: weights in 8 bits, symmetric, one scale per `block` inputs of each output (MatMulNBits,
+  an ONNX Runtime contrib op); products in int8 with the input quantized per block at run time
+  (accuracy_level 4, VNNI) or, with `accuracy="float"`, in float32 (weight-only int8).
+- int8-dynamic: the float graph through onnxruntime.quantization.quantize_dynamic (standard ONNX
+  ops DynamicQuantizeLinear and MatMulInteger, one scale per tensor or per channel).
+- int8-dqmm: DynamicQuantizeMatMul (contrib op) with one weight scale per output column.
+- int4: as int8 with 4-bit weights (half the bytes; a visible fidelity cost, measured in bench/peers.py).
+The embedding row stays float32 in every variant (one row a step: its size costs nothing in time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+OPSET = 17
+MS_DOMAIN = "com.microsoft"
+WEIGHT_KINDS = ("float", "int8", "int8-nbits", "int8-dq", "int8-dynamic", "int4")
+FILE_NAMES = {"float": "step.onnx", "int8": "step.int8.onnx"}
+DEFAULT_BLOCK = 128
+
+
+def _weights(model) -> dict:
+    """The float model's weights as numpy, gates reordered from torch's (i, f, g, o) to (i, f, o, g) so
+    that the three sigmoid gates sit side by side, input and hidden weights stacked as one matrix."""
+    import torch
+
+    with torch.no_grad():
+        lstm = model.lstm
+        hidden = lstm.hidden_size
+        order = np.concatenate([np.arange(k * hidden, (k + 1) * hidden) for k in (0, 1, 3, 2)])
+        layers = []
+        for i in range(lstm.num_layers):
+            w_ih = getattr(lstm, f"weight_ih_l{i}").detach().float().numpy()[order]
+            w_hh = getattr(lstm, f"weight_hh_l{i}").detach().float().numpy()[order]
+            bias = (getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).detach().float().numpy()[order]
+            # (4H, in + H): one row per output, the layout MatMulNBits takes; MatMul wants its transpose.
+            layers.append((np.ascontiguousarray(np.concatenate([w_ih, w_hh], 1)), bias))
+        return {
+            "embedding": model.embedding.weight.detach().float().numpy().copy(),
+            "layers": layers,
+            "head": (model.decoder.weight.detach().float().numpy().copy(), model.decoder.bias.detach().float().numpy().copy()),
+            "hidden": hidden, "num_layers": lstm.num_layers, "vocab": model.embedding.num_embeddings,
+        }
+
+
+def quantize_blockwise(w: np.ndarray, bits: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """w (N, K) -> MatMulNBits' packed B (N, k_blocks, block * bits / 8) and scales (N, k_blocks):
+    symmetric, zero point 2**(bits-1) (the op's default), K padded with zeros to whole blocks."""
+    n, k = w.shape
+    blocks = -(-k // block)
+    padded = np.zeros((n, blocks * block), np.float32)
+    padded[:, :k] = w
+    padded = padded.reshape(n, blocks, block)
+    top = 2 ** (bits - 1) - 1
+    scale = np.abs(padded).max(-1) / top
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    q = np.clip(np.rint(padded / scale[..., None]), -top - 1, top).astype(np.int32) + top + 1
+    if bits == 8:
+        packed = q.astype(np.uint8)
+    elif bits == 4:
+        packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+    else:
+        raise ValueError(f"bits must be 4 or 8, not {bits}")
+    return packed, scale
+
+
+def dequantize_blockwise(packed: np.ndarray, scale: np.ndarray, bits: int, k: int) -> np.ndarray:
+    """The float matrix a blockwise-quantized one stands for (tests, fidelity checks)."""
+    if bits == 4:
+        q = np.stack([packed & 15, packed >> 4], -1).reshape(*packed.shape[:2], -1)
+    else:
+        q = packed
+    w = (q.astype(np.float32) - 2 ** (bits - 1)) * scale[..., None]
+    return w.reshape(w.shape[0], -1)[:, :k]
+
+
+def matrix_format(kind: str, k: int, block: int = DEFAULT_BLOCK) -> str:
+    """How one weight matrix with `k` inputs is stored in a graph of weights `kind`:
+    "float"; "nbits8" / "nbits4" (MatMulNBits, blockwise scales); "dq" (DynamicQuantizeMatMul's
+    per-tensor kernel over int8 rows that each have their own scale, applied after the product).
+    "int8" picks per matrix what measured fastest at equal or better fidelity: MatMulNBits where its
+    blocks tile the inputs exactly, else "dq" (MatMulNBits pads a 400-input row to 512: 20% slower)."""
+    if kind in ("float", "int8-dynamic"):
+        return "float"
+    if kind == "int8":
+        return "nbits8" if k % block == 0 else "dq"
+    return {"int8-nbits": "nbits8", "int8-dq": "dq", "int4": "nbits4"}[kind]
+
+
+class _Graph:
+    def __init__(self, weights: str, block: int, accuracy: str):
+        from onnx import helper
+
+        self.helper, self.nodes, self.inits = helper, [], []
+        self.kind, self.block, self.accuracy = weights, block, accuracy
+        self.count = 0
+
+    def name(self, stem: str) -> str:
+        self.count += 1
+        return f"{stem}_{self.count}"
+
+    def const(self, stem: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        name = self.name(stem)
+        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1, domain: str | None = None,
+           **attrs) -> list[str]:
+        names = outputs if isinstance(outputs, list) else [self.name(op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(self.helper.make_node(op_type, inputs, names, name=self.name(op_type), domain=domain, **attrs))
+        return names
+
+    def linear(self, x: str, w: np.ndarray, bias: np.ndarray | None, stem: str) -> str:
+        """x (..., K) @ w.T + bias, w (N, K), in the format matrix_format picks."""
+        n, k = w.shape
+        bias = np.zeros(n, np.float32) if bias is None else bias.astype(np.float32)
+        fmt = matrix_format(self.kind, k, self.block)
+        if fmt == "float":
+            # quantize_dynamic finds MatMul nodes with a constant B; the bias stays a float Add.
+            y = self.op("MatMul", [x, self.const(stem + "_w", np.ascontiguousarray(w.T))])[0]
+            return self.op("Add", [y, self.const(stem + "_b", bias)])[0]
+        if fmt == "dq":
+            # One scale per output row, applied after the product: the op's per-column scales take a
+            # slower kernel (measured 1.2-1.5x on a 400 x 13,134 output layer), its per-tensor one
+            # does not. The bias goes in divided by the scale: (acc + b / s) * s = acc * s + b.
+            scale = (np.abs(w).max(1) / 127).astype(np.float32)
+            scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)
+            q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+            y = self.op("DynamicQuantizeMatMul",
+                        [x, self.const(stem + "_w", np.ascontiguousarray(q.T)),
+                         self.const(stem + "_one", np.array(1.0, np.float32)),
+                         self.const(stem + "_zero", np.array(0, np.int8)),
+                         self.const(stem + "_b", (bias / scale).astype(np.float32))],
+                        domain=MS_DOMAIN)[0]
+            return self.op("Mul", [y, self.const(stem + "_scale", scale)])[0]
+        bits = 8 if fmt == "nbits8" else 4
+        block = self.block if bits == 8 else min(self.block, 32)
+        packed, scale = quantize_blockwise(w, bits, block)
+        level = {"int8": 4, "float": 1, "unset": 0}[self.accuracy]
+        return self.op("MatMulNBits",
+                       [x, self.const(stem + "_w", packed), self.const(stem + "_scale", scale), "", "",
+                        self.const(stem + "_b", bias)],
+                       domain=MS_DOMAIN, K=k, N=n, bits=bits, block_size=block, accuracy_level=level)[0]
+
+
+def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accuracy: str = "int8",
+               per_channel: bool = True, fuse: bool = True):
+    """The ONNX ModelProto of one decoding step of `model` (an LSTMLanguageModel, float weights).
+    `fuse=False` keeps each layer's input and hidden products apart (two products and an Add)."""
+    from onnx import TensorProto, checker, helper
+
+    if weights not in WEIGHT_KINDS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHT_KINDS)}, not {weights!r}")
+    w = _weights(model)
+    layers, hidden, vocab = w["num_layers"], w["hidden"], w["vocab"]
+    g = _Graph(weights, block, accuracy)
+    # Tensors stay (1, 1, features) throughout: no reshapes on the way in or out but the logits'.
+    x = g.op("Gather", [g.const("embedding", w["embedding"]), "token"], axis=0)[0]
+    h_in = g.op("Split", ["h"], layers, axis=0) if layers > 1 else ["h"]
+    c_in = g.op("Split", ["c"], layers, axis=0) if layers > 1 else ["c"]
+    sizes = g.const("gate_split", np.array([3 * hidden, hidden], np.int64))
+    hs, cs = [], []
+    for i, (weight, bias) in enumerate(w["layers"]):
+        last = i == layers - 1
+        if fuse:
+            gates = g.linear(g.op("Concat", [x, h_in[i]], axis=2)[0], weight, bias, f"lstm_l{i}")
+        else:
+            inputs = weight.shape[1] - hidden
+            gates = g.op("Add", [g.linear(x, weight[:, :inputs], bias, f"lstm_ih_l{i}"),
+                                 g.linear(h_in[i], weight[:, inputs:], None, f"lstm_hh_l{i}")])[0]
+        sig, cand = g.op("Split", [gates, sizes], 2, axis=2)
+        in_gate, forget, out_gate = g.op("Split", [g.op("Sigmoid", [sig])[0]], 3, axis=2)
+        cand = g.op("Tanh", [cand])[0]
+        c_new = g.op("Add", [g.op("Mul", [forget, c_in[i]])[0], g.op("Mul", [in_gate, cand])[0]],
+                     ["c_out"] if last and layers == 1 else 1)[0]
+        x = g.op("Mul", [out_gate, g.op("Tanh", [c_new])[0]], ["h_out"] if last and layers == 1 else 1)[0]
+        hs.append(x)
+        cs.append(c_new)
+    if layers > 1:
+        g.op("Concat", hs, ["h_out"], axis=0)
+        g.op("Concat", cs, ["c_out"], axis=0)
+    logits = g.linear(x, *w["head"], "decoder")
+    g.op("Reshape", [logits, g.const("vocab", np.array([vocab], np.int64))], ["logits"])
+    state = [layers, 1, hidden]
+    graph = helper.make_graph(
+        g.nodes, "lstmgen_step",
+        [helper.make_tensor_value_info("token", TensorProto.INT64, [1, 1]),
+         helper.make_tensor_value_info("h", TensorProto.FLOAT, state),
+         helper.make_tensor_value_info("c", TensorProto.FLOAT, state)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [vocab]),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, state),
+         helper.make_tensor_value_info("c_out", TensorProto.FLOAT, state)],
+        g.inits)
+    imports = [helper.make_opsetid("", OPSET)]
+    if weights not in ("float", "int8-dynamic"):
+        imports.append(helper.make_opsetid(MS_DOMAIN, 1))
+    proto = helper.make_model(graph, opset_imports=imports, producer_name="lstmgen")
+    proto.ir_version = 8  # ONNX Runtime 1.14+ reads it
+    if weights in ("float", "int8-dynamic"):
+        checker.check_model(proto)
+    helper.set_model_props(proto, {"lstmgen.weights": weights, "lstmgen.layers": str(layers),
+                                   "lstmgen.hidden": str(hidden), "lstmgen.vocab": str(vocab),
+                                   "lstmgen.block": str(block)})
+    if weights == "int8-dynamic":
+        proto = quantize_onnx_dynamic(proto, per_channel=per_channel)
+    return proto
+
+
+def quantize_onnx_dynamic(proto, per_channel: bool = True, op_types: list[str] | None = ("MatMul",)):
+    """onnxruntime.quantization.quantize_dynamic on an in-memory model (it works on files). `op_types`
+    None quantizes every kind it can (an ONNX LSTM op becomes DynamicQuantizeLSTM)."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(proto, src)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
+                         op_types_to_quantize=list(op_types) if op_types else None)
+        return onnx.load(dst)
+
+
+def export(model, out: str | Path, weights: tuple[str, ...] = ("float", "int8"), **options) -> list[Path]:
+    """Write one ONNX file per weight kind into the folder `out`; returns their paths."""
+    import onnx
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval()  # the graph is built from the weights; eval() only keeps the contract of a float step
+    paths = []
+    for kind in weights:
+        path = out / FILE_NAMES.get(kind, f"step.{kind}.onnx")
+        onnx.save(step_model(model, kind, **options), path)
+        paths.append(path)
+    return paths
+
+
+README_SNIPPET = '''\
+import numpy as np, onnxruntime as ort
+
+session = ort.InferenceSession("{path}", providers=["CPUExecutionProvider"])
+h = np.zeros(({layers}, 1, {hidden}), np.float32); c = np.zeros_like(h)
+token = np.array([[{token}]], np.int64)  # a token id of the model's tokenizer
+for _ in range(20):  # greedy
+    logits, h, c = session.run(None, {{"token": token, "h": h, "c": c}})
+    token[0, 0] = int(logits.argmax())
+    print(int(token[0, 0]))
+'''
+
+
+def main(argv=None) -> int:
+    """`python -m lstmgen export --onnx MODEL OUT`."""
+    import contextlib
+
+    parser = argparse.ArgumentParser(prog="python -m lstmgen export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--onnx", nargs=2, metavar=("MODEL", "OUT"), required=True,
+                        help="a preset, Hub repo id or local folder, and the folder to write")
+    parser.add_argument("--weights", default="float,int8", help=f"comma-separated: {', '.join(WEIGHT_KINDS)}")
+    parser.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="int8/int4: inputs per weight scale")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    parser.add_argument("--no-hub", action="store_true", help="skip the Hub: local folder or bundled weights")
+    args = parser.parse_args(argv)
+    from .hub import resolve
+
+    name, out = args.onnx
+    kinds = tuple(k.strip() for k in args.weights.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in WEIGHT_KINDS]
+    if unknown:
+        parser.error(f"unknown --weights {', '.join(unknown)}: choose from {', '.join(WEIGHT_KINDS)}")
+    with contextlib.redirect_stdout(sys.stderr):  # from_pretrained prints to stdout
+        loaded = resolve(name, revision=args.revision, use_hub=not args.no_hub)
+    model = loaded.model
+    paths = export(model, out, kinds, block=args.block)
+    token = loaded.tokenizer.encode("the").ids[:1] or [0]
+    (Path(out) / "config.json").write_text(json.dumps(
+        {"source": loaded.source, "vocab_size": model.vocab_size, "num_layers": model.num_layers,
+         "hidden_size": model.hidden_size, "files": {k: p.name for k, p in zip(kinds, paths)}}, indent=2))
+    for kind, path in zip(kinds, paths):
+        print(f"{kind}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    print("\nRun it with ONNX Runtime (pip install onnxruntime):\n")
+    print(README_SNIPPET.format(path=paths[0], layers=model.num_layers, hidden=model.hidden_size, token=token[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

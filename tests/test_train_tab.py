@@ -1,0 +1,295 @@
+"""Train your own, through the app's named API (/train) over loopback with gradio_client: a visitor's text
+in, progress out, a model that every endpoint accepts; one training at a time; clear errors for bad input;
+the zip a visitor downloads loads anywhere; publishing pushes to the visitor's own account."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import app
+from app_support import build_model_folders, launch
+from lstmgen import publish, service, studio
+
+pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
+              pytest.mark.filterwarnings("ignore::ResourceWarning")]
+
+PROJECT = Path(__file__).resolve().parent.parent
+TEXT_50KB = (Path(PROJECT / "data" / "tinyshakespeare.txt").read_text()[:50_000])
+CALL_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folders = build_model_folders(tmp_path_factory.mktemp("train-tab-models"))
+    served = service.load_all(records=[], sources=[str(folder) for folder in folders.values()], use_hub=False)
+    demo = app.build_demo(served, studio_root=tmp_path_factory.mktemp("visitors"))
+    url = launch(demo)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def train(client, text=TEXT_50KB, tokenizer="char", size="tiny", seconds=10) -> list[dict]:
+    job = client.submit(text, tokenizer, size, seconds, api_name="/train")
+    updates = list(job)
+    assert job.status().success, job.exceptions if hasattr(job, "exceptions") else job.status()
+    return updates
+
+
+@pytest.fixture(scope="module")
+def trained(client) -> list[dict]:
+    return train(client)
+
+
+def test_training_streams_growing_progress_and_ends_with_a_model(trained):
+    assert len(trained) > 3
+    training = [u for u in trained if u["status"] == "training"]
+    assert training and all(u["done"] is False for u in training)
+    steps = [u["step"] for u in training]
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    assert all(u["elapsed_s"] <= 10 + 5 for u in training)
+    final = trained[-1]
+    assert final["status"] == "done" and final["done"] is True and final["model"].startswith("yours-")
+    assert final["val_loss"] is not None and 0 < final["val_loss"] < 4.2  # below the uniform guess, ln 65
+    assert final["tokens_per_s"] > 0 and final["parameters"] > 0
+
+
+def test_the_new_model_works_in_every_endpoint(client, trained):
+    name = trained[-1]["model"]
+    assert name in client.predict(api_name="/models")
+    result = client.predict(name, "ROMEO:", 0.8, 30, 0, 1.0, 3, False, api_name="/generate")
+    assert result["model"] == name and result["float32"]["tokens"] == 30
+    assert result["fidelity"]["same_choice"] >= 0.9
+    streamed = list(client.submit(name, "ROMEO:", 0.8, 30, 0, 1.0, 3, False, api_name="/generate_stream"))
+    assert streamed[-1]["float32"]["text"] == result["float32"]["text"]
+    candidates = client.predict(name, "ROMEO:", 5, 1.0, api_name="/next_tokens")
+    assert len(candidates["float32"]) == 5
+
+
+def test_the_model_folder_is_what_train_space_writes_and_loads_anywhere(client, trained, tmp_path):
+    name = trained[-1]["model"]
+    folder = app.studio.folder(name)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "loss_curve.png",
+            "README.md"} <= {p.name for p in folder.iterdir()}
+    archive = Path(app.shutil.make_archive(str(tmp_path / "download"), "zip", folder))
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(unpacked)
+    from lstmgen.generate import generate
+    from lstmgen.hub import resolve
+
+    loaded = resolve(str(unpacked), use_hub=False)
+    direct = generate(loaded.model, loaded.tokenizer, "ROMEO:", 40, temperature=0.8, seed=5)
+    served = client.predict(name, "ROMEO:", 0.8, 40, 0, 1.0, 5, False, api_name="/generate")
+    assert direct == "ROMEO:" + served["float32"]["text"]  # the same text for the same seed
+    # And from the command line that serves it: python -m lstmgen generate --model FOLDER.
+    cli = subprocess.run([sys.executable, "-m", "lstmgen", "generate", "--model", str(unpacked), "--prompt", "ROMEO:",
+                          "--length", "40", "--temperature", "0.8", "--seed", "5", "--no-hub"],
+                         capture_output=True, text=True, cwd=PROJECT, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.rstrip("\n") == direct
+
+
+def test_a_second_training_waits_its_turn_then_succeeds(server):
+    from gradio_client import Client
+
+    results: dict[str, list] = {}
+
+    def visitor(who):
+        results[who] = train(Client(server, verbose=False), seconds=10)
+
+    first = threading.Thread(target=visitor, args=("first",))
+    first.start()
+    while not app.studio.running:  # the first one has the trainer
+        first.join(0.1)
+    second = threading.Thread(target=visitor, args=("second",))
+    second.start()
+    first.join(CALL_TIMEOUT_S)
+    second.join(CALL_TIMEOUT_S)
+    waiting = [u for u in results["second"] if u["status"] == "waiting"]
+    assert waiting and waiting[0]["place"] == 1 and waiting[0]["wait_s"] > 0
+    assert results["first"][-1]["status"] == results["second"][-1]["status"] == "done"
+    assert results["first"][-1]["model"] != results["second"][-1]["model"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("", "char", "tiny", 10), "the text is 0 bytes; a model needs at least 1,000"),
+    (("x", "char", "tiny", 10), "the text is 1 bytes; a model needs at least 1,000"),
+    (("a\x00b" * 500, "char", "tiny", 10), "looks binary"),
+    ((TEXT_50KB, "bytes", "tiny", 10), "tokenizer must be one of char, word, subword"),
+    ((TEXT_50KB, "char", "huge", 10), "size must be one of tiny, small"),
+    ((TEXT_50KB, "char", "tiny", 5), "seconds must be between 10 and 300, got 5"),
+    ((TEXT_50KB, "char", "tiny", 301), "seconds must be between 10 and 300, got 301"),
+    ((TEXT_50KB, "char", "tiny", "soon"), "seconds must be a number"),
+])
+def test_bad_training_input_gets_a_clear_error_and_the_server_keeps_answering(client, args, message):
+    with pytest.raises(Exception, match=message):
+        client.submit(*args, api_name="/train").result(timeout=CALL_TIMEOUT_S)
+    assert "char" in client.predict(api_name="/models")
+
+
+def test_text_over_the_limit_is_refused(client):
+    with pytest.raises(Exception, match="the limit is 10,000,000"):
+        client.submit("a" * 10_000_001, "char", "tiny", 10, api_name="/train").result(timeout=CALL_TIMEOUT_S)
+
+
+def test_pressing_train_twice_is_refused_and_the_first_goes_on(tmp_path):
+    runs = studio.Studio(root=tmp_path)
+    first = runs.train(TEXT_50KB, "char", "tiny", 10, session="me")
+    assert next(first)["status"] == "training"
+    with pytest.raises(studio.TrainingError, match="already running or waiting"):
+        next(runs.train(TEXT_50KB, "char", "tiny", 10, session="me"))
+    assert runs.stop("me")  # Stop ends it early and keeps the best model so far
+    *_, last = first
+    assert last["status"] == "done" and last["model"] and runs.folder(last["model"]).is_dir()
+
+
+def test_uploads_that_are_not_utf8_text_are_refused_clearly():
+    assert studio.decode_upload("héllo".encode()) == "héllo"
+    assert studio.decode_upload(b"\xef\xbb\xbfbom") == "bom"
+    with pytest.raises(studio.TrainingError, match="not UTF-8 text"):
+        studio.decode_upload("héllo".encode("latin-1"))
+    with pytest.raises(studio.TrainingError, match="looks binary"):
+        studio.decode_upload(b"\x89PNG\r\n\x1a\n\x00\x00")
+
+
+def test_models_beyond_the_limit_or_their_time_are_deleted_oldest_first(tmp_path):
+    runs = studio.Studio(limits=studio.Limits(max_models=2, keep_s=3600), root=tmp_path)
+    names = []
+    for _ in range(3):
+        *_, last = runs.train(TEXT_50KB[:5000], "char", "tiny", 10, session="me")
+        runs.stop("me")
+        names.append(last["model"])
+    assert set(runs.models) == set(names[1:]) and not (tmp_path / names[0]).exists()
+    runs.limits = studio.Limits(max_models=2, keep_s=0)
+    assert set(runs.evict()) == set(names[1:]) and not runs.models
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def test_publishing_needs_a_sign_in_and_never_shows_the_token(tmp_path):
+    with pytest.raises(publish.PublishError, match="sign in with Hugging Face first"):
+        publish.push_to_account(tmp_path, "my-lstm", None)
+    with pytest.raises(publish.PublishError, match="give the repo a name"):
+        publish.push_to_account(tmp_path, "not a name!", "hf_secret")
+
+
+class FakeHubForUploads:
+    """A local stand-in for the Hub's upload API (whoami, create repo, preupload, commit): a write token
+    may create repos and commit to them, a read token may not."""
+
+    TOKENS = {"hf_write_token": "write", "hf_read_token": "read"}
+
+    def __init__(self):
+        import base64
+        import http.server
+
+        self.commits: dict[str, dict[str, bytes]] = {}
+        self.authorizations: list[str] = []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def role(self):
+                token = self.headers.get("authorization", "").removeprefix("Bearer ")
+                hub.authorizations.append(token)
+                return hub.TOKENS.get(token)
+
+            def do_GET(self):
+                if self.path.startswith("/api/whoami"):
+                    role = self.role()
+                    if role is None:
+                        return self.reply(401, {"error": "Invalid credentials"})
+                    return self.reply(200, {"name": "visitor", "type": "user",
+                                            "auth": {"accessToken": {"role": role}}})
+                self.reply(404, {"error": "not here"})
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                role = self.role()
+                if role != "write":
+                    return self.reply(403 if role else 401, {"error": "You don't have the rights to write here"})
+                if self.path == "/api/validate-yaml":  # the model card's metadata
+                    return self.reply(200, {"errors": [], "warnings": []})
+                if self.path == "/api/repos/create":
+                    repo = json.loads(body)
+                    return self.reply(200, {"url": f"{hub.url}/{repo.get('organization') or 'visitor'}/{repo['name']}"})
+                if "/preupload/" in self.path:
+                    files = json.loads(body)["files"]
+                    return self.reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                                      for f in files]})
+                if "/commit/" in self.path:
+                    repo = self.path.split("/api/models/")[1].split("/commit/")[0]
+                    files = {}
+                    for line in body.decode().splitlines():
+                        item = json.loads(line)
+                        if item.get("key") == "file":
+                            files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                    hub.commits[repo] = files
+                    return self.reply(200, {"commitUrl": f"{hub.url}/{repo}/commit/{'a' * 40}", "commitOid": "a" * 40})
+                self.reply(404, {"error": f"no {self.path}"})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+PUSH = r"""
+import json, sys
+from lstmgen import publish
+folder, repo, token = sys.argv[1:4]
+try:
+    print(json.dumps({"url": publish.push_to_account(folder, repo, token or None)}))
+except publish.PublishError as error:
+    print(json.dumps({"error": str(error)}))
+"""
+
+
+def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_token(trained, tmp_path):
+    hub = FakeHubForUploads()
+    folder = app.studio.folder(trained[-1]["model"])
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
+               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+
+    def push(repo, token):
+        result = subprocess.run([sys.executable, "-c", PUSH, str(folder), repo, token], env=env, cwd=PROJECT,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "hf_write_token" not in result.stdout + result.stderr and "hf_read_token" not in result.stdout
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    done = push("my-lstm", "hf_write_token")
+    assert "url" in done and done["url"].endswith("visitor/my-lstm"), done
+    uploaded = hub.commits["visitor/my-lstm"]
+    assert uploaded["model.safetensors"] == (folder / "model.safetensors").read_bytes()
+    assert {"config.json", "tokenizer.json", "metrics.json", "README.md"} <= set(uploaded)
+    assert set(hub.authorizations) == {"hf_write_token"}  # the visitor's own token, and only it
+
+    refused = push("my-lstm", "hf_read_token")
+    assert "cannot write to my-lstm" in refused["error"]
+    assert "sign in with Hugging Face first" in push("my-lstm", "")["error"]
