@@ -295,8 +295,9 @@ def _tab(gr, served: ServedModel) -> None:
     next_outputs = [float_next, int8_next, next_note]
     predict.click(on_predict, [prompt, temperature], next_outputs, api_visibility="private",
                   concurrency_id="next_tokens")
-    prompt.input(on_predict, [prompt, temperature], next_outputs, api_visibility="private", trigger_mode="always_last",
-                 show_progress="hidden", concurrency_id="next_tokens")
+    # Also when the prompt changes (typing, an example): only the last pending update runs, a debounce.
+    prompt.change(on_predict, [prompt, temperature], next_outputs, api_visibility="private",
+                  trigger_mode="always_last", show_progress="hidden", concurrency_id="next_tokens")
     flat = [c for side in ("float32", "int8") for c in outputs[side]]
     event = run.click(on_generate, [prompt, temperature, length, top_k, top_p, seed, allow_special],
                       [*flat, fidelity, table], api_visibility="private", concurrency_id="generate")

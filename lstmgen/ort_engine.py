@@ -46,12 +46,13 @@ class OrtStep:
     """An ONNX Runtime session of a step graph (inputs token, h, c; outputs logits, h_out, c_out) with
     its buffers bound once. `proto` is an onnx.ModelProto or serialized bytes."""
 
-    def __init__(self, proto, threads: int | None = None, spinning: bool | None = None):
+    def __init__(self, proto=None, threads: int | None = None, spinning: bool | None = None, session=None):
         import onnxruntime as ort
 
-        data = proto if isinstance(proto, (bytes, bytearray)) else proto.SerializeToString()
-        self.session = ort.InferenceSession(data, session_options(threads, spinning),
-                                            providers=["CPUExecutionProvider"])
+        if session is None:
+            data = proto if isinstance(proto, (bytes, bytearray)) else proto.SerializeToString()
+            session = ort.InferenceSession(data, session_options(threads, spinning), providers=["CPUExecutionProvider"])
+        self.session = session
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
         state_shape = tuple(inputs["h"])
@@ -81,6 +82,11 @@ class OrtStep:
         from .export import step_model
 
         return cls(step_model(model, weights, **options), threads, spinning)
+
+    def fork(self) -> "OrtStep":
+        """Another stream on the same session (ONNX Runtime runs a session from several threads at once):
+        its own buffers and bindings, so two decoders never overwrite each other's state."""
+        return OrtStep(session=self.session)
 
     def init_state(self, batch_size: int = 1, device=None):
         """A zero state: a state outside the engine's buffers, copied in by the first step."""
@@ -128,6 +134,51 @@ class OrtStep:
         for token in ids[1:]:
             logits, state = self.step(token, state)
         return logits, state
+
+
+class OrtInt8Model(torch.nn.Module):
+    """The int8 model for generation on ONNX Runtime: what lstmgen.quantize.quantize_dynamic returns for
+    torch, with the same calls (`model(ids, state)`, `init_state`, `eval`), plus `new_stream()`, an
+    engine of its own for each decoder (make_step uses it). The float weights are read once, when the
+    graph is built (tens of milliseconds); nothing derived is stored."""
+
+    def __init__(self, model, weights: str = "int8", threads: int | None = None, **options):
+        super().__init__()
+        self.vocab_size, self.num_layers, self.hidden_size = model.vocab_size, model.num_layers, model.hidden_size
+        from .export import step_model
+
+        proto = step_model(model, weights, **options)
+        self._bytes = sum(len(t.raw_data) or t.ByteSize() for t in proto.graph.initializer)
+        self._engine = OrtStep(proto, threads)
+        self.weights = weights
+        self.eval()
+
+    def size_bytes(self) -> int:
+        """Bytes of the graph's weights (the int8 matrices, their scales, the float embedding)."""
+        return self._bytes
+
+    def new_stream(self) -> OrtStep:
+        return self._engine.fork()
+
+    def init_state(self, batch_size: int, device=None):
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        return torch.zeros(shape), torch.zeros(shape)
+
+    def forward(self, ids: torch.Tensor, state=None):
+        """ids (batch, time) -> logits (batch, time, vocab) and the new state, one step a token per stream."""
+        batch, time = ids.shape
+        logits = torch.empty(batch, time, self.vocab_size)
+        h_all, c_all = state if state is not None else self.init_state(batch)
+        hs, cs = [], []
+        for b in range(batch):
+            engine = self.new_stream()
+            stream_state = (h_all[:, b : b + 1], c_all[:, b : b + 1])
+            for t, token in enumerate(ids[b].tolist()):
+                out, stream_state = engine.step(token, stream_state)
+                logits[b, t] = out
+            hs.append(stream_state[0].clone())
+            cs.append(stream_state[1].clone())
+        return logits, (torch.cat(hs, 1), torch.cat(cs, 1))
 
 
 def peer_step_proto(model, opset: int = 17):

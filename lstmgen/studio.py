@@ -58,15 +58,16 @@ class Limits:
                    number("MAX_MODELS", d.max_models), number("KEEP_S", d.keep_s))
 
 
-# The sizes a visitor picks from. "small" is tuned for a 60-second budget on one CPU thread: many small
-# updates (16 streams × 32 steps) beat few large ones when the budget is short.
+# The sizes a visitor picks from. "small" is tuned for a 60-second budget on one CPU thread (bench/train_budget.py):
+# a wide single layer, a high peak rate and short windows (32 streams × 32 steps) learn fastest when the budget
+# is short; a 1×512 model or a second layer runs 3-4 times fewer steps and ends worse.
 SIZES = {
     "tiny": ModelConfig(embed_size=32, hidden_size=128, num_layers=1, dropout=0.0),
     "small": ModelConfig(embed_size=64, hidden_size=256, num_layers=1, dropout=0.0),
 }
 TRAINING = TrainConfig(
-    epochs=10_000, batch_size=16, seq_len=32, lr=4e-3, weight_decay=0.01, clip=1.0, lr_schedule="budget",
-    warmup_steps=100, min_lr=2e-4, early_stop=10_000, eval_batch_size=16, checkpoint_every_s=1e9, progress=False,
+    epochs=10_000, batch_size=32, seq_len=32, lr=1e-2, weight_decay=0.01, clip=1.0, lr_schedule="budget",
+    warmup_steps=100, min_lr=5e-4, early_stop=10_000, eval_batch_size=16, checkpoint_every_s=1e9, progress=False,
     validate_at_stop=True, curve_every_s=5.0, curve_val_tokens=20_000, seed=0)
 TOKENIZERS = ("char", "word", "subword")
 

@@ -212,3 +212,44 @@ def test_chromium_is_present():
     """Fails (never skips) without the browser, so a CI machine missing it is noticed."""
     assert CHROMIUM.is_file() and shutil.which("chromium"), (
         f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (as .ci/run does)")
+
+
+def test_train_your_own_from_an_upload_to_a_download(browser, url, artifacts, tmp_path):
+    """Upload a text file, train for 10 seconds, watch the progress and the loss plot, generate with the new
+    model, and download its folder as a zip."""
+    text_file = tmp_path / "my-play.txt"
+    text_file.write_text((Path(__file__).resolve().parent.parent / "data" / "tinyshakespeare.txt").read_text()[:60_000])
+    context, page, errors = open_app(browser, url, viewport={"width": 1280, "height": 1400}, accept_downloads=True)
+    try:
+        page.get_by_role("tab", name="Train your own").click()
+        page.locator("#train-file input[type=file]").set_input_files(str(text_file))
+        page.locator("#tab-train").get_by_label("tiny", exact=False).first.check()
+        page.locator("#tab-train input[type=number]").first.fill("10")
+        page.locator("#tab-train input[type=number]").first.press("Enter")
+        page.locator("#train-start").click()
+        page.locator("#train-status").get_by_text("training").first.wait_for(timeout=WAIT_MS)
+        page.locator("#tab-train .progress-text, #tab-train .eta-bar, #tab-train .progress-level").first.wait_for(
+            state="attached", timeout=WAIT_MS)  # gradio's progress bar
+        page.locator("#train-figures").get_by_text("parameters").wait_for(timeout=2 * WAIT_MS)
+        assert page.locator("#train-plot canvas, #train-plot svg").count() > 0  # the loss plot has drawn
+        status = page.locator("#train-status").inner_text()
+        assert re.search(r"done · step [\d,]+ · \d+ s · train loss [\d.]+ · validation loss [\d.]+", status), status
+        page.locator("#train-prompt textarea").fill("ROMEO:")
+        page.locator("#train-generate").click()
+        page.wait_for_function("() => (document.querySelector('#train-float32 textarea')?.value ?? '').length > 20",
+                               timeout=WAIT_MS)
+        assert page.locator("#train-int8 textarea").input_value().startswith("ROMEO:")
+        shot = artifacts / "app-train.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert_not_blank(shot)
+        with page.expect_download() as download_info:
+            page.locator("#train-download").click()
+        zipped = tmp_path / "model.zip"
+        download_info.value.save_as(zipped)
+        import zipfile
+
+        with zipfile.ZipFile(zipped) as z:
+            assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= set(z.namelist())
+        assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        context.close()

@@ -138,3 +138,32 @@ def test_export_command(tmp_path, capsys):
     # The README snippet printed by the command runs as it is.
     snippet = printed[printed.index("import numpy"):]
     exec(compile(snippet, "snippet", "exec"), {})
+
+
+def test_int8_model_generates_like_a_quantized_model():
+    """OrtInt8Model drops in where quantize_dynamic's copy goes: a prompt batch, streams that do not
+    share buffers, and the sequence forward agreeing with the step."""
+    from lstmgen.ort_engine import OrtInt8Model
+
+    model = tiny(True)
+    int8 = OrtInt8Model(model, "float", threads=1)  # float weights: exact, so the plumbing is what is tested
+    ids = torch.tensor([TOKENS, TOKENS[::-1]])
+    with torch.inference_mode():
+        expected, (h_t, c_t) = model(ids)
+    logits, (h, c) = int8(ids)
+    assert logits.shape == expected.shape and torch.allclose(logits, expected, atol=1e-5)
+    assert torch.allclose(h, h_t, atol=1e-6) and torch.allclose(c, c_t, atol=1e-6)
+    a, b = int8.new_stream(), int8.new_stream()
+    state_a = state_b = None
+    for token in TOKENS:  # interleaved streams keep their own states
+        logits_a, state_a = a.step(token, state_a)
+        logits_b, state_b = b.step(TOKENS[0], state_b)
+    assert torch.allclose(logits_a, expected[0, -1], atol=1e-5)
+
+
+def test_int8_model_size():
+    from lstmgen.ort_engine import OrtInt8Model
+
+    model = tiny(True)
+    floats = sum(p.numel() for p in model.parameters()) * 4
+    assert 0 < OrtInt8Model(model, "int8", block=16).size_bytes() < OrtInt8Model(model, "float").size_bytes() <= floats * 1.1
