@@ -123,8 +123,7 @@ def list_models() -> dict:
     parameters and validation figures of the float and int8 copies; or the reason it could not be loaded.
     Models that visitors trained (/train) are listed too, until they expire."""
     if studio is not None:
-        for name in studio.evict():
-            models.pop(name, None)
+        studio.evict()  # expired models go (and leave `models` through on_evict)
     return {name: served.info() for name, served in models.items()}
 
 
@@ -462,7 +461,7 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None):
     global studio
     models.clear()
     models.update(served_models)
-    studio = studio_lib.Studio(root=studio_root)
+    studio = studio_lib.Studio(root=studio_root, on_evict=lambda name: models.pop(name, None))
     with gr.Blocks(title="lstmgen: LSTM text generation") as demo:
         gr.Markdown("# lstmgen\nLSTM text generation, each model beside its dynamically int8-quantized copy: "
                     "shared random numbers, the latency of each, and a look inside.")
@@ -516,7 +515,8 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", default=os.environ.get("GRADIO_SHARE") == "True")
-    parser.add_argument("--hub-timeout", type=float, default=4.0, help="seconds to wait for the Hub per model")
+    parser.add_argument("--hub-timeout", type=float, default=float(os.environ.get("LSTMGEN_HUB_TIMEOUT", "4")),
+                        help="seconds to wait for the Hub per model (LSTMGEN_HUB_TIMEOUT)")
     parser.add_argument("--no-hub", action="store_true", help="use the bundled weights without asking the Hub")
     args = parser.parse_args(argv)
     sources = [s.strip() for s in os.environ.get("LSTMGEN_MODELS", "").split(",") if s.strip()] + args.model

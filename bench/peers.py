@@ -20,6 +20,20 @@ Fidelity: teacher-forced through the first `--fidelity-tokens` validation tokens
 engine's top-1 agreement with the float model and its loss cost relative to float. The word model's
 books never ship: its fidelity needs LSTMGEN_DATA=DIR with DIR/harrypotter/1.txt ... 7.txt.
 
+Sizes: the float model, torch's int8 copy (lstmgen.quantize.size_bytes(quantize_dynamic(model))) and
+our int8 graph's weight bytes (with the float embedding it had before issue 18, with int8 rows or the
+tied output layer's int8 matrix, and with the sampler outputs).
+
+Sampling (`--parts sampling`): what one generated token costs beyond the int8 step, at temperature
+0.8, top-k and top-p off, the tokenizer's special tokens masked, engines taking turns per round:
+- step: our int8 engine stepping through a fixed token sequence (the reference, 100%);
+- ORT sampler: the step graph with the sampler outputs plus OrtStep.draw and RandomStream.next: the
+  app's single-model loop; its excess over `step` is the sampling + Python share;
+- torch sampling: the plain step plus lstmgen.sampling's distribution + draw (today's path);
+- coupled int8 side: the sampler step plus OrtStep.coupled_draw and model_probability, the float
+  side (our float ORT engine, not timed) drawing x from p first: the int8 side of the app's
+  side-by-side loop.
+
 Writes bench/peers.json and bench/peers.md. Nothing here asserts a timing.
 """
 
@@ -44,6 +58,8 @@ REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-bench.txt"
 NAMES = {"char": "char-shakespeare", "subword": "subword-shakespeare", "word": "word-harrypotter"}
 OUR_INT8 = "lstmgen int8 (ORT engine)"
 OUR_FLOAT = "lstmgen float (ORT engine)"
+OUR_SAMPLER = "lstmgen int8 (ORT engine) + sampler outputs"
+PARTS = ("speed", "fidelity", "sampling")
 TORCH_INT8 = "lstmgen int8 (torch)"
 TORCH_FLOAT = "lstmgen float (torch fastest)"
 ORT_FP32 = "ORT fp32"
@@ -266,14 +282,130 @@ def sampling_overhead(vocab: int, repeats: int = 2000) -> dict:
     return out
 
 
+def sampling_share(protos: dict, banned: list[int], threads: int, rounds: int, steps: int) -> dict:
+    """µs per generated token of the loops described in the module docstring (see `Sampling`), per
+    round; shares relative to `step` per round, as median [min–max]."""
+    from lstmgen.ort_engine import OrtStep
+    from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
+
+    config = SamplingConfig(temperature=0.8)
+    plain, sampler, float_side = (OrtStep(protos[k], threads=threads) for k in (OUR_INT8, OUR_SAMPLER, OUR_FLOAT))
+    assert sampler.sampling(config, banned)
+    clock = time.perf_counter
+
+    def sampled_sequence() -> list[int]:
+        stream, token, state, out = RandomStream(0), 1, None, []
+        for _ in range(steps):
+            _, state = sampler.step(token, state)
+            token = sampler.draw(stream.next()[0])
+            out.append(token)
+        return out
+
+    sequence = sampled_sequence()
+
+    def step_only():
+        state, step = None, plain.step
+        started = clock()
+        for token in sequence:
+            _, state = step(token, state)
+        return clock() - started
+
+    def sampler_step_only():
+        state, step = None, sampler.step
+        started = clock()
+        for token in sequence:
+            _, state = step(token, state)
+        return clock() - started
+
+    def ort_sampler():
+        stream, token, state, step, draw_ = RandomStream(1), 1, None, sampler.step, sampler.draw
+        started = clock()
+        for _ in range(steps):
+            _, state = step(token, state)
+            token = draw_(stream.next()[0])
+        return clock() - started
+
+    def ort_sampler_draw_only():
+        """The same loop, timing only the Python side (RandomStream.next and OrtStep.draw)."""
+        stream, token, state, step, draw_, spent = RandomStream(1), 1, None, sampler.step, sampler.draw, 0.0
+        for _ in range(steps):
+            _, state = step(token, state)
+            started = clock()
+            token = draw_(stream.next()[0])
+            spent += clock() - started
+        return spent
+
+    def torch_sampling():
+        stream, token, state, step = RandomStream(1), 1, None, plain.step
+        started = clock()
+        with torch.inference_mode():
+            for _ in range(steps):
+                logits, state = step(token, state)
+                token = draw(distribution(logits, config, banned), stream.next()[0])
+        return clock() - started
+
+    coupled_steps = []
+
+    def coupled_int8_side():
+        """The int8 side of the side-by-side loop, its step and its sampling timed apart: the float side's
+        step in between evicts the int8 weights from the caches, so the step here is slower than alone."""
+        stream, x, y, state_p, state_q, spent, stepping = RandomStream(1), 1, 1, None, None, 0.0, 0.0
+        with torch.inference_mode():
+            for _ in range(steps):
+                logits_p, state_p = float_side.step(x, state_p)  # the float side: not timed
+                u, u_keep, u_residual = stream.next()
+                p = distribution(logits_p, config, banned)
+                x = draw(p, u)
+                started = clock()
+                _, state_q = sampler.step(y, state_q)
+                middle = clock()
+                y = sampler.coupled_draw(p, x, u_keep, u_residual)
+                sampler.model_probability(y)
+                spent += clock() - middle
+                stepping += middle - started
+        coupled_steps.append(stepping / steps * 1e6)
+        return spent
+
+    def random_stream():
+        stream = RandomStream(1)
+        started = clock()
+        for _ in range(steps):
+            stream.next()
+        return clock() - started
+
+    loops = {"step": step_only, "step (sampler graph)": sampler_step_only, "ORT sampler": ort_sampler,
+             "ORT sampler: draw + RandomStream.next only": ort_sampler_draw_only, "torch sampling": torch_sampling,
+             "coupled int8 side: coupled_draw + model_probability only": coupled_int8_side,
+             "RandomStream.next": random_stream}
+    for fn in loops.values():  # warm-up
+        fn()
+    coupled_steps.clear()
+    times = {k: [] for k in loops}
+    names = list(loops)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(loops[name]() / steps * 1e6)
+    times["coupled int8 side: its step (sampler graph, after a float step)"] = coupled_steps
+    out = {"us": {k: median_spread(v) for k, v in times.items()}, "share": {}}
+    for k in ("step (sampler graph)", "ORT sampler", "torch sampling"):  # the excess of a whole loop over `step`
+        out["share"][k] = median_spread([a / b - 1 for a, b in zip(times[k], times["step"])])
+    for k in ("ORT sampler: draw + RandomStream.next only", "RandomStream.next"):  # a part, ÷ the step
+        out["share"][k] = median_spread([a / b for a, b in zip(times[k], times["step"])])
+    k = "coupled int8 side: coupled_draw + model_probability only"
+    out["share"][k] = median_spread([a / b for a, b in zip(times[k], coupled_steps)])
+    return out
+
+
 # --------------------------------------------------------------------------- one model
 
 
 def bench_model(short: str, threads_options: list[int], rounds: int, steps: int, fidelity_tokens: int,
-                variants: list[str], openvino: bool) -> dict:
+                variants: list[str], openvino: bool, parts: tuple[str, ...] = PARTS) -> dict:
     import contextlib
 
-    from lstmgen.export import quantize_onnx_dynamic, step_model
+    from lstmgen.export import initializer_bytes, quantize_onnx_dynamic, step_model
+    from lstmgen.generate import banned_ids
+    from lstmgen.quantize import size_bytes
     from lstmgen.hub import resolve
     from lstmgen.ort_engine import peer_step_proto
     from lstmgen.quantize import quantize_dynamic
@@ -291,6 +423,14 @@ def bench_model(short: str, threads_options: list[int], rounds: int, steps: int,
     started = clock()
     protos[OUR_INT8] = step_model(model, "int8")
     load["our_int8_graph_s"] = clock() - started
+    started = clock()
+    protos[OUR_SAMPLER] = step_model(model, "int8", sampler=True)
+    load["our_int8_sampler_graph_s"] = clock() - started
+    float_embedding = step_model(model, "int8", embedding="float")
+    sizes = {"float32 (torch)": size_bytes(model), TORCH_INT8: size_bytes(int8),
+             OUR_INT8 + ", float embedding (before)": initializer_bytes(float_embedding),
+             OUR_INT8: initializer_bytes(protos[OUR_INT8]), OUR_SAMPLER: initializer_bytes(protos[OUR_SAMPLER])}
+    embedding_kind = {p.key: p.value for p in protos[OUR_INT8].metadata_props}.get("lstmgen.embedding")
     for variant in variants:
         protos[f"lstmgen {variant} (ORT engine)"] = step_model(model, variant)
     started = clock()
@@ -311,9 +451,9 @@ def bench_model(short: str, threads_options: list[int], rounds: int, steps: int,
             ov_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     result = {"model": short, "source": loaded.source, "vocab_size": model.vocab_size,
               "int8_weight_bytes": int8_weight_bytes(model), "load": load, "openvino_error": ov_error,
-              "by_threads": {}}
+              "sizes": sizes, "embedding": embedding_kind, "by_threads": {}, "sampling_share": {}}
 
-    for threads in threads_options:
+    for threads in threads_options if "speed" in parts else ():
         torch.set_num_threads(threads)
         engines = [torch_engine(TORCH_FLOAT, model, model), torch_engine(TORCH_INT8, int8, model)]
         engines += [ort_engine(label, proto, threads) for label, proto in protos.items()]
@@ -346,7 +486,13 @@ def bench_model(short: str, threads_options: list[int], rounds: int, steps: int,
         row["build_s"] = {e.name: e.build_s for e in engines}
         result["by_threads"][str(threads)] = row
 
-    if fidelity_tokens:
+    for threads in threads_options if "sampling" in parts else ():
+        torch.set_num_threads(threads)
+        result["sampling_share"][str(threads)] = sampling_share(protos, banned_ids(loaded.tokenizer), threads,
+                                                                rounds, steps)
+        result["sampling_share"][str(threads)]["load_average"] = os.getloadavg()
+
+    if fidelity_tokens and "fidelity" in parts:
         torch.set_num_threads(threads_options[0])
         ids = validation_ids(name, fidelity_tokens, loaded.tokenizer)
         if isinstance(ids, str):
@@ -356,6 +502,7 @@ def bench_model(short: str, threads_options: list[int], rounds: int, steps: int,
             engines = [torch_engine(TORCH_INT8, int8, model)]
             engines += [ort_engine(label, proto, threads_options[0]) for label, proto in protos.items()
                         if label != OUR_FLOAT]
+            engines.append(ort_engine(OUR_INT8 + ", float embedding (before)", float_embedding, threads_options[0]))
             engines.append(ort_engine(ORT_INT8 + " per channel", quantize_onnx_dynamic(
                 protos[ORT_FP32], per_channel=True, op_types=None), threads_options[0]))
             if ov_model is not None:
@@ -370,11 +517,25 @@ def bench_model(short: str, threads_options: list[int], rounds: int, steps: int,
 # --------------------------------------------------------------------------- report
 
 
+def _loads(values) -> str:
+    return "/".join(f"{v:.2f}" for v in values) if values else "not recorded"
+
+
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}; torch {report['torch']}; onnxruntime {report['onnxruntime']}; "
              f"openvino {report.get('openvino') or 'not installed'}. {report['rounds']} rounds × {report['steps']} "
-             f"greedy steps carrying the state, engines taking turns in one process; median [min–max] over rounds.", ""]
+             f"greedy steps carrying the state, engines taking turns in one process; median [min–max] over rounds. "
+             f"Load average (1, 5, 15 min) at the start {_loads(report.get('load_average_start'))}, at the end "
+             f"{_loads(report.get('load_average_end'))}.", ""]
     for m in report["models"]:
+        sizes = m.get("sizes")
+        if sizes:
+            base = sizes[TORCH_INT8]
+            lines += [f"### {m['model']} (vocabulary {m['vocab_size']:,}): sizes (weights; our embedding: "
+                      f"{m.get('embedding')})", "", "| copy | MB | ÷ torch int8 | ÷ float32 |", "|---|---|---|---|"]
+            for label, size in sizes.items():
+                lines.append(f"| {label} | {size / 1e6:.2f} | {size / base:.3f} | {size / sizes['float32 (torch)']:.3f} |")
+            lines.append("")
         for threads, row in m["by_threads"].items():
             us = row["us_per_step"]
             lines += [f"### {m['model']} (vocabulary {m['vocab_size']:,}), {threads} thread{'s' if threads != '1' else ''}",
@@ -404,11 +565,31 @@ def markdown(report: dict) -> str:
                                    key=lambda item: -item[1]["top1_agreement"]):
                 lines.append(f"| {label} | {f['top1_agreement']:.2%} | {f['loss']:.4f} | {f['relative_cost']:+.3%} |")
             lines.append("")
-        s, step = m["sampling"], m["by_threads"][next(iter(m["by_threads"]))]["us_per_step"][OUR_INT8]["median"]
+        for threads, share in (m.get("sampling_share") or {}).items():
+            load = share.get("load_average")
+            lines += [f"Sampling ({m['model']}, {threads} thread{'s' if threads != '1' else ''}, temperature 0.8, top-k/top-p "
+                      f"off, special tokens masked; load average at the end {load[0]:.2f}): µs per generated token, "
+                      "and its excess over the plain step (per round, median [min–max]):", "",
+                      "| loop | µs per token | excess over the step |", "|---|---|---|"]
+            for label, t in share["us"].items():
+                r = share["share"].get(label)
+                if label == "step" or r is None:
+                    excess = "(reference)" if label == "step" else ""
+                elif " only" in label or label == "RandomStream.next":
+                    excess = (f"{r['median']:.1%} [{r['min']:.1%}–{r['max']:.1%}] of "
+                              + ("the coupled step below" if label.startswith("coupled") else "the step"))
+                else:
+                    excess = f"{r['median']:+.1%} [{r['min']:+.1%}–{r['max']:+.1%}]"
+                lines.append(f"| {label} | {t['median']:.1f} [{t['min']:.1f}–{t['max']:.1f}] | {excess} |")
+            lines.append("")
+        s = m["sampling"]
+        step = (m["by_threads"][next(iter(m["by_threads"]))]["us_per_step"][OUR_INT8]["median"] if m["by_threads"]
+                else None)
+        against = (f"; against our int8 step of {step:.0f} µs: torch sampling {s['torch_sample_us'] / step:.0%}, numpy "
+                   f"{s['numpy_sample_us'] / step:.0%}" if step else "")
         lines += [f"Outside the network ({m['model']}, one thread): argmax torch {s['torch_argmax_us']:.1f} µs, numpy "
                   f"{s['numpy_argmax_us']:.1f} µs; sampling (temperature 0.8) torch {s['torch_sample_us']:.1f} µs, numpy "
-                  f"{s['numpy_sample_us']:.1f} µs; against our int8 step of {step:.0f} µs: torch sampling "
-                  f"{s['torch_sample_us'] / step:.0%}, numpy {s['numpy_sample_us'] / step:.0%}.",
+                  f"{s['numpy_sample_us']:.1f} µs{against}.",
                   f"Load: {', '.join(f'{k} {v:.2f}' for k, v in m['load'].items())}."
                   + (f" OpenVINO: {m['openvino_error']}" if m.get("openvino_error") else ""), ""]
     return "\n".join(lines)
@@ -423,6 +604,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fidelity-tokens", type=int, default=3000, help="validation tokens (0: skip fidelity)")
     parser.add_argument("--variants", default="", help="more int8 graphs of ours to time: int8-nbits,int8-dq,int4,...")
     parser.add_argument("--no-openvino", action="store_true")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"what to measure besides sizes: {', '.join(PARTS)}")
     parser.add_argument("--install", action="store_true", help=f"pip install -r {REQUIREMENTS.name} first")
     parser.add_argument("--out", default="bench")
     args = parser.parse_args(argv)
@@ -443,12 +625,18 @@ def main(argv=None) -> int:
     threads = sorted({int(t) for t in args.threads.split(",")})
     report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
               "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "openvino": openvino_version,
-              "rounds": args.rounds, "steps": args.steps, "threads": threads, "models": []}
+              "rounds": args.rounds, "steps": args.steps, "threads": threads, "load_average_start": os.getloadavg(),
+              "models": []}
+    parts = tuple(p for p in args.parts.split(",") if p)
+    if set(parts) - set(PARTS):
+        parser.error(f"--parts: choose from {', '.join(PARTS)}")
     variants = [v for v in args.variants.split(",") if v]
     for short in args.models.split(","):
         print(f"benchmarking {short} …", file=sys.stderr, flush=True)
         report["models"].append(bench_model(short, threads, args.rounds, args.steps, args.fidelity_tokens, variants,
-                                            openvino_version is not None and not args.no_openvino))
+                                            openvino_version is not None and not args.no_openvino
+                                            and "speed" in parts, parts))
+    report["load_average_end"] = os.getloadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers.json").write_text(json.dumps(report, indent=2))

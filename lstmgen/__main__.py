@@ -2,6 +2,7 @@
 
     python -m lstmgen generate --model char-shakespeare --prompt "ROMEO:" --temperature 0.8 --length 300 [--int8] [--seed N]
     python -m lstmgen evaluate --model char-shakespeare --split val [--int8] [--data DIR]
+    python -m lstmgen export --onnx char-shakespeare out/ [--weights float,int8]   (one stateful step, ONNX)
 
 --model takes a preset, a Hub repo id or a local folder (local folder, else Hub, else bundled weights).
 """
@@ -28,6 +29,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lstmgen", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("export", help="ONNX export of one decoding step (python -m lstmgen export -h)")
     for name in ("generate", "evaluate"):
         command = commands.add_parser(name)
         command.add_argument("--model", required=True, help="preset, Hub repo id or local folder")
@@ -46,6 +48,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export"]:
+        from .export import main as export_main
+
+        return export_main(argv[1:])
     args = parse_args(argv)
     # Checked before loading anything, with the limits the app uses.
     sampling = checked(SamplingConfig, **given(args, SamplingConfig)) if args.command == "generate" else None

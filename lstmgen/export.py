@@ -24,7 +24,25 @@ Weights ("--weights"):
   ops DynamicQuantizeLinear and MatMulInteger, one scale per tensor or per channel).
 - int8-dqmm: DynamicQuantizeMatMul (contrib op) with one weight scale per output column.
 - int4: as int8 with 4-bit weights (half the bytes; a visible fidelity cost, measured in bench/peers.py).
-The embedding row stays float32 in every variant (one row a step: its size costs nothing in time).
+
+The embedding ("embedding"): in the int8 kinds (int8, int8-nbits, int8-dq, int4) its rows are int8,
+symmetric, one scale per row; a step gathers its token's row and scale and multiplies (a few small
+ops, one row a step). A tied model (embedding == output weight, as the subword and word presets) keeps
+one int8 matrix for both roles: the step gathers the embedding row from the output layer's own int8
+weights and scales (MatMulNBits' blocks: one scale per `block` inputs of a row; DynamicQuantizeMatMul's
+transposed matrix: one scale per row), so the graph is about the size of torch's int8 copy.
+`embedding="float"` keeps the float32 rows (as before); float and int8-dynamic always do.
+
+Sampling ("sampler=True", what lstmgen/ort_engine.py builds for generation; exported files leave it
+out): two more inputs, `temperature` float32 (1,) and `mask` float32 (vocab,) (added to the scaled
+logits: 0, or -inf for a banned token), and three more outputs:
+`probs` float32 (padded vocab,), softmax(logits / temperature + mask) padded with zeros to whole
+blocks of `sampler_block` tokens, `cdf` float32 (blocks,), the running sum of the blocks' masses, and
+`logsumexp` float32 (1,), log sum exp(logits): the model's own probability of a token x (temperature 1,
+nothing masked) is exp(logits[x] - logsumexp).
+A draw then needs one binary search over the blocks and one cumulative sum inside a block
+(OrtStep.draw). ONNX Runtime's CumSum over a whole 13k vocabulary is an element-at-a-time loop; the
+block sums are one vectorised ReduceSum.
 """
 
 from __future__ import annotations
@@ -41,6 +59,7 @@ MS_DOMAIN = "com.microsoft"
 WEIGHT_KINDS = ("float", "int8", "int8-nbits", "int8-dq", "int8-dynamic", "int4")
 FILE_NAMES = {"float": "step.onnx", "int8": "step.int8.onnx"}
 DEFAULT_BLOCK = 128
+DEFAULT_SAMPLER_BLOCK = 128  # tokens per block of the sampler's cumulative sum
 
 
 def _weights(model) -> dict:
@@ -113,9 +132,10 @@ def matrix_format(kind: str, k: int, block: int = DEFAULT_BLOCK) -> str:
 
 class _Graph:
     def __init__(self, weights: str, block: int, accuracy: str):
-        from onnx import helper
+        from onnx import TensorProto, helper
 
         self.helper, self.nodes, self.inits = helper, [], []
+        self.float_type = TensorProto.FLOAT
         self.kind, self.block, self.accuracy = weights, block, accuracy
         self.count = 0
 
@@ -138,50 +158,122 @@ class _Graph:
 
     def linear(self, x: str, w: np.ndarray, bias: np.ndarray | None, stem: str) -> str:
         """x (..., K) @ w.T + bias, w (N, K), in the format matrix_format picks."""
+        return self.apply(x, self.prepare(w, bias, stem))
+
+    def prepare(self, w: np.ndarray, bias: np.ndarray | None, stem: str) -> dict:
+        """The initializers of x @ w.T + bias in the format matrix_format picks (no nodes yet), so that
+        a tied embedding can use the output layer's int8 weights before the layer itself runs."""
         n, k = w.shape
         bias = np.zeros(n, np.float32) if bias is None else bias.astype(np.float32)
         fmt = matrix_format(self.kind, k, self.block)
+        layer = {"format": fmt, "n": n, "k": k}
         if fmt == "float":
             # quantize_dynamic finds MatMul nodes with a constant B; the bias stays a float Add.
-            y = self.op("MatMul", [x, self.const(stem + "_w", np.ascontiguousarray(w.T))])[0]
-            return self.op("Add", [y, self.const(stem + "_b", bias)])[0]
-        if fmt == "dq":
+            layer.update(w=self.const(stem + "_w", np.ascontiguousarray(w.T)), b=self.const(stem + "_b", bias))
+        elif fmt == "dq":
             # One scale per output row, applied after the product: the op's per-column scales take a
             # slower kernel (measured 1.2-1.5x on a 400 x 13,134 output layer), its per-tensor one
             # does not. The bias goes in divided by the scale: (acc + b / s) * s = acc * s + b.
-            scale = (np.abs(w).max(1) / 127).astype(np.float32)
-            scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)
-            q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
-            y = self.op("DynamicQuantizeMatMul",
-                        [x, self.const(stem + "_w", np.ascontiguousarray(q.T)),
-                         self.const(stem + "_one", np.array(1.0, np.float32)),
-                         self.const(stem + "_zero", np.array(0, np.int8)),
-                         self.const(stem + "_b", (bias / scale).astype(np.float32))],
+            q, scale = quantize_rows(w)
+            layer.update(w=self.const(stem + "_w", np.ascontiguousarray(q.T)),
+                         one=self.const(stem + "_one", np.array(1.0, np.float32)),
+                         zero=self.const(stem + "_zero", np.array(0, np.int8)),
+                         b=self.const(stem + "_b", (bias / scale).astype(np.float32)),
+                         scale=self.const(stem + "_scale", scale))
+        else:
+            bits = 8 if fmt == "nbits8" else 4
+            block = self.block if bits == 8 else min(self.block, 32)
+            packed, scale = quantize_blockwise(w, bits, block)
+            layer.update(bits=bits, block=block, blocks=packed.shape[1], w=self.const(stem + "_w", packed),
+                         scale=self.const(stem + "_scale", scale), b=self.const(stem + "_b", bias))
+        return layer
+
+    def apply(self, x: str, layer: dict) -> str:
+        fmt = layer["format"]
+        if fmt == "float":
+            return self.op("Add", [self.op("MatMul", [x, layer["w"]])[0], layer["b"]])[0]
+        if fmt == "dq":
+            y = self.op("DynamicQuantizeMatMul", [x, layer["w"], layer["one"], layer["zero"], layer["b"]],
                         domain=MS_DOMAIN)[0]
-            return self.op("Mul", [y, self.const(stem + "_scale", scale)])[0]
-        bits = 8 if fmt == "nbits8" else 4
-        block = self.block if bits == 8 else min(self.block, 32)
-        packed, scale = quantize_blockwise(w, bits, block)
+            return self.op("Mul", [y, layer["scale"]])[0]
         level = {"int8": 4, "float": 1, "unset": 0}[self.accuracy]
-        return self.op("MatMulNBits",
-                       [x, self.const(stem + "_w", packed), self.const(stem + "_scale", scale), "", "",
-                        self.const(stem + "_b", bias)],
-                       domain=MS_DOMAIN, K=k, N=n, bits=bits, block_size=block, accuracy_level=level)[0]
+        return self.op("MatMulNBits", [x, layer["w"], layer["scale"], "", "", layer["b"]], domain=MS_DOMAIN,
+                       K=layer["k"], N=layer["n"], bits=layer["bits"], block_size=layer["block"],
+                       accuracy_level=level)[0]
+
+    def embedding_rows(self, embedding: np.ndarray) -> str:
+        """The token's embedding row (1, 1, E) from int8 rows with one scale per row."""
+        q, scale = quantize_rows(embedding)
+        row = self.op("Cast", [self.op("Gather", [self.const("embedding_int8", q), "token"], axis=0)[0]],
+                      to=self.float_type)[0]
+        row_scale = self.op("Gather", [self.const("embedding_scale", scale), "token"], axis=0)[0]  # (1, 1)
+        return self.op("Mul", [row, row_scale])[0]  # (1, 1, E) * (1, 1) broadcasts as (1, 1, 1)
+
+    def shared_embedding(self, head: dict) -> str | None:
+        """The token's embedding row read from a tied output layer's int8 weights (None: its format does
+        not allow it, 4-bit weights being too coarse for the embedding)."""
+        k = head["k"]
+        if head["format"] == "dq":
+            # B is (E, vocab): the token's column, times the token's row scale.
+            column = self.op("Cast", [self.op("Gather", [head["w"], "token"], axis=1)[0]], to=self.float_type)[0]
+            scaled = self.op("Mul", [column, self.op("Gather", [head["scale"], "token"], axis=0)[0]])[0]  # (E, 1, 1)
+            return self.op("Reshape", [scaled, self.const("embedding_shape", np.array([1, 1, k], np.int64))])[0]
+        if head["format"] == "nbits8":
+            # B is (vocab, blocks, block) uint8 with zero point 128, scales (vocab, blocks).
+            blocks = self.op("Cast", [self.op("Gather", [head["w"], "token"], axis=0)[0]], to=self.float_type)[0]
+            centred = self.op("Sub", [blocks, self.const("zero_point", np.array(128.0, np.float32))])[0]
+            scale = self.op("Unsqueeze", [self.op("Gather", [head["scale"], "token"], axis=0)[0],
+                                          self.const("last_axis", np.array([-1], np.int64))])[0]  # (1, 1, blocks, 1)
+            row = self.op("Reshape", [self.op("Mul", [centred, scale])[0],
+                                      self.const("embedding_shape", np.array([1, 1, head["blocks"] * head["block"]],
+                                                                            np.int64))])[0]
+            if head["blocks"] * head["block"] != k:  # padded inputs: keep the first k
+                row = self.op("Slice", [row, self.const("start", np.array([0], np.int64)),
+                                        self.const("stop", np.array([k], np.int64)),
+                                        self.const("axis", np.array([2], np.int64))])[0]
+            return row
+        return None
+
+
+def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """w (N, K) -> int8 rows (N, K) and one float32 scale per row (N,): symmetric, max |w| -> 127."""
+    scale = (np.abs(w).max(1) / 127).astype(np.float32)
+    scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)
+    return np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def is_tied(model) -> bool:
+    """Whether the output layer's weight is the embedding (the same tensor, or equal values)."""
+    import torch
+
+    embedding, decoder = model.embedding.weight, model.decoder.weight
+    return embedding is decoder or (embedding.shape == decoder.shape and bool(torch.equal(embedding, decoder)))
 
 
 def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accuracy: str = "int8",
-               per_channel: bool = True, fuse: bool = True):
+               per_channel: bool = True, fuse: bool = True, embedding: str = "int8", sampler: bool = False,
+               sampler_block: int = DEFAULT_SAMPLER_BLOCK):
     """The ONNX ModelProto of one decoding step of `model` (an LSTMLanguageModel, float weights).
-    `fuse=False` keeps each layer's input and hidden products apart (two products and an Add)."""
+    `fuse=False` keeps each layer's input and hidden products apart (two products and an Add);
+    `embedding` "int8" (int8 kinds only; shared with a tied output layer) or "float"; `sampler` adds
+    the sampling inputs and outputs (see the module's docstring)."""
     from onnx import TensorProto, checker, helper
 
     if weights not in WEIGHT_KINDS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHT_KINDS)}, not {weights!r}")
+    if embedding not in ("int8", "float"):
+        raise ValueError(f"embedding must be int8 or float, not {embedding!r}")
     w = _weights(model)
     layers, hidden, vocab = w["num_layers"], w["hidden"], w["vocab"]
     g = _Graph(weights, block, accuracy)
+    head = g.prepare(*w["head"], "decoder")
     # Tensors stay (1, 1, features) throughout: no reshapes on the way in or out but the logits'.
-    x = g.op("Gather", [g.const("embedding", w["embedding"]), "token"], axis=0)[0]
+    int8_embedding = embedding == "int8" and weights not in ("float", "int8-dynamic")
+    x = g.shared_embedding(head) if int8_embedding and is_tied(model) else None
+    embedding_kind = "shared" if x is not None else "int8" if int8_embedding else "float"
+    if x is None:
+        x = (g.embedding_rows(w["embedding"]) if int8_embedding
+             else g.op("Gather", [g.const("embedding", w["embedding"]), "token"], axis=0)[0])
     h_in = g.op("Split", ["h"], layers, axis=0) if layers > 1 else ["h"]
     c_in = g.op("Split", ["c"], layers, axis=0) if layers > 1 else ["c"]
     sizes = g.const("gate_split", np.array([3 * hidden, hidden], np.int64))
@@ -205,18 +297,35 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accura
     if layers > 1:
         g.op("Concat", hs, ["h_out"], axis=0)
         g.op("Concat", cs, ["c_out"], axis=0)
-    logits = g.linear(x, *w["head"], "decoder")
+    logits = g.apply(x, head)
     g.op("Reshape", [logits, g.const("vocab", np.array([vocab], np.int64))], ["logits"])
     state = [layers, 1, hidden]
-    graph = helper.make_graph(
-        g.nodes, "lstmgen_step",
-        [helper.make_tensor_value_info("token", TensorProto.INT64, [1, 1]),
-         helper.make_tensor_value_info("h", TensorProto.FLOAT, state),
-         helper.make_tensor_value_info("c", TensorProto.FLOAT, state)],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [vocab]),
-         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, state),
-         helper.make_tensor_value_info("c_out", TensorProto.FLOAT, state)],
-        g.inits)
+    inputs = [helper.make_tensor_value_info("token", TensorProto.INT64, [1, 1]),
+              helper.make_tensor_value_info("h", TensorProto.FLOAT, state),
+              helper.make_tensor_value_info("c", TensorProto.FLOAT, state)]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [vocab]),
+               helper.make_tensor_value_info("h_out", TensorProto.FLOAT, state),
+               helper.make_tensor_value_info("c_out", TensorProto.FLOAT, state)]
+    if sampler:
+        blocks = -(-vocab // sampler_block)
+        padded = blocks * sampler_block
+        z = g.op("Add", [g.op("Div", ["logits", "temperature"])[0], "mask"])[0]
+        if padded > vocab:
+            z = g.op("Pad", [z, g.const("pad", np.array([0, padded - vocab], np.int64)),
+                             g.const("minus_inf", np.array(-np.inf, np.float32))], mode="constant")[0]
+        g.op("Softmax", [z], ["probs"], axis=-1)
+        block_sums = g.op("ReduceSum", [g.op("Reshape", ["probs", g.const("blocks", np.array([blocks, sampler_block],
+                                                                                         np.int64))])[0],
+                                        g.const("block_axis", np.array([1], np.int64))], keepdims=0)[0]
+        g.op("CumSum", [block_sums, g.const("cdf_axis", np.array(0, np.int64))], ["cdf"])
+        # The model's own normaliser (temperature 1, nothing masked), for its probability of the drawn token.
+        g.op("ReduceLogSumExp", ["logits"], ["logsumexp"], keepdims=1)
+        inputs += [helper.make_tensor_value_info("temperature", TensorProto.FLOAT, [1]),
+                   helper.make_tensor_value_info("mask", TensorProto.FLOAT, [vocab])]
+        outputs += [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [padded]),
+                    helper.make_tensor_value_info("cdf", TensorProto.FLOAT, [blocks]),
+                    helper.make_tensor_value_info("logsumexp", TensorProto.FLOAT, [1])]
+    graph = helper.make_graph(g.nodes, "lstmgen_step", inputs, outputs, g.inits)
     imports = [helper.make_opsetid("", OPSET)]
     if weights not in ("float", "int8-dynamic"):
         imports.append(helper.make_opsetid(MS_DOMAIN, 1))
@@ -224,12 +333,19 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accura
     proto.ir_version = 8  # ONNX Runtime 1.14+ reads it
     if weights in ("float", "int8-dynamic"):
         checker.check_model(proto)
-    helper.set_model_props(proto, {"lstmgen.weights": weights, "lstmgen.layers": str(layers),
-                                   "lstmgen.hidden": str(hidden), "lstmgen.vocab": str(vocab),
-                                   "lstmgen.block": str(block)})
+    properties = {"lstmgen.weights": weights, "lstmgen.layers": str(layers), "lstmgen.hidden": str(hidden),
+                  "lstmgen.vocab": str(vocab), "lstmgen.block": str(block), "lstmgen.embedding": embedding_kind}
+    if sampler:
+        properties["lstmgen.sampler_block"] = str(sampler_block)
+    helper.set_model_props(proto, properties)
     if weights == "int8-dynamic":
         proto = quantize_onnx_dynamic(proto, per_channel=per_channel)
     return proto
+
+
+def initializer_bytes(proto) -> int:
+    """Bytes of a graph's weights (each initializer once, however many nodes read it)."""
+    return sum(len(t.raw_data) or t.ByteSize() for t in proto.graph.initializer)
 
 
 def quantize_onnx_dynamic(proto, per_channel: bool = True, op_types: list[str] | None = ("MatMul",)):

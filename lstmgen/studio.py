@@ -68,7 +68,7 @@ SIZES = {
 TRAINING = TrainConfig(
     epochs=10_000, batch_size=32, seq_len=32, lr=1e-2, weight_decay=0.01, clip=1.0, lr_schedule="budget",
     warmup_steps=100, min_lr=5e-4, early_stop=10_000, eval_batch_size=16, checkpoint_every_s=1e9, progress=False,
-    validate_at_stop=True, curve_every_s=5.0, curve_val_tokens=20_000, seed=0)
+    validate_at_stop=True, curve_every_s=3.0, curve_val_tokens=20_000, seed=0)
 TOKENIZERS = ("char", "word", "subword")
 
 
@@ -178,14 +178,20 @@ def progress(trainer, status: str) -> dict:
     return {"status": status, "step": trainer.steps, "epoch": trainer.epoch + 1,
             "train_loss": train_loss, "val_loss": history.get("val_loss", last.get("val_loss")),
             "tokens_per_s": last.get("tokens_per_s"), "elapsed_s": trainer.elapsed,
-            "curve": [dict(p) for p in trainer.curve], "stopped": trainer.stopped}
+            # The live plot: quick points along the way, and each (part of an) epoch's full validation.
+            "curve": sorted([dict(p) for p in trainer.curve] + [
+                {"elapsed_s": h["elapsed_s"], "train_loss": h["train_loss"], "val_loss": h["val_loss"]}
+                for h in trainer.history], key=lambda p: p["elapsed_s"]),
+            "stopped": trainer.stopped}
 
 
 class Studio:
     """The server's trainings: the line, the running one, and the models they made."""
 
-    def __init__(self, limits: Limits | None = None, root: str | Path | None = None):
+    def __init__(self, limits: Limits | None = None, root: str | Path | None = None, on_evict=None):
+        """`on_evict(name)` is called for each model deleted, so whoever serves it can let it go."""
         self.limits = limits or Limits.from_env()
+        self.on_evict = on_evict
         self.root = Path(root or tempfile.mkdtemp(prefix="lstmgen-visitors-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()  # one training at a time
@@ -265,6 +271,9 @@ class Studio:
             for name in gone:
                 folder, _ = self.models.pop(name)
                 shutil.rmtree(folder.parent, ignore_errors=True)
+        for name in gone:
+            if self.on_evict:
+                self.on_evict(name)
         return gone
 
     def folder(self, name: str) -> Path | None:

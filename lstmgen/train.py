@@ -153,6 +153,7 @@ class Trainer:
         # Points for a live plot (curve_every_s): {"step", "elapsed_s", "train_loss", "val_loss", "tokens_per_s"}.
         self.curve: list[dict] = []
         self.stopped = False  # should_stop() ended the run
+        self.curve_noted_at = 0.0  # training seconds at the last curve point
         # Averaged weights (AWD-LSTM's averaged SGD, done here over AdamW's iterates): evaluated and kept as best.
         self.averaged: AveragedModel | None = None
         torch.manual_seed(config.seed + self.rank)
@@ -275,7 +276,7 @@ class Trainer:
         cfg = self.config
         self.model.train()
         tokens, windows = 0, 0
-        started = last_checkpoint = last_curve = time.time()
+        started = last_checkpoint = time.time()
         done_before = self.position // cfg.seq_len
         bar = tqdm(total=num_batches(self.rows, cfg.seq_len), initial=done_before, desc=f"epoch {self.epoch + 1}",
                    disable=not (cfg.progress and self.is_main), leave=False, dynamic_ncols=True)
@@ -289,10 +290,10 @@ class Trainer:
             previous = now
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (now - started):.0f}")
-            if cfg.curve_every_s and now - last_curve >= cfg.curve_every_s:
+            if cfg.curve_every_s and self.elapsed - self.curve_noted_at >= cfg.curve_every_s:
+                self.curve_noted_at = self.elapsed
                 self.note_curve(self.epoch_loss_sum / self.epoch_windows, tokens / max(now - started, 1e-9))
-                last_curve = now = time.time()
-                previous = now  # the quick validation is not training time
+                previous = now = time.time()  # the quick validation is not training time
             if self.on_step:
                 self.on_step(self.steps)
             due = (cfg.checkpoint_every_steps and self.steps % cfg.checkpoint_every_steps == 0) or (

@@ -167,3 +167,149 @@ def test_int8_model_size():
     model = tiny(True)
     floats = sum(p.numel() for p in model.parameters()) * 4
     assert 0 < OrtInt8Model(model, "int8", block=16).size_bytes() < OrtInt8Model(model, "float").size_bytes() <= floats * 1.1
+
+
+# --------------------------------------------------------------------------- int8 embedding, shared when tied
+
+
+@pytest.mark.parametrize("kind", ["int8", "int8-nbits", "int8-dq"])
+def test_tied_int8_graph_stores_one_matrix(kind):
+    """A tied model's int8 graph gathers its embedding rows from the output layer's int8 weights: no
+    embedding of its own, in either head format (MatMulNBits blocks, DynamicQuantizeMatMul rows)."""
+    from lstmgen.export import initializer_bytes
+
+    model = tiny(True)
+    proto = step_model(model, kind, block=16)
+    names = [t.name for t in proto.graph.initializer]
+    assert not any(n.startswith("embedding") and "shape" not in n for n in names), names
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["lstmgen.embedding"] == "shared"
+    float_embedding = step_model(model, kind, block=16, embedding="float")
+    assert initializer_bytes(float_embedding) - initializer_bytes(proto) >= VOCAB * 32 * 4 * 0.9
+
+
+def test_untied_int8_graph_has_int8_embedding_rows():
+    model = tiny(False)
+    proto = step_model(model, "int8", block=16)
+    by_name = {t.name.rsplit("_", 1)[0]: t for t in proto.graph.initializer}
+    assert by_name["embedding_int8"].data_type == onnx.TensorProto.INT8
+    assert tuple(by_name["embedding_int8"].dims) == (VOCAB, 16)
+    assert {p.key: p.value for p in proto.metadata_props}["lstmgen.embedding"] == "int8"
+
+
+# --------------------------------------------------------------------------- the sampler
+
+
+def chi_squared_p(counts: np.ndarray, expected_probs: np.ndarray, min_expected: float = 20.0) -> float:
+    """Pearson's chi-squared test of counts against probabilities, cells merged (in order of probability)
+    until each expects at least `min_expected` draws; the p-value from the regularized gamma function."""
+    n = counts.sum()
+    order = np.argsort(expected_probs)
+    cells_obs, cells_exp, obs, exp = [], [], 0.0, 0.0
+    for i in order:
+        obs += counts[i]
+        exp += expected_probs[i] * n
+        if exp >= min_expected:
+            cells_obs.append(obs)
+            cells_exp.append(exp)
+            obs = exp = 0.0
+    cells_obs[-1] += obs
+    cells_exp[-1] += exp
+    cells_obs, cells_exp = np.array(cells_obs), np.array(cells_exp)
+    statistic = float(((cells_obs - cells_exp) ** 2 / cells_exp).sum())
+    dof = len(cells_obs) - 1
+    return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64),
+                                         torch.tensor(statistic / 2, dtype=torch.float64)))
+
+
+def sampler_engine(vocab: int, seed: int = 0):
+    """An int8 engine with the sampler on a model of `vocab` tokens, its logits spread (3 per unit)."""
+    torch.manual_seed(seed)
+    model = LSTMLanguageModel(vocab, embed_size=16, hidden_size=16, num_layers=1).eval()
+    with torch.no_grad():
+        model.decoder.weight.normal_(0, 1.0)
+        model.decoder.bias.normal_(0, 1.0)
+    return model, OrtStep(step_model(model, "int8", block=16, sampler=True, sampler_block=32), threads=1)
+
+
+@pytest.mark.parametrize("vocab", [65, 13000])
+def test_sampler_draws_exactly_from_the_distribution(vocab):
+    from lstmgen.sampling import RandomStream, SamplingConfig, distribution
+
+    model, engine = sampler_engine(vocab)
+    config = SamplingConfig(temperature=0.8)
+    banned = [0, vocab // 2, vocab - 1]
+    assert engine.sampling(config, banned)
+    logits, _ = engine.forward([3, 1, 4])
+    expected = distribution(logits.double(), config, banned).numpy()
+    assert np.allclose(engine.probs(), expected, atol=1e-6)
+    draws = 100_000 if vocab > 100 else 40_000
+    stream = RandomStream(1234)
+    tokens = np.array([engine.draw(stream.next()[0]) for _ in range(draws)])
+    counts = np.bincount(tokens, minlength=vocab)
+    assert counts[banned].sum() == 0  # masked tokens are never drawn
+    assert chi_squared_p(counts, expected) > 1e-3
+    # The same u gives torch's token (both invert the same CDF); reproducible by seed.
+    from lstmgen.sampling import draw
+
+    us = np.random.default_rng(0).random(2000).tolist() + [0.0, 1 - 2**-53]
+    torch_tokens = [draw(torch.from_numpy(expected), u) for u in us]
+    ours = [engine.draw(u) for u in us]
+    assert np.mean(np.array(ours) == np.array(torch_tokens)) >= 0.999
+    assert ours[-1] not in banned and ours[-2] not in banned
+    stream = RandomStream(1234)
+    assert [engine.draw(stream.next()[0]) for _ in range(50)] == tokens[:50].tolist()
+
+
+@pytest.mark.parametrize("vocab", [65, 13000])
+def test_sampler_coupled_draw_is_exact_for_its_side(vocab):
+    """The int8 side of a coupled draw has exactly its own distribution q, whatever p the float side
+    drew from, and keeps the float side's token as often as the maximal coupling does (1 - TV)."""
+    from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
+
+    model, engine = sampler_engine(vocab)
+    config = SamplingConfig(temperature=0.8)
+    assert engine.sampling(config)
+    logits, _ = engine.forward([2, 7])
+    q = distribution(logits.double(), config).numpy()
+    p = distribution(logits.double() + torch.randn(vocab, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+                     * 0.5, config).float()
+    cdf = p.double().cumsum(0)
+    draws = 60_000 if vocab > 100 else 30_000
+    stream = RandomStream(7)
+    same = 0
+    ys = np.empty(draws, np.int64)
+    for i in range(draws):
+        u, u_keep, u_residual = stream.next()
+        x = min(int(torch.searchsorted(cdf, u * cdf[-1], right=True)), vocab - 1)
+        ys[i] = engine.coupled_draw(p, x, u_keep, u_residual)
+        same += ys[i] == x
+    assert chi_squared_p(np.bincount(ys, minlength=vocab), q) > 1e-3
+    tv = 0.5 * np.abs(q - p.double().numpy()).sum()
+    assert abs(same / draws - (1 - tv)) < 4 * np.sqrt(tv * (1 - tv) / draws) + 1e-3
+
+
+def test_sampler_falls_back_and_recomputes():
+    """Settings the graph does not serve are refused (top-k, top-p, greedy); a draw from logits made
+    before `sampling` was called is recomputed in numpy, still exact."""
+    from lstmgen.sampling import SamplingConfig, distribution
+
+    model, engine = sampler_engine(65)
+    assert not engine.sampling(SamplingConfig(temperature=0.8, top_k=5))
+    assert not engine.sampling(SamplingConfig(temperature=0.8, top_p=0.9))
+    assert not engine.sampling(SamplingConfig(temperature=0.0))
+    assert engine.sampling(SamplingConfig(temperature=1.3))
+    logits, _ = engine.forward([1, 2])
+    assert engine.sampling(SamplingConfig(temperature=0.5), [4])  # after the step: numpy recomputes
+    assert np.allclose(engine.probs(), distribution(logits.double(), SamplingConfig(temperature=0.5), [4]).numpy(),
+                       atol=1e-6)
+    assert engine.probability(4) == 0.0
+    expected = float(torch.softmax(logits.double(), 0)[9])
+    assert abs(engine.model_probability(9) - expected) < 1e-6
+    assert not sampler_engine(65)[0] is None and not OrtStep.from_model(tiny(True), "float").sampling(
+        SamplingConfig(temperature=0.8))  # no sampler in the graph
+
+
+def test_exported_files_have_no_sampler(tmp_path):
+    paths = export(tiny(True), tmp_path, ("int8",))
+    assert [o.name for o in onnx.load(paths[0]).graph.output] == ["logits", "h_out", "c_out"]

@@ -374,13 +374,34 @@ def test_a_new_word_model_trains_on_a_hub_shaped_dataset_and_the_app_serves_it_a
     assert metrics["kind"] == "word" and metrics["record"]["name"] == "word-imdb"
     assert metrics["vocab_size"] > 10 and math.isfinite(metrics["final"]["val_float"]["loss"])
 
-    from lstmgen import service
+    # `python app.py --no-hub --model OUT/model` serves it beside the shipped three (LSTMGEN_MODELS works alike).
+    from gradio_client import Client
 
-    served = service.load_all(sources=[str(out / "model")], use_hub=False)
-    assert list(served)[:3] == ["char", "subword", "word"] and "word-imdb" in served
-    request = service.validate(served, "word-imdb", "a wonderful", length=5, seed=1)
-    *_, final = service.side_by_side(request)
-    assert final.done and len(final.float.ids) == 5
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "app.py", "--no-hub", "--port", str(port), "--model", str(out / "model")],
+                              env=child_env(tmp_path / "hf_home"), cwd=PROJECT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + 90
+        while True:
+            try:
+                import httpx
+
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline and server.poll() is None, "the app did not start"
+            time.sleep(0.25)
+        client = Client(url, verbose=False)
+        models = client.predict(api_name="/models")
+        assert list(models)[:3] == ["char", "subword", "word"] and models["word-imdb"]["loaded"] is True
+        result = client.predict("word-imdb", "a wonderful", 0.8, 5, 0, 1.0, 1, False, api_name="/generate")
+        assert result["float32"]["tokens"] == 5
+    finally:
+        server.terminate()
+        server.wait(20)
 
 
 def test_a_dataset_without_the_text_column_is_refused_clearly(tmp_path):

@@ -167,15 +167,17 @@ def test_uploads_that_are_not_utf8_text_are_refused_clearly():
 
 
 def test_models_beyond_the_limit_or_their_time_are_deleted_oldest_first(tmp_path):
-    runs = studio.Studio(limits=studio.Limits(max_models=2, keep_s=3600), root=tmp_path)
+    let_go = []
+    runs = studio.Studio(limits=studio.Limits(max_models=2, keep_s=3600), root=tmp_path, on_evict=let_go.append)
     names = []
     for _ in range(3):
         *_, last = runs.train(TEXT_50KB[:5000], "char", "tiny", 10, session="me")
         runs.stop("me")
         names.append(last["model"])
     assert set(runs.models) == set(names[1:]) and not (tmp_path / names[0]).exists()
+    assert let_go == names[:1]  # the server is told, so it stops serving the model
     runs.limits = studio.Limits(max_models=2, keep_s=0)
-    assert set(runs.evict()) == set(names[1:]) and not runs.models
+    assert set(runs.evict()) == set(names[1:]) and not runs.models and set(let_go) == set(names)
 
 
 # --------------------------------------------------------------------------- publishing
