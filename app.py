@@ -221,11 +221,11 @@ def _loss_frame(served: ServedModel):
     return pd.DataFrame(rows, columns=["epoch", "loss", "split"])
 
 
-def _tab(gr, served: ServedModel) -> None:
+def _tab(gr, served: ServedModel):
     name, record = served.name, served.record
     if served.loaded is None:
         gr.Markdown(f"⚠️ **This model could not be loaded**, so this tab is disabled.\n\n`{served.error}`")
-        return
+        return None
     with gr.Row():
         prompt = gr.Textbox(label="Prompt", value=record.examples[0], lines=3, max_lines=12,
                             max_length=MAX_PROMPT_CHARS, elem_id=f"{name}-prompt", scale=3)
@@ -304,6 +304,7 @@ def _tab(gr, served: ServedModel) -> None:
     colour.change(lambda on: [gr.update(visible=not on), gr.update(visible=on)] * 2, colour,
                   [outputs["float32"][0], outputs["float32"][1], outputs["int8"][0], outputs["int8"][1]],
                   api_visibility="private", queue=False)
+    return on_predict, [prompt, temperature], next_outputs  # the candidates for the first prompt, at page load
 
 
 def _curve_frame(update: dict):
@@ -465,16 +466,19 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None):
     with gr.Blocks(title="lstmgen: LSTM text generation") as demo:
         gr.Markdown("# lstmgen\nLSTM text generation, each model beside its dynamically int8-quantized copy: "
                     "shared random numbers, the latency of each, and a look inside.")
+        on_load = []
         with gr.Tabs():
             for name, served in served_models.items():
                 with gr.Tab(served.record.title, id=name, elem_id=f"tab-{name}"):
-                    _tab(gr, served)
+                    on_load.append(_tab(gr, served))
             with gr.Tab("Train your own", id="train", elem_id="tab-train"):
                 _train_tab(gr)
         gr.api(generate, api_name="generate", concurrency_id="generate")
         gr.api(generate_stream, api_name="generate_stream", concurrency_id="generate")
         gr.api(next_tokens, api_name="next_tokens", concurrency_id="next_tokens")
         gr.api(list_models, api_name="models", concurrency_limit=None)
+        for fn, inputs, outputs in filter(None, on_load):
+            demo.load(fn, inputs, outputs, api_visibility="private", concurrency_id="next_tokens", show_progress="hidden")
         # gradio injects the request where a parameter's type says gr.Request; it is imported late (main).
         train.__annotations__["request"] = gr.Request
         gr.api(train, api_name="train", concurrency_id="train")

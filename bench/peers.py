@@ -28,7 +28,8 @@ Sampling (`--parts sampling`): what one generated token costs beyond the int8 st
 0.8, top-k and top-p off, the tokenizer's special tokens masked, engines taking turns per round:
 - step: our int8 engine stepping through a fixed token sequence (the reference, 100%);
 - ORT sampler: the step graph with the sampler outputs plus OrtStep.draw and RandomStream.next: the
-  app's single-model loop; its excess over `step` is the sampling + Python share;
+  app's single-model loop; its excess over `step` is the sampling + Python share (also with the
+  RandomStream proposed for issue 18, which draws 256 steps' numbers in one call: buffered_stream);
 - torch sampling: the plain step plus lstmgen.sampling's distribution + draw (today's path);
 - coupled int8 side: the sampler step plus OrtStep.coupled_draw and model_probability, the float
   side (our float ORT engine, not timed) drawing x from p first: the int8 side of the app's
@@ -282,6 +283,29 @@ def sampling_overhead(vocab: int, repeats: int = 2000) -> dict:
     return out
 
 
+def buffered_stream(seed: int):
+    """lstmgen.sampling.RandomStream drawing 256 steps' numbers in one torch call (the same numbers: torch's
+    CPU generator gives one sequence however it is cut), as proposed for issue 18; RandomStream itself
+    where it already does."""
+    from lstmgen.sampling import RandomStream
+
+    stream = RandomStream(seed)
+    if hasattr(stream, "BLOCK"):
+        return stream
+    block, position = [], 0
+
+    class Buffered:
+        def next(self):
+            nonlocal block, position
+            if position == len(block):
+                block = torch.rand(768, generator=stream.generator, dtype=torch.float64).reshape(-1, 3).tolist()
+                position = 0
+            position += 1
+            return block[position - 1]
+
+    return Buffered()
+
+
 def sampling_share(protos: dict, banned: list[int], threads: int, rounds: int, steps: int) -> dict:
     """µs per generated token of the loops described in the module docstring (see `Sampling`), per
     round; shares relative to `step` per round, as median [min–max]."""
@@ -319,6 +343,14 @@ def sampling_share(protos: dict, banned: list[int], threads: int, rounds: int, s
 
     def ort_sampler():
         stream, token, state, step, draw_ = RandomStream(1), 1, None, sampler.step, sampler.draw
+        started = clock()
+        for _ in range(steps):
+            _, state = step(token, state)
+            token = draw_(stream.next()[0])
+        return clock() - started
+
+    def ort_sampler_buffered():
+        stream, token, state, step, draw_ = buffered_stream(1), 1, None, sampler.step, sampler.draw
         started = clock()
         for _ in range(steps):
             _, state = step(token, state)
@@ -374,6 +406,7 @@ def sampling_share(protos: dict, banned: list[int], threads: int, rounds: int, s
         return clock() - started
 
     loops = {"step": step_only, "step (sampler graph)": sampler_step_only, "ORT sampler": ort_sampler,
+             "ORT sampler, RandomStream buffered (proposed)": ort_sampler_buffered,
              "ORT sampler: draw + RandomStream.next only": ort_sampler_draw_only, "torch sampling": torch_sampling,
              "coupled int8 side: coupled_draw + model_probability only": coupled_int8_side,
              "RandomStream.next": random_stream}
@@ -387,7 +420,8 @@ def sampling_share(protos: dict, banned: list[int], threads: int, rounds: int, s
             times[name].append(loops[name]() / steps * 1e6)
     times["coupled int8 side: its step (sampler graph, after a float step)"] = coupled_steps
     out = {"us": {k: median_spread(v) for k, v in times.items()}, "share": {}}
-    for k in ("step (sampler graph)", "ORT sampler", "torch sampling"):  # the excess of a whole loop over `step`
+    for k in ("step (sampler graph)", "ORT sampler", "ORT sampler, RandomStream buffered (proposed)",
+              "torch sampling"):  # the excess of a whole loop over `step`
         out["share"][k] = median_spread([a / b - 1 for a, b in zip(times[k], times["step"])])
     for k in ("ORT sampler: draw + RandomStream.next only", "RandomStream.next"):  # a part, ÷ the step
         out["share"][k] = median_spread([a / b for a, b in zip(times[k], times["step"])])
@@ -534,7 +568,8 @@ def markdown(report: dict) -> str:
             lines += [f"### {m['model']} (vocabulary {m['vocab_size']:,}): sizes (weights; our embedding: "
                       f"{m.get('embedding')})", "", "| copy | MB | ÷ torch int8 | ÷ float32 |", "|---|---|---|---|"]
             for label, size in sizes.items():
-                lines.append(f"| {label} | {size / 1e6:.2f} | {size / base:.3f} | {size / sizes['float32 (torch)']:.3f} |")
+                ratio = size / sizes["float32 (torch)"]
+                lines.append(f"| {label} | {size / 1e6:.2f} | {size / base:.3f} | {ratio:.3f} |")
             lines.append("")
         for threads, row in m["by_threads"].items():
             us = row["us_per_step"]
@@ -567,8 +602,9 @@ def markdown(report: dict) -> str:
             lines.append("")
         for threads, share in (m.get("sampling_share") or {}).items():
             load = share.get("load_average")
-            lines += [f"Sampling ({m['model']}, {threads} thread{'s' if threads != '1' else ''}, temperature 0.8, top-k/top-p "
-                      f"off, special tokens masked; load average at the end {load[0]:.2f}): µs per generated token, "
+            plural = "s" if threads != "1" else ""
+            lines += [f"Sampling ({m['model']}, {threads} thread{plural}, temperature 0.8, top-k/top-p off, special "
+                      f"tokens masked; load average at the end {load[0]:.2f}): µs per generated token, "
                       "and its excess over the plain step (per round, median [min–max]):", "",
                       "| loop | µs per token | excess over the step |", "|---|---|---|"]
             for label, t in share["us"].items():
@@ -585,8 +621,8 @@ def markdown(report: dict) -> str:
         s = m["sampling"]
         step = (m["by_threads"][next(iter(m["by_threads"]))]["us_per_step"][OUR_INT8]["median"] if m["by_threads"]
                 else None)
-        against = (f"; against our int8 step of {step:.0f} µs: torch sampling {s['torch_sample_us'] / step:.0%}, numpy "
-                   f"{s['numpy_sample_us'] / step:.0%}" if step else "")
+        against = (f"; against our int8 step of {step:.0f} µs: torch sampling {s['torch_sample_us'] / step:.0%}, "
+                   f"numpy {s['numpy_sample_us'] / step:.0%}" if step else "")
         lines += [f"Outside the network ({m['model']}, one thread): argmax torch {s['torch_argmax_us']:.1f} µs, numpy "
                   f"{s['numpy_argmax_us']:.1f} µs; sampling (temperature 0.8) torch {s['torch_sample_us']:.1f} µs, numpy "
                   f"{s['numpy_sample_us']:.1f} µs{against}.",

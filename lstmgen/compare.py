@@ -26,7 +26,7 @@ def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def next_tokens(float_model, int8_model, tokenizer: Tokenizer, prompt_ids: list[int], k: int,
-                config: SamplingConfig, banned: list[int] | None = None) -> dict:
+                config: SamplingConfig, banned=None) -> dict:
     """The k most likely next tokens under each model (the distribution generation would sample from),
     the KL divergence between the two distributions, and whether their top choices agree."""
     inputs = torch.tensor([prompt_ids])
@@ -45,7 +45,7 @@ def next_tokens(float_model, int8_model, tokenizer: Tokenizer, prompt_ids: list[
 
 @torch.inference_mode()
 def fidelity(float_model, int8_model, prompt_ids: list[int], float_ids: list[int], sampled_probabilities: list[float],
-             u_keeps: list[float], config: SamplingConfig, banned: list[int] | None = None) -> dict:
+             u_keeps: list[float], config: SamplingConfig, banned=None) -> dict:
     """The int8 model fed the float model's text, with the random numbers the run used:
     - same_choice: share of steps where the coupled int8 draw keeps the float model's token;
     - top1_agreement: share of steps where both models' most likely token is the same;

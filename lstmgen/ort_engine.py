@@ -77,6 +77,7 @@ class OrtStep:
         self._states = [(torch.from_numpy(self._h[k]), torch.from_numpy(self._c[k])) for k in range(2)]
         self._logits_t = [torch.from_numpy(a) for a in self._logits]
         self.has_sampler = "probs" in outputs
+        self.has_logsumexp = "logsumexp" in outputs
         feeds = [("token", self.token)]
         if self.has_sampler:
             self.sampler_block = outputs["probs"][0] // outputs["cdf"][0]
@@ -95,7 +96,8 @@ class OrtStep:
                 binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
             fetches = [("logits", self._logits[k]), ("h_out", self._h[1 - k]), ("c_out", self._c[1 - k])]
             if self.has_sampler:
-                fetches += [("probs", self._probs[k]), ("cdf", self._cdf[k]), ("logsumexp", self._lse[k])]
+                fetches += [("probs", self._probs[k]), ("cdf", self._cdf[k])]
+                fetches += [("logsumexp", self._lse[k])] if self.has_logsumexp else []
             for name, array in fetches:
                 binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array))
             self._bindings.append(binding)
@@ -258,7 +260,7 @@ class OrtStep:
         (temperature 1, nothing masked)."""
         k = 1 - self._current
         logits = self._logits[k]
-        if self.has_sampler and self._made[k] != -1:
+        if self.has_logsumexp and self._made[k] != -1:
             return float(np.exp(np.float64(logits[token]) - np.float64(self._lse[k][0])))
         top = logits.max()
         return float(np.exp(np.float64(logits[token] - top)) / np.exp(logits - top, dtype=np.float64).sum())

@@ -68,7 +68,7 @@ SIZES = {
 TRAINING = TrainConfig(
     epochs=10_000, batch_size=32, seq_len=32, lr=1e-2, weight_decay=0.01, clip=1.0, lr_schedule="budget",
     warmup_steps=100, min_lr=5e-4, early_stop=10_000, eval_batch_size=16, checkpoint_every_s=1e9, progress=False,
-    validate_at_stop=True, curve_every_s=3.0, curve_val_tokens=20_000, seed=0)
+    validate_at_stop=True, curve_every_s=3.0, curve_val_tokens=4_000, seed=0)
 TOKENIZERS = ("char", "word", "subword")
 
 

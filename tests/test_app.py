@@ -86,11 +86,13 @@ def request(model="char", prompt="ROMEO:", temperature=0.8, length=40, top_k=0, 
 # --------------------------------------------------------------------------- the documented API
 
 
-def test_view_api_documents_the_four_named_endpoints(client):
+def test_view_api_documents_the_five_named_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)
     named = api["named_endpoints"]
-    # The UI's own handlers are private: only the four documented endpoints are named.
-    assert set(named) == {"/generate", "/generate_stream", "/next_tokens", "/models"}
+    # The UI's own handlers are private: only the five documented endpoints are named.
+    assert set(named) == {"/generate", "/generate_stream", "/next_tokens", "/models", "/train"}
+    assert [p["parameter_name"] for p in named["/train"]["parameters"]] == ["text", "tokenizer", "size", "seconds"]
+    assert "the last update names the new model" in named["/train"]["description"]
     for endpoint in ("/generate", "/generate_stream"):
         assert [p["parameter_name"] for p in named[endpoint]["parameters"]] == PARAMETERS
         assert len(named[endpoint]["returns"]) == 1, f"{endpoint} must return one value (a dict)"
@@ -344,7 +346,7 @@ def test_a_model_that_failed_to_load_is_reported_and_the_others_work(demo_with_a
     demo, url, broken = demo_with_a_failed_model
     assert "missing-folder" in broken.error
     # Its tab explains why; the other tabs have their controls.
-    config = json.dumps(demo.config)
+    config = json.dumps(demo.config, default=str)
     assert "This model could not be loaded" in config and json.dumps(broken.error)[1:-1] in config
     elem_ids = {c.get("props", {}).get("elem_id") for c in demo.config["components"]}
     assert {"char-prompt", "char-generate", "word-prompt", "word-generate"} <= elem_ids
@@ -458,7 +460,7 @@ def test_a_fourth_model_record_gets_its_own_tab_and_endpoint(served, tmp_path, s
     demo = app.build_demo({**served, "limerick": fourth})
     url = launch(demo)
     try:
-        config = json.dumps(demo.config, ensure_ascii=False)
+        config = json.dumps(demo.config, ensure_ascii=False, default=str)
         assert "Char · Limericks" in config and "There once was" in config
         elem_ids = {c.get("props", {}).get("elem_id") for c in demo.config["components"]}
         assert {"tab-limerick", "limerick-prompt", "limerick-generate"} <= elem_ids

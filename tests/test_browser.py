@@ -192,11 +192,15 @@ def test_next_token_candidates_and_probability_colouring_show(browser, url, arti
     try:
         switch_to(page, "char")
         # Typing a prompt updates both models' candidate bars (the prompt's input event).
+        # The page opens with the first example's candidates ("ROMEO:" is followed by a line break, ↵).
+        page.wait_for_function("() => (document.querySelector('#char-next-float')?.innerText ?? '').includes('↵')",
+                               timeout=WAIT_MS)
         page.locator("#char-prompt textarea").fill("ROMEO:\nBut soft, what light through yonder")
+        page.wait_for_function("() => (document.querySelector('#char-next-float')?.innerText ?? '').includes('␣')"
+                               " && (document.querySelector('#char-next-int8')?.innerText ?? '').includes('␣')",
+                               timeout=WAIT_MS)
         note = page.locator("#char-next-note [data-testid=markdown]")
-        page.wait_for_function("(s) => (document.querySelector(s)?.innerText ?? '').includes('Top choice: the same')",
-                               arg="#char-next-note [data-testid=markdown]", timeout=WAIT_MS)
-        assert "KL(float ‖ int8)" in note.inner_text()
+        assert "Top choice: the same" in note.inner_text() and "KL(float ‖ int8)" in note.inner_text()
         for side in ("float", "int8"):
             bars = page.locator(f"#char-next-{side}")
             assert "␣" in bars.inner_text() and "%" in bars.inner_text(), bars.inner_text()

@@ -272,8 +272,8 @@ def test_sampler_coupled_draw_is_exact_for_its_side(vocab):
     assert engine.sampling(config)
     logits, _ = engine.forward([2, 7])
     q = distribution(logits.double(), config).numpy()
-    p = distribution(logits.double() + torch.randn(vocab, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-                     * 0.5, config).float()
+    noise = torch.randn(vocab, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.5
+    p = distribution(logits.double() + noise, config).float()
     cdf = p.double().cumsum(0)
     draws = 60_000 if vocab > 100 else 30_000
     stream = RandomStream(7)
