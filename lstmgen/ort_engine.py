@@ -22,7 +22,7 @@ its sampling distribution in the graph, so that a draw is a few numpy calls:
         logits, state = engine.forward(prompt_ids)    #   (then use lstmgen.sampling on `logits`)
         token = engine.draw(u)                        # = draw(distribution(logits, config, banned), u)
         y = engine.coupled_draw(p, x, u_keep, u_res)  # = coupled_draw(p, distribution(...), x, ...)
-        engine.model_probability(y)                   # = generate.model_probability(logits, y)
+        engine.model_probability(y)                   # = generate.model_probability(logits, y) (numpy)
         logits, state = engine.step(token, state)
 """
 
@@ -77,7 +77,6 @@ class OrtStep:
         self._states = [(torch.from_numpy(self._h[k]), torch.from_numpy(self._c[k])) for k in range(2)]
         self._logits_t = [torch.from_numpy(a) for a in self._logits]
         self.has_sampler = "probs" in outputs
-        self.has_logsumexp = "logsumexp" in outputs
         feeds = [("token", self.token)]
         if self.has_sampler:
             self.sampler_block = outputs["probs"][0] // outputs["cdf"][0]
@@ -85,7 +84,6 @@ class OrtStep:
             self.mask = np.zeros(self.vocab_size, np.float32)
             self._probs = [np.zeros(outputs["probs"][0], np.float32) for _ in range(2)]
             self._cdf = [np.zeros(outputs["cdf"][0], np.float32) for _ in range(2)]
-            self._lse = [np.zeros(1, np.float32) for _ in range(2)]
             self._rows = [a.reshape(-1, self.sampler_block) for a in self._probs]  # one row a block
             self._local = np.zeros(self.sampler_block, np.float32)  # a block's cumulative sum
             feeds += [("temperature", self.temperature), ("mask", self.mask)]
@@ -97,7 +95,6 @@ class OrtStep:
             fetches = [("logits", self._logits[k]), ("h_out", self._h[1 - k]), ("c_out", self._c[1 - k])]
             if self.has_sampler:
                 fetches += [("probs", self._probs[k]), ("cdf", self._cdf[k])]
-                fetches += [("logsumexp", self._lse[k])] if self.has_logsumexp else []
             for name, array in fetches:
                 binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array))
             self._bindings.append(binding)
@@ -184,7 +181,10 @@ class OrtStep:
         if (not self.has_sampler or temperature < 1e-3 or 0 < config.top_k < self.vocab_size
                 or config.top_p < 1.0):
             return False
-        banned = sorted(set(banned)) if banned and not config.allow_special else []
+        if banned is not None and len(banned) and not config.allow_special:  # a list or a LongTensor
+            banned = sorted({int(i) for i in (banned.tolist() if isinstance(banned, torch.Tensor) else banned)})
+        else:
+            banned = []
         if self._sampling != (temperature, banned):
             self.temperature[0] = temperature
             self.mask.fill(0.0)
@@ -258,12 +258,9 @@ class OrtStep:
     def model_probability(self, token: int) -> float:
         """lstmgen.generate.model_probability for the last step: the model's own probability of `token`
         (temperature 1, nothing masked)."""
-        k = 1 - self._current
-        logits = self._logits[k]
-        if self.has_logsumexp and self._made[k] != -1:
-            return float(np.exp(np.float64(logits[token]) - np.float64(self._lse[k][0])))
-        top = logits.max()
-        return float(np.exp(np.float64(logits[token] - top)) / np.exp(logits - top, dtype=np.float64).sum())
+        logits = self._logits[1 - self._current]
+        weights = np.exp(logits - logits.max())  # float32, as lstmgen.generate.model_probability
+        return float(weights[token] / weights.sum(dtype=np.float64))
 
 
 def _search(cdf: np.ndarray, weights: np.ndarray, target: float) -> int:

@@ -300,7 +300,7 @@ def test_sampler_falls_back_and_recomputes():
     assert not engine.sampling(SamplingConfig(temperature=0.0))
     assert engine.sampling(SamplingConfig(temperature=1.3))
     logits, _ = engine.forward([1, 2])
-    assert engine.sampling(SamplingConfig(temperature=0.5), [4])  # after the step: numpy recomputes
+    assert engine.sampling(SamplingConfig(temperature=0.5), torch.tensor([4]))  # after the step: numpy recomputes
     assert np.allclose(engine.probs(), distribution(logits.double(), SamplingConfig(temperature=0.5), [4]).numpy(),
                        atol=1e-6)
     assert engine.probability(4) == 0.0
