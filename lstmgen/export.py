@@ -28,9 +28,12 @@ Weights ("--weights"):
 The embedding ("embedding"): in the int8 kinds (int8, int8-nbits, int8-dq, int4) its rows are int8,
 symmetric, one scale per row; a step gathers its token's row and scale and multiplies (a few small
 ops, one row a step). A tied model (embedding == output weight, as the subword and word presets) keeps
-one int8 matrix for both roles: the step gathers the embedding row from the output layer's own int8
-weights and scales (MatMulNBits' blocks: one scale per `block` inputs of a row; DynamicQuantizeMatMul's
-transposed matrix: one scale per row), so the graph is about the size of torch's int8 copy.
+one int8 matrix for both roles where the output layer is a MatMulNBits one (a hidden size that is a
+multiple of `block`, as the subword preset's 384): the step gathers the embedding row from its int8
+weights and scales (one scale per `block` inputs of a row), so the graph is about the size of torch's
+int8 copy. A DynamicQuantizeMatMul output layer (the word preset's 400) stores its matrix transposed;
+`share_tied=True` gathers the embedding as a column of it (same size as torch's, ~15% slower step),
+the default keeps int8 rows of its own (the step as fast as with float rows).
 `embedding="float"` keeps the float32 rows (as before); float and int8-dynamic always do.
 
 Sampling ("sampler=True", what lstmgen/ort_engine.py builds for generation; exported files leave it
@@ -251,11 +254,15 @@ def is_tied(model) -> bool:
 
 def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accuracy: str = "int8",
                per_channel: bool = True, fuse: bool = True, embedding: str = "int8", sampler: bool = False,
-               sampler_block: int = DEFAULT_SAMPLER_BLOCK):
+               sampler_block: int = DEFAULT_SAMPLER_BLOCK, share_tied: bool | None = None):
     """The ONNX ModelProto of one decoding step of `model` (an LSTMLanguageModel, float weights).
     `fuse=False` keeps each layer's input and hidden products apart (two products and an Add);
     `embedding` "int8" (int8 kinds only; shared with a tied output layer) or "float"; `sampler` adds
-    the sampling inputs and outputs (see the module's docstring)."""
+    the sampling inputs and outputs (see the module's docstring); `share_tied` whether a tied model's
+    int8 embedding reads the output layer's int8 matrix (default: where that is a row gather, i.e. a
+    MatMulNBits head; a DynamicQuantizeMatMul head stores the matrix transposed, and gathering a column
+    of it cost ~26 µs a step on the word model, 177.6 against 151.1 µs, so its embedding gets int8
+    rows of its own: 13.25 MB against 7.94 MB shared)."""
     from onnx import TensorProto, checker, helper
 
     if weights not in WEIGHT_KINDS:
@@ -268,7 +275,9 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accura
     head = g.prepare(*w["head"], "decoder")
     # Tensors stay (1, 1, features) throughout: no reshapes on the way in or out but the logits'.
     int8_embedding = embedding == "int8" and weights not in ("float", "int8-dynamic")
-    x = g.shared_embedding(head) if int8_embedding and is_tied(model) else None
+    if share_tied is None:  # where the shared row is a row of the head's matrix (a column costs ~26 µs a step)
+        share_tied = head["format"] == "nbits8"
+    x = g.shared_embedding(head) if int8_embedding and share_tied and is_tied(model) else None
     embedding_kind = "shared" if x is not None else "int8" if int8_embedding else "float"
     if x is None:
         x = (g.embedding_rows(w["embedding"]) if int8_embedding

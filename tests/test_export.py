@@ -179,13 +179,21 @@ def test_tied_int8_graph_stores_one_matrix(kind):
     from lstmgen.export import initializer_bytes
 
     model = tiny(True)
-    proto = step_model(model, kind, block=16)
+    proto = step_model(model, kind, block=16, share_tied=True)
     names = [t.name for t in proto.graph.initializer]
     assert not any(n.startswith("embedding") and "shape" not in n for n in names), names
     props = {p.key: p.value for p in proto.metadata_props}
     assert props["lstmgen.embedding"] == "shared"
     float_embedding = step_model(model, kind, block=16, embedding="float")
     assert initializer_bytes(float_embedding) - initializer_bytes(proto) >= VOCAB * 32 * 4 * 0.9
+    run = session(proto).run
+    h = c = np.zeros((2, 1, 32), np.float32)
+    for token, (logits_t, _, _) in zip(TOKENS, torch_steps(model, TOKENS)):
+        logits, h, c = run(None, {"token": np.array([[token]], np.int64), "h": h, "c": c})
+        assert np.abs(logits - logits_t).max() <= 3e-2 * max(1.0, float(np.abs(logits_t).max()))
+    # By default only a MatMulNBits head (a row gather) is shared; a DynamicQuantizeMatMul one keeps rows.
+    default = {p.key: p.value for p in step_model(model, kind, block=16).metadata_props}["lstmgen.embedding"]
+    assert default == ("int8" if kind == "int8-dq" else "shared")
 
 
 def test_untied_int8_graph_has_int8_embedding_rows():
