@@ -33,7 +33,7 @@ from lstmgen.errors import run_politely
 from lstmgen.hub import resolve
 from lstmgen.model import ModelConfig
 from lstmgen.records import PRESETS, ModelRecord, TokenizerSpec, prepare
-from lstmgen.settings import add_flags, given
+from lstmgen.settings import add_flags, checked, given
 from lstmgen.train import Trainer, TrainConfig, resolve_device
 
 
@@ -102,6 +102,8 @@ def read_text(record: ModelRecord, args) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     record = PRESETS[args.preset] if args.preset else new_record(args)
+    for settings in (ModelConfig, TrainConfig):  # the flags' values against their declared limits
+        checked(settings, **given(args, settings))
     record = replace(record, model=replace(record.model, **given(args, ModelConfig)),
                      train=replace(record.train, **given(args, TrainConfig)))
     token = publish.require_token() if args.push_to_hub else None  # fail before any training; never printed

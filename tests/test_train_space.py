@@ -460,6 +460,8 @@ def test_bad_sampling_settings_on_the_command_line_are_refused_with_the_apps_lim
     result = run(["-m", "lstmgen", "generate", "--model", "char-shakespeare", "--no-hub", "--temperature", "3"],
                  child_env(tmp_path / "hf_home"))
     assert "temperature must be between 0.0 and 2.0" in one_line_error(result)
+    result = run(["train_space.py", "--preset", "char-shakespeare", "--dropout", "1.5"], child_env(tmp_path / "hf_home"))
+    assert "dropout must be between 0.0 and 0.95, got 1.5" in one_line_error(result)
 
 
 def test_resuming_from_a_damaged_checkpoint_names_it_and_keeps_it(trained, corpus, tmp_path):
