@@ -104,6 +104,10 @@ def _check(cls, field: dataclasses.Field, value):
         raise SettingError(f"{name} must be a whole number")
     low, high = meta.get("low"), meta.get("high")
     if (low is not None and number < low) or (high is not None and number > high):
+        if high is None:
+            raise SettingError(f"{name} must be at least {low}, got {value}")
+        if low is None:
+            raise SettingError(f"{name} must be at most {high}, got {value}")
         raise SettingError(f"{name} must be between {low} and {high}, got {value}")
     return int(number) if kind is int else number
 

@@ -55,7 +55,7 @@ class TrainConfig:
     seed: int = setting(1234, "random seed of the initialisation and dropout", low=0)
     eval_batch_size: int = setting(16, "parallel streams when validating (and for the reported figure)", low=1)
     eval_seq_len: int = setting(256, "steps per window when validating", low=2)
-    checkpoint_every_s: float = setting(120.0, "seconds between checkpoints (last.pt)", low=1.0)
+    checkpoint_every_s: float = setting(120.0, "seconds between checkpoints (last.pt; 0: after every step)", low=0.0)
     checkpoint_every_steps: int = setting(0, "also checkpoint every N steps (0: by time only)", low=0)
     time_budget_s: float = setting(0.0, "seconds of training, then checkpoint, stop and finish (0: no limit)",
                                    low=0.0, flag="--time-budget")
