@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .settings import setting
@@ -47,7 +46,7 @@ def distribution(logits: torch.Tensor, config: SamplingConfig, banned=None) -> t
         # tends to greedy, as it should, instead of overflowing.
         logits = (logits.double() - logits.amax(-1, keepdim=True)) / config.temperature
     else:
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / config.temperature
+        logits = (logits if logits.dtype == torch.float64 else logits.float()) / config.temperature
     if 0 < config.top_k < logits.size(-1):
         kth = torch.topk(logits, config.top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -64,8 +63,8 @@ def distribution(logits: torch.Tensor, config: SamplingConfig, banned=None) -> t
 def draw(probs: torch.Tensor, u: float) -> int:
     """Inverse-CDF draw from a 1-D distribution with one uniform number u in [0, 1): a cumulative sum
     and a binary search, several times faster than torch.multinomial on large vocabularies."""
-    cdf = probs.cumsum(0).numpy()  # numpy's binary search costs a quarter of torch's at batch 1
-    return min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), probs.numel() - 1)
+    cdf = probs.cumsum(0)
+    return min(int(torch.searchsorted(cdf, cdf[-1] * u, right=True)), probs.numel() - 1)
 
 
 def coupled_draw(p: torch.Tensor, q: torch.Tensor, x: int, u_keep: float, u_residual: float) -> int:
