@@ -22,7 +22,6 @@ import argparse
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,7 +30,7 @@ from lstmgen import publish as publish_lib
 from lstmgen import service
 from lstmgen import studio as studio_lib
 from lstmgen.sampling import SamplingConfig
-from lstmgen.service import CANDIDATES_LIMITS, LIMITS, MAX_PROMPT_CHARS, RequestError, ServedModel
+from lstmgen.service import LIMITS, MAX_PROMPT_CHARS, RequestError, ServedModel
 from lstmgen.settings import describe
 
 models: dict[str, ServedModel] = {}
@@ -147,18 +146,9 @@ def train(text: str, tokenizer: str = "char", size: str = "small", seconds: floa
     session = getattr(request, "session_hash", None) or "api"
     try:
         for update in studio.train(text, tokenizer, size, seconds, session):
-            if update.get("model"):
-                _register(update["model"], update["folder"])
             yield _public(update)
     except studio_lib.TrainingError as error:
         raise gr.Error(str(error), print_exception=False) from None
-
-
-def _register(name: str, folder: str) -> None:
-    """Serve a visitor's new model under its name, like any other model."""
-    served = service.load_source(folder, use_hub=False)
-    served.record = replace(served.record, name=name)
-    models[name] = served
 
 
 def _public(update: dict) -> dict:
@@ -394,8 +384,6 @@ def _train_tab(gr) -> None:
         for update in studio.train(text, tokenizer, size, seconds, request.session_hash):
             if update["status"] == "training":
                 progress(min(1.0, update["elapsed_s"] / float(seconds)), desc="training")
-            if update.get("model"):
-                _register(update["model"], update["folder"])
             yield _train_status(update), _curve_frame(update), gr.skip(), gr.update(visible=False), gr.skip(), gr.skip()
         if not update.get("model"):
             return
@@ -462,7 +450,9 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None):
     global studio
     models.clear()
     models.update(served_models)
-    studio = studio_lib.Studio(root=studio_root, on_evict=lambda name: models.pop(name, None))
+    # A visitor's model is served like any other (named by its metrics.json) until the studio deletes it.
+    studio = studio_lib.Studio(root=studio_root, on_evict=lambda name: models.pop(name, None),
+                               on_ready=lambda name, folder: models.update({name: service.load_source(folder)}))
     with gr.Blocks(title="lstmgen: LSTM text generation") as demo:
         gr.Markdown("# lstmgen\nLSTM text generation, each model beside its dynamically int8-quantized copy: "
                     "shared random numbers, the latency of each, and a look inside.")

@@ -148,31 +148,27 @@ def coupled_ids(float_model, int8_model, prompt_ids: list[int], config: Sampling
     the same choice whenever their distributions allow it, and each samples exactly from its own."""
     clock = time.perf_counter
     started = clock()
-    decoders = Decoder(float_model, prompt_ids), None
-    float_s = clock() - started
-    started = clock()
-    decoders = decoders[0], Decoder(int8_model, prompt_ids)
+    floats = Decoder(float_model, prompt_ids)
+    float_s, started = clock() - started, clock()
+    int8s = Decoder(int8_model, prompt_ids)
     int8_s = clock() - started
     randomness = RandomStream(config.seed)
     for i in range(config.length):
         u_float, u_keep, u_residual = randomness.next()
         started = clock()
-        p = distribution(decoders[0].logits, config, banned)
+        p = distribution(floats.logits, config, banned)
         x = draw(p, u_float)
-        float_s += clock() - started
-        started = clock()
-        q = distribution(decoders[1].logits, config, banned)
-        y = coupled_draw(p, q, x, u_keep, u_residual)
+        float_s, started = float_s + clock() - started, clock()
+        y = coupled_draw(p, distribution(int8s.logits, config, banned), x, u_keep, u_residual)
         int8_s += clock() - started
-        yield CoupledStep(x, y, model_probability(decoders[0].logits, x), model_probability(decoders[1].logits, y),
+        yield CoupledStep(x, y, model_probability(floats.logits, x), model_probability(int8s.logits, y),
                           float_s, int8_s, float(p[x]), u_keep)
         float_s = int8_s = 0.0
         if i + 1 < config.length:
             started = clock()
-            decoders[0].advance(x)
-            float_s = clock() - started
-            started = clock()
-            decoders[1].advance(y)
+            floats.advance(x)
+            float_s, started = clock() - started, clock()
+            int8s.advance(y)
             int8_s = clock() - started
 
 

@@ -52,10 +52,8 @@ def smooth_unseen_words(model, train_ids, rare_max_count: int) -> list[int]:
 
 
 def require_token() -> str:
-    """The Hub token from HF_TOKEN or the saved login. Never printed."""
-    from huggingface_hub import get_token
-
-    token = os.environ.get("HF_TOKEN") or get_token()
+    """The Hub token from HF_TOKEN or the saved login (local_token), for --push-to-hub. Never printed."""
+    token = local_token()
     if not token:
         raise MissingTokenError(
             "--push-to-hub needs a Hugging Face token: set HF_TOKEN or run `hf auth login` first")

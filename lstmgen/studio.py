@@ -188,10 +188,11 @@ def progress(trainer, status: str) -> dict:
 class Studio:
     """The server's trainings: the line, the running one, and the models they made."""
 
-    def __init__(self, limits: Limits | None = None, root: str | Path | None = None, on_evict=None):
-        """`on_evict(name)` is called for each model deleted, so whoever serves it can let it go."""
+    def __init__(self, limits: Limits | None = None, root: str | Path | None = None, on_ready=None, on_evict=None):
+        """`on_ready(name, folder)` is called for each model trained, `on_evict(name)` for each model deleted,
+        so whoever serves them can take them up and let them go."""
         self.limits = limits or Limits.from_env()
-        self.on_evict = on_evict
+        self.on_ready, self.on_evict = on_ready, on_evict
         self.root = Path(root or tempfile.mkdtemp(prefix="lstmgen-visitors-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()  # one training at a time
@@ -257,6 +258,8 @@ class Studio:
             self.models[run_dir.name] = (Path(last["folder"]), time.time())
         shutil.rmtree(run_dir / "best", ignore_errors=True)  # only the model folder is kept
         (run_dir / "last.pt").unlink(missing_ok=True)
+        if self.on_ready:
+            self.on_ready(run_dir.name, last["folder"])
         yield {**last, "model": run_dir.name, "done": True}
 
     # ------------------------------------------------------------------ the models

@@ -276,7 +276,7 @@ class Trainer:
         cfg = self.config
         self.model.train()
         tokens, windows = 0, 0
-        started = last_checkpoint = time.time()
+        started = last_checkpoint = previous = time.time()
         done_before = self.position // cfg.seq_len
         bar = tqdm(total=num_batches(self.rows, cfg.seq_len), initial=done_before, desc=f"epoch {self.epoch + 1}",
                    disable=not (cfg.progress and self.is_main), leave=False, dynamic_ncols=True)
@@ -286,7 +286,7 @@ class Trainer:
             windows, tokens = windows + 1, tokens + targets.numel() * self.world
             self.position, self.steps = position + inputs.size(1), self.steps + 1
             now = time.time()
-            self.elapsed += now - started if windows == 1 else now - previous
+            self.elapsed += now - previous
             previous = now
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (now - started):.0f}")

@@ -273,7 +273,7 @@ def test_sampler_draws_exactly_from_the_distribution(vocab):
 def test_sampler_coupled_draw_is_exact_for_its_side(vocab):
     """The int8 side of a coupled draw has exactly its own distribution q, whatever p the float side
     drew from, and keeps the float side's token as often as the maximal coupling does (1 - TV)."""
-    from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
+    from lstmgen.sampling import RandomStream, SamplingConfig, distribution
 
     model, engine = sampler_engine(vocab)
     config = SamplingConfig(temperature=0.8)

@@ -1,7 +1,5 @@
 """Generation carries the state, is reproducible with a seed, greedy at temperature 0, and samples exactly."""
 
-import math
-
 import pytest
 import torch
 
