@@ -2,9 +2,18 @@
 
     python -m bench [--models char,subword,word] [--repeats 5] [--out bench]
 
+Paths measured, each generating the same number of tokens from a short prompt (temperature 1):
+- float default / float torch / int8 torch: PyTorch's own kernels, the traced lstm_cell step, and
+  torch's dynamic int8 copy (torch.ao quantize_dynamic): the engines lstmgen used before issue 18;
+- float / int8: lstmgen's engine, the step graphs on ONNX Runtime (lstmgen/ort_engine.py), what the app,
+  the API and `python -m lstmgen generate` run;
+- naive re-feed: no state carried, the whole growing sequence re-fed every step (as several earlier
+  projects do).
+
 Writes bench/results.json, bench/results.md and bench/results.png. Every ratio is computed from
 figures measured in the same run, so a busy machine shifts both sides alike. Nothing here asserts
-a timing; the tests only check that the report is well formed.
+a timing; the tests only check that the report is well formed. bench/peers.py measures the same
+step against ONNX Runtime's and OpenVINO's own int8.
 """
 
 from __future__ import annotations
@@ -20,14 +29,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+import onnxruntime
 import torch
 import torch.nn.functional as F
 
 from lstmgen.data import read_corpus
 from lstmgen.evaluate import evaluate
 from lstmgen.files import WEIGHTS_FILE
-from lstmgen.generate import Decoder, banned_ids, coupled_ids, generate_ids, make_step
+from lstmgen.export import step_model
+from lstmgen.generate import Decoder, banned_ids, coupled_ids, generate_ids
 from lstmgen.hub import LoadedModel, resolve
+from lstmgen.ort_engine import OrtModel, OrtStep
 from lstmgen.quantize import quantize_dynamic, size_bytes
 from lstmgen.records import RECORDS, ModelRecord, prepare
 from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
@@ -73,46 +85,52 @@ def generation_speed(model, prompt_ids, tokens: int, repeats: int, fast_steps: b
     return median_spread([tokens / s for s in seconds])
 
 
-@torch.inference_mode()
-def independent_side_by_side(model, int8, prompt_ids, config: SamplingConfig, banned) -> None:
+def independent_side_by_side(floats, int8, prompt_ids, config: SamplingConfig, banned) -> None:
     """Both models in turns, each drawing on its own with the same uniform number, no probabilities kept:
     the side-by-side run as it was before the coupling."""
-    decoders = [Decoder(model, prompt_ids), Decoder(int8, prompt_ids)]
     randomness = RandomStream(config.seed)
+    u = randomness.next()[0]
+    decoders = [Decoder(floats, prompt_ids, config, banned, u=u), Decoder(int8, prompt_ids, config, banned, u=u)]
     for i in range(config.length):
-        u = randomness.next()[0]
-        tokens = [draw(distribution(d.logits, config, banned), u) for d in decoders]
+        tokens = [d.draw(u) for d in decoders]
         if i + 1 < config.length:
+            u = randomness.next()[0]
             for decoder, token in zip(decoders, tokens):
-                decoder.advance(token)
+                decoder.advance(token, u)
 
 
-def side_by_side_cost(model, int8, prompt_ids, tokens: int, repeats: int, banned) -> dict:
-    """Microseconds per step of both models taking turns: independent draws (as before), against the app's
-    side-by-side run (coupled draws, both models' token probabilities)."""
+def side_by_side_cost(floats, int8, prompt_ids, tokens: int, repeats: int, banned) -> dict:
+    """Microseconds per step of both models taking turns: independent draws, against the app's side-by-side
+    run (coupled draws, both models' token probabilities: their graphs compute them)."""
     config = SamplingConfig(temperature=1.0, length=tokens, seed=0)
-    plain = timed(lambda: independent_side_by_side(model, int8, prompt_ids, config, banned), repeats)
-    coupled = timed(lambda: list(coupled_ids(model, int8, prompt_ids, config, banned)), repeats)
+    plain = timed(lambda: independent_side_by_side(floats, int8, prompt_ids, config, banned), repeats)
+    coupled = timed(lambda: list(coupled_ids(floats, int8, prompt_ids, config, banned)), repeats)
     plain_us, coupled_us = statistics.median(plain) / tokens * 1e6, statistics.median(coupled) / tokens * 1e6
     return {"plain_us": plain_us, "coupled_with_probabilities_us": coupled_us, "overhead": coupled_us / plain_us - 1}
 
 
-def step_breakdown(model, prompt_ids, tokens: int, repeats: int) -> dict:
-    """Share of a generation step spent outside the network (sampling, Python)."""
-    config = SamplingConfig(temperature=1.0, length=tokens, seed=0)
-    whole = timed(lambda: list(generate_ids(model, prompt_ids, config)), repeats)
+def step_breakdown(model, weights: str, prompt_ids, tokens: int, repeats: int, banned) -> dict:
+    """Share of a generated token spent outside the network: lstmgen's generation loop (the step graph
+    with the sampler, the draw, Python) against the plain step graph stepping through the same tokens,
+    the two taking turns. Temperature 0.8, the special tokens masked: what the app samples with."""
+    config = SamplingConfig(temperature=0.8, length=tokens, seed=0)
+    engine = OrtModel(model, weights, threads=torch.get_num_threads())
+    plain = OrtStep(step_model(model, weights, layer_states=True), threads=torch.get_num_threads())
+    sequence = list(generate_ids(engine, prompt_ids, config, banned))
 
     def network_only():
-        with torch.inference_mode():
-            logits, state = model(torch.tensor([prompt_ids]))
-            step = make_step(model)
-            for _ in range(tokens - 1):
-                logits, state = step(prompt_ids[-1], state)
+        plain.forward(prompt_ids)
+        for token in sequence[:-1]:
+            plain.step_numpy(token)
 
-    network = timed(network_only, repeats)
-    whole_s, network_s = statistics.median(whole), statistics.median(network)
-    return {"step_us": whole_s / tokens * 1e6, "network_us": network_s / tokens * 1e6,
-            "outside_network_share": max(0.0, 1 - network_s / whole_s)}
+    whole, network = [], []
+    for _ in range(repeats):  # taking turns, so that a busy moment slows both
+        whole += timed(lambda: list(generate_ids(engine, prompt_ids, config, banned)), 1)
+        network += timed(network_only, 1)
+    shares = [1 - n / w for n, w in zip(network, whole)]
+    return {"step_us": statistics.median(whole) / tokens * 1e6, "network_us": statistics.median(network) / tokens * 1e6,
+            "outside_network_share": max(0.0, statistics.median(shares)),
+            "sampling_over_step": statistics.median([w / n - 1 for n, w in zip(network, whole)])}
 
 
 def float_weight_bytes(model) -> int:
@@ -232,42 +250,47 @@ def bench_model(name: str, threads_options: list[int], tokens: int, repeats: int
     record = RECORDS[name]
     loaded = resolve(source or record, use_hub=False)
     model, tokenizer = loaded.model, loaded.tokenizer
-    int8 = quantize_dynamic(model)
+    banned = banned_ids(tokenizer)
+    torch_int8 = quantize_dynamic(model)
     prompt_ids = tokenizer.encode(long_prompt(record)).ids
     short_prompt = prompt_ids[:8]
     result = {"model": name, "source": loaded.source, "parameters": model.num_parameters(),
               "vocab_size": tokenizer.vocab_size, "by_threads": {}}
     for threads in threads_options:
         torch.set_num_threads(threads)
+        ours = {"float": OrtModel(model, "float", threads=threads), "int8": OrtModel(model, "int8", threads=threads)}
         row = {
             "float_default": generation_speed(model, short_prompt, tokens, repeats, fast_steps=False),
-            "float_fastest": generation_speed(model, short_prompt, tokens, repeats, fast_steps=True),
-            "int8": generation_speed(int8, short_prompt, tokens, repeats),
+            "float_torch": generation_speed(model, short_prompt, tokens, repeats),
+            "int8_torch": generation_speed(torch_int8, short_prompt, tokens, repeats),
+            "float": generation_speed(ours["float"], short_prompt, tokens, repeats),
+            "int8": generation_speed(ours["int8"], short_prompt, tokens, repeats),
         }
         if naive:
             seconds = timed(lambda: naive_generate(model, short_prompt, SamplingConfig(1.0, tokens, seed=0)),
                             max(1, repeats // 2), warmup=0)
             row["naive_refeed"] = median_spread([tokens / s for s in seconds])
         config = SamplingConfig(temperature=1.0, length=1, seed=0)
-        for label, m in (("float", model), ("int8", int8)):
+        for label, m in ours.items():
             first = timed(lambda: next(generate_ids(m, prompt_ids, config)), repeats)
             row[f"first_token_ms_{label}"] = median_spread([s * 1000 for s in first])
-        row["step_int8"] = step_breakdown(int8, short_prompt, tokens, repeats)
-        row["step_float"] = step_breakdown(model, short_prompt, tokens, repeats)
-        row["side_by_side"] = side_by_side_cost(model, int8, short_prompt, tokens, repeats, banned_ids(tokenizer))
-        best_float = row["float_fastest"]["median"]
+        row["step_int8"] = step_breakdown(model, "int8", short_prompt, tokens, repeats, banned)
+        served = {label: OrtModel(model, label, threads=threads, probabilities=True) for label in ("float", "int8")}
+        row["side_by_side"] = side_by_side_cost(served["float"], served["int8"], short_prompt, tokens, repeats, banned)
         row["ratios"] = {
-            "int8_over_fastest_float": row["int8"]["median"] / best_float,
-            "fastest_float_over_default": best_float / row["float_default"]["median"],
+            "int8_over_float": row["int8"]["median"] / row["float"]["median"],
+            "float_over_torch_float": row["float"]["median"] / row["float_torch"]["median"],
+            "int8_over_torch_int8": row["int8"]["median"] / row["int8_torch"]["median"],
+            "int8_over_torch_float": row["int8"]["median"] / row["float_torch"]["median"],
         }
         if naive:
-            row["ratios"]["stateful_over_naive"] = max(best_float, row["int8"]["median"]) / row["naive_refeed"]["median"]
+            row["ratios"]["stateful_over_naive"] = row["int8"]["median"] / row["naive_refeed"]["median"]
         result["by_threads"][str(threads)] = row
     torch.set_num_threads(threads_options[0])
     float_bytes, q_bytes = float_weight_bytes(model), int8_weight_bytes(model)
     floor = {}
-    for label, num_bytes, speed in (("float", float_bytes, result["by_threads"][str(threads_options[0])]["float_fastest"]),
-                                    ("int8", q_bytes, result["by_threads"][str(threads_options[0])]["int8"])):
+    first = result["by_threads"][str(threads_options[0])]
+    for label, num_bytes, speed in (("float", float_bytes, first["float"]), ("int8", q_bytes, first["int8"])):
         bandwidth = read_bandwidth(num_bytes)
         floor_us = num_bytes / bandwidth * 1e6
         step_us = 1e6 / speed["median"]
@@ -275,8 +298,9 @@ def bench_model(name: str, threads_options: list[int], tokens: int, repeats: int
                         "step_us": step_us, "step_over_floor": step_us / floor_us}
     result["floor_1_thread"] = floor
     disk = loaded.folder / WEIGHTS_FILE
+    int8 = OrtModel(model, "int8")
     result["size"] = {"disk_mb": disk.stat().st_size / 1e6, "float32_memory_mb": size_bytes(model) / 1e6,
-                      "int8_memory_mb": size_bytes(int8) / 1e6}
+                      "int8_memory_mb": int8.size_bytes() / 1e6, "int8_torch_memory_mb": size_bytes(torch_int8) / 1e6}
     result["size"]["int8_over_float"] = result["size"]["int8_memory_mb"] / result["size"]["float32_memory_mb"]
     if val_limit:
         result["val_slice"] = val_slice_losses(loaded, int8, record, val_limit)
@@ -284,32 +308,37 @@ def bench_model(name: str, threads_options: list[int], tokens: int, repeats: int
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Machine: {report['machine']}; torch {report['torch']}; {report['tokens']} generated tokens at batch 1, "
-             f"median of {report['repeats']} runs after a warm-up (min–max in brackets).", ""]
-    lines += ["| model | threads | float default tok/s | float fastest tok/s | int8 tok/s | naive re-feed tok/s | "
-              "int8 ÷ fastest float | stateful ÷ naive | first token int8 (200-char prompt) | outside network (int8 step) | "
-              "side by side: coupled + probabilities ÷ independent |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"Machine: {report['machine']}; torch {report['torch']}; onnxruntime {report.get('onnxruntime', '?')}; "
+             f"{report['tokens']} generated tokens at batch 1, median of {report['repeats']} runs after a warm-up "
+             "(min–max in brackets). float and int8 are lstmgen's engine (ONNX Runtime); the torch columns are "
+             "PyTorch's kernels, its traced step and its dynamic int8 copy.", ""]
+    lines += ["| model | threads | int8 ÷ float | float ÷ torch float | int8 ÷ torch int8 | stateful ÷ naive | "
+              "int8 tok/s | float tok/s | float torch tok/s | int8 torch tok/s | float default tok/s | naive re-feed tok/s | "
+              "first token int8 (200-char prompt) | sampling + Python ÷ int8 step | side by side: coupled + probabilities "
+              "÷ independent |", "|" + "---|" * 15]
 
     def cell(x):
         return f"{x['median']:.0f} [{x['min']:.0f}–{x['max']:.0f}]"
 
     for m in report["models"]:
         for threads, row in m["by_threads"].items():
+            r = row["ratios"]
             naive = cell(row["naive_refeed"]) if "naive_refeed" in row else "–"
-            ratio_naive = f"{row['ratios']['stateful_over_naive']:.0f}×" if "stateful_over_naive" in row["ratios"] else "–"
-            lines.append(f"| {m['model']} | {threads} | {cell(row['float_default'])} | {cell(row['float_fastest'])} | "
-                         f"{cell(row['int8'])} | {naive} | {row['ratios']['int8_over_fastest_float']:.2f}× | {ratio_naive} | "
-                         f"{row['first_token_ms_int8']['median']:.1f} ms | {row['step_int8']['outside_network_share']:.0%} | "
+            ratio_naive = f"{r['stateful_over_naive']:.0f}×" if "stateful_over_naive" in r else "–"
+            lines.append(f"| {m['model']} | {threads} | {r['int8_over_float']:.2f}× | {r['float_over_torch_float']:.2f}× | "
+                         f"{r['int8_over_torch_int8']:.2f}× | {ratio_naive} | {cell(row['int8'])} | {cell(row['float'])} | "
+                         f"{cell(row['float_torch'])} | {cell(row['int8_torch'])} | {cell(row['float_default'])} | {naive} | "
+                         f"{row['first_token_ms_int8']['median']:.1f} ms | {row['step_int8']['sampling_over_step']:.0%} | "
                          f"{1 + row['side_by_side']['overhead']:.2f}× |")
-    lines += ["", "| model | parameters | disk MB | float32 MB (memory) | int8 MB | int8 ÷ float | val loss float | val loss int8 | "
-              "int8 cost | floor µs/step (int8) | fastest step ÷ floor |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| model | parameters | disk MB | float32 MB (memory) | int8 MB | int8 ÷ float | int8 torch MB | "
+              "val loss float | val loss int8 | int8 cost | floor µs/step (int8) | int8 step ÷ floor |",
+              "|" + "---|" * 12]
     for m in report["models"]:
         s, v, fl = m["size"], m.get("val_slice") or {}, m["floor_1_thread"]["int8"]
-        val = (f"{v['float']:.4f} | {v['int8']:.4f} | {v['relative_cost']:+.2%}" if "float" in v else "– | – | –")
+        val = (f"{v['float']:.4f} | {v['int8']:.4f} | {v['relative_cost']:+.3%}" if "float" in v else "– | – | –")
         lines.append(f"| {m['model']} | {m['parameters']:,} | {s['disk_mb']:.1f} | {s['float32_memory_mb']:.1f} | "
-                     f"{s['int8_memory_mb']:.1f} | {s['int8_over_float']:.0%} | {val} | {fl['floor_us']:.0f} | "
-                     f"{fl['step_over_floor']:.2f}× |")
+                     f"{s['int8_memory_mb']:.1f} | {s['int8_over_float']:.0%} | {s['int8_torch_memory_mb']:.1f} | {val} | "
+                     f"{fl['floor_us']:.0f} | {fl['step_over_floor']:.2f}× |")
     if report.get("app_ready_s"):
         a = report["app_ready_s"]
         lines += ["", f"`python app.py` answers HTTP 200 after {a['median']:.1f} s (median of {a['n']})."
@@ -331,13 +360,13 @@ def bar_chart(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     threads = str(report["threads"][0])
-    labels = ["naive_refeed", "float_default", "float_fastest", "int8"]
+    labels = ["naive_refeed", "float_default", "float_torch", "int8_torch", "float", "int8"]
     fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
-    width = 0.2
+    width = 0.13
     for i, label in enumerate(labels):
         values = [m["by_threads"][threads].get(label, {}).get("median", 0) for m in report["models"]]
         ax.bar([x + i * width for x in range(len(values))], values, width, label=label.replace("_", " "))
-    ax.set_xticks([x + 1.5 * width for x in range(len(report["models"]))], [m["model"] for m in report["models"]])
+    ax.set_xticks([x + 2.5 * width for x in range(len(report["models"]))], [m["model"] for m in report["models"]])
     ax.set_yscale("log")
     ax.set_ylabel(f"generated tokens/s ({threads} thread, batch 1)")
     ax.legend(fontsize=8)
@@ -364,7 +393,7 @@ def main(argv=None) -> int:
     sources = dict(item.split("=", 1) for item in args.source)
     threads = sorted({int(t) for t in args.threads.split(",")})
     report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "torch": torch.__version__, "tokens": args.tokens, "repeats": args.repeats, "threads": threads,
+              "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "tokens": args.tokens, "repeats": args.repeats, "threads": threads,
               "models": []}
     for name in args.models.split(","):
         print(f"benchmarking {name} …", file=sys.stderr, flush=True)

@@ -19,7 +19,7 @@ from .errors import run_politely
 from .evaluate import evaluate
 from .generate import GenerationStats, stream
 from .hub import resolve
-from .quantize import quantize_dynamic
+from .ort_engine import OrtModel
 from .records import find, prepare
 from .sampling import SamplingConfig
 from .settings import add_flags, checked, given
@@ -60,9 +60,9 @@ def main(argv=None) -> int:
     # prints "Loading weights from local directory" there.
     with contextlib.redirect_stdout(sys.stderr):
         loaded = resolve(args.model, revision=args.revision, use_hub=not args.no_hub)
-    model = quantize_dynamic(loaded.model) if args.int8 else loaded.model
     print(f"# {loaded.source}" + (" (int8)" if args.int8 else ""), file=sys.stderr)
-    if args.command == "generate":
+    if args.command == "generate":  # on ONNX Runtime, as the app generates
+        model = OrtModel(loaded.model, "int8" if args.int8 else "float")
         stats = GenerationStats()
         sys.stdout.write(args.prompt)
         for piece in stream(model, loaded.tokenizer, args.prompt, sampling, stats):
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     chars = data.val_chars if args.split == "val" else None
     if args.limit:
         ids, per_tokens, chars = ids[: args.limit], None, (args.limit if chars else None)
+    model = OrtModel(loaded.model, "int8") if args.int8 else loaded.model  # float: torch's batched forward
     result = evaluate(model, ids, args.streams or record.train.eval_batch_size, record.train.eval_seq_len,
                       num_chars=chars, per_tokens=per_tokens)
     print(json.dumps({"model": loaded.source, "int8": args.int8, "split": args.split, **result.as_dict()}, indent=2))

@@ -62,6 +62,7 @@ WEIGHT_KINDS = ("float", "int8", "int8-nbits", "int8-dq", "int8-dynamic", "int4"
 FILE_NAMES = {"float": "step.onnx", "int8": "step.int8.onnx"}
 DEFAULT_BLOCK = 128
 DEFAULT_SAMPLER_BLOCK = 128  # tokens per block of the sampler's cumulative sum
+SINGLE_LEVEL_MAX = 512  # up to this vocabulary size, the sampler's draw is one running sum (one block)
 
 
 def _weights(model) -> dict:
@@ -162,14 +163,18 @@ class _Graph:
         """x (..., K) @ w.T + bias, w (N, K), in the format matrix_format picks."""
         return self.apply(x, self.prepare(w, bias, stem))
 
-    def prepare(self, w: np.ndarray, bias: np.ndarray | None, stem: str) -> dict:
+    def prepare(self, w: np.ndarray, bias: np.ndarray | None, stem: str, rows: bool = False) -> dict:
         """The initializers of x @ w.T + bias in the format matrix_format picks (no nodes yet), so that
-        a tied embedding can use the output layer's int8 weights before the layer itself runs."""
+        a tied embedding can use the output layer's weights before the layer itself runs. `rows`: a
+        float matrix kept as it is, one row an output (Gemm with transB, as fast as MatMul at batch 1),
+        so that a tied embedding gathers its rows instead of storing a copy."""
         n, k = w.shape
         bias = np.zeros(n, np.float32) if bias is None else bias.astype(np.float32)
         fmt = matrix_format(self.kind, k, self.block)
         layer = {"format": fmt, "n": n, "k": k}
-        if fmt == "float":
+        if fmt == "float" and rows:
+            layer.update(format="float rows", w=self.const(stem + "_w", w), b=self.const(stem + "_b", bias))
+        elif fmt == "float":
             # quantize_dynamic finds MatMul nodes with a constant B; the bias stays a float Add.
             layer.update(w=self.const(stem + "_w", np.ascontiguousarray(w.T)), b=self.const(stem + "_b", bias))
         elif fmt == "dq":
@@ -190,16 +195,21 @@ class _Graph:
                          scale=self.const(stem + "_scale", scale), b=self.const(stem + "_b", bias))
         return layer
 
-    def apply(self, x: str, layer: dict) -> str:
-        fmt = layer["format"]
+    def apply(self, x: str, layer: dict, out: str | None = None) -> str:
+        """x @ w.T + b for a prepared layer; `out` names the result (a graph output)."""
+        fmt, out = layer["format"], [out] if out else 1
+        if fmt == "float rows":  # Gemm takes a matrix: (1, 1, K) -> (1, K) -> (1, N)
+            x = self.op("Reshape", [x, self.const("row_shape", np.array([1, layer["k"]], np.int64))])[0]
+            y = self.op("Gemm", [x, layer["w"], layer["b"]], transB=1)[0]
+            return self.op("Reshape", [y, self.const("out_shape", np.array([1, 1, layer["n"]], np.int64))], out)[0]
         if fmt == "float":
-            return self.op("Add", [self.op("MatMul", [x, layer["w"]])[0], layer["b"]])[0]
+            return self.op("Add", [self.op("MatMul", [x, layer["w"]])[0], layer["b"]], out)[0]
         if fmt == "dq":
             y = self.op("DynamicQuantizeMatMul", [x, layer["w"], layer["one"], layer["zero"], layer["b"]],
                         domain=MS_DOMAIN)[0]
-            return self.op("Mul", [y, layer["scale"]])[0]
+            return self.op("Mul", [y, layer["scale"]], out)[0]
         level = {"int8": 4, "float": 1, "unset": 0}[self.accuracy]
-        return self.op("MatMulNBits", [x, layer["w"], layer["scale"], "", "", layer["b"]], domain=MS_DOMAIN,
+        return self.op("MatMulNBits", [x, layer["w"], layer["scale"], "", "", layer["b"]], out, domain=MS_DOMAIN,
                        K=layer["k"], N=layer["n"], bits=layer["bits"], block_size=layer["block"],
                        accuracy_level=level)[0]
 
@@ -215,6 +225,8 @@ class _Graph:
         """The token's embedding row read from a tied output layer's int8 weights (None: its format does
         not allow it, 4-bit weights being too coarse for the embedding)."""
         k = head["k"]
+        if head["format"] == "float rows":
+            return self.op("Gather", [head["w"], "token"], axis=0)[0]
         if head["format"] == "dq":
             # B is (E, vocab): the token's column, times the token's row scale.
             column = self.op("Cast", [self.op("Gather", [head["w"], "token"], axis=1)[0]], to=self.float_type)[0]
@@ -244,6 +256,54 @@ def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), scale
 
 
+def _sampler(g: _Graph, head: dict, x: str, blocks: int, block: int, probabilities: bool) -> list:
+    """The output layer and the sampling distribution, drawn from in the graph (see the module's docstring).
+    Returns the extra graph inputs."""
+    from onnx import TensorProto, helper
+
+    const = g.const
+    # The temperature divides the last hidden state (hidden values), not the logits (vocabulary values):
+    # (W h + b) / T = W (h / T) + b / T, the int8 product's input quantization being scale-free. The
+    # bias becomes an input (the engine writes b / T + mask into it), its default the model's bias.
+    bias = next(t for t in g.inits if t.name == head["b"])
+    bias.name = head["b"] = "bias"
+    inputs = [helper.make_tensor_value_info("inverse_temperature", TensorProto.FLOAT, [1]),
+              helper.make_tensor_value_info("bias", TensorProto.FLOAT, list(bias.dims)),
+              helper.make_tensor_value_info("u", TensorProto.FLOAT, [1])]
+    padded = blocks * block
+    z = g.apply(g.op("Mul", [x, "inverse_temperature"])[0], head, None if probabilities else "logits")  # (1, 1, padded)
+    if probabilities:  # the bias holds no mask: the model's own logits are z * T, then the mask
+        inputs += [helper.make_tensor_value_info("temperature", TensorProto.FLOAT, [1]),
+                   helper.make_tensor_value_info("mask", TensorProto.FLOAT, [padded])]
+        g.op("Softmax", [g.op("Mul", [z, "temperature"], ["logits"])[0]], ["model_probs"], axis=-1)
+        z = g.op("Add", [z, "mask"])[0]
+    probs = g.op("Softmax", [z], ["probs"], axis=-1)[0]
+    # The draw: the inverse CDF at u (the softmax sums to 1) in two levels: the block whose running
+    # start is the last at or below u, then the token inside it the same way. Counting starts at or
+    # below u never runs past the end; where rounding puts u beyond a block's own sum, the count lands
+    # on its last token, and the engine draws again in numpy if that token has probability 0. Each
+    # op here costs ~0.5 µs however small, so there are few of them.
+    rows = g.op("Reshape", [probs, const("blocks", np.array([blocks, block], np.int64))])[0]
+    one = const("one", np.array(1, np.int64))
+
+    def last_start_at_or_below_u(starts):
+        at_or_below = g.op("Cast", [g.op("LessOrEqual", [starts, "u"])[0]], to=TensorProto.INT64)[0]
+        return g.op("Sub", [g.op("ReduceSum", [at_or_below], keepdims=1)[0], one])[0]
+
+    row_axis = const("row_axis", np.array(1, np.int64))
+    if blocks == 1:  # a small vocabulary: one running sum
+        g.op("Identity", [last_start_at_or_below_u(g.op("CumSum", [rows, row_axis], exclusive=1)[0])], ["token_out"])
+        return inputs
+    sums = g.op("ReduceSum", [rows, const("block_axis", np.array([1], np.int64))], keepdims=0)[0]
+    starts = g.op("CumSum", [sums, const("block_starts_axis", np.array(0, np.int64))], exclusive=1)[0]
+    b = last_start_at_or_below_u(starts)  # (1,)
+    local = g.op("Add", [g.op("CumSum", [g.op("Gather", [rows, b], axis=0)[0], row_axis], exclusive=1)[0],
+                         g.op("Gather", [starts, b], axis=0)[0]])[0]  # (1, block): the token starts
+    index = last_start_at_or_below_u(local)  # (1, 1)
+    g.op("Add", [g.op("Mul", [b, const("block_size", np.array(block, np.int64))])[0], index], ["token_out"])
+    return inputs
+
+
 def is_tied(model) -> bool:
     """Whether the output layer's weight is the embedding (the same tensor, or equal values)."""
     import torch
@@ -254,7 +314,8 @@ def is_tied(model) -> bool:
 
 def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accuracy: str = "int8",
                per_channel: bool = True, fuse: bool = True, embedding: str = "int8", sampler: bool = False,
-               sampler_block: int = DEFAULT_SAMPLER_BLOCK, share_tied: bool | None = None):
+               sampler_block: int | None = None, share_tied: bool | None = None,
+               project_input: bool | None = None, layer_states: bool = False, probabilities: bool = False):
     """The ONNX ModelProto of one decoding step of `model` (an LSTMLanguageModel, float weights).
     `fuse=False` keeps each layer's input and hidden products apart (two products and an Add);
     `embedding` "int8" (int8 kinds only; shared with a tied output layer) or "float"; `sampler` adds
@@ -272,23 +333,46 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accura
     w = _weights(model)
     layers, hidden, vocab = w["num_layers"], w["hidden"], w["vocab"]
     g = _Graph(weights, block, accuracy)
-    head = g.prepare(*w["head"], "decoder")
+    head_weight, head_bias = w["head"]
+    if sampler_block is None:  # one running sum where the vocabulary is small, else two levels
+        sampler_block = -(-vocab // 16) * 16 if vocab <= SINGLE_LEVEL_MAX else DEFAULT_SAMPLER_BLOCK
+    padded = -(-vocab // sampler_block) * sampler_block if sampler else vocab
+    if padded > vocab:  # the sampler's blocks tile the logits: extra outputs that are always -inf
+        head_weight = np.concatenate([head_weight, np.zeros((padded - vocab, hidden), np.float32)])
+        head_bias = np.concatenate([head_bias, np.full(padded - vocab, -np.inf, np.float32)])
+    tied = is_tied(model)
+    head = g.prepare(head_weight, head_bias, "decoder", rows=weights == "float" and tied)
     # Tensors stay (1, 1, features) throughout: no reshapes on the way in or out but the logits'.
     int8_embedding = embedding == "int8" and weights not in ("float", "int8-dynamic")
     if share_tied is None:  # where the shared row is a row of the head's matrix (a column costs ~26 µs a step)
         share_tied = head["format"] == "nbits8"
-    x = g.shared_embedding(head) if int8_embedding and share_tied and is_tied(model) else None
-    embedding_kind = "shared" if x is not None else "int8" if int8_embedding else "float"
-    if x is None:
+    first_weight, first_bias = w["layers"][0]
+    inputs_0 = first_weight.shape[1] - hidden
+    if project_input is None:  # where the table is no larger than the float input matrix it replaces
+        project_input = vocab <= inputs_0
+    x = None
+    if project_input:  # layer 0's input product for every token, in float32: a step gathers one row
+        embedding_kind = "projected"
+        table = w["embedding"] @ first_weight[:, :inputs_0].T + first_bias
+        projected = g.op("Gather", [g.const("input_projection", table.astype(np.float32)), "token"], axis=0)[0]
+    else:
+        x = g.shared_embedding(head) if tied and (head["format"] == "float rows" or int8_embedding and share_tied) else None
+        embedding_kind = "shared" if x is not None else "int8" if int8_embedding else "float"
+    if x is None and not project_input:
         x = (g.embedding_rows(w["embedding"]) if int8_embedding
              else g.op("Gather", [g.const("embedding", w["embedding"]), "token"], axis=0)[0])
-    h_in = g.op("Split", ["h"], layers, axis=0) if layers > 1 else ["h"]
-    c_in = g.op("Split", ["c"], layers, axis=0) if layers > 1 else ["c"]
+    if layer_states:
+        h_in, c_in = [f"h{i}" for i in range(layers)], [f"c{i}" for i in range(layers)]
+    else:
+        h_in = g.op("Split", ["h"], layers, axis=0) if layers > 1 else ["h"]
+        c_in = g.op("Split", ["c"], layers, axis=0) if layers > 1 else ["c"]
     sizes = g.const("gate_split", np.array([3 * hidden, hidden], np.int64))
     hs, cs = [], []
     for i, (weight, bias) in enumerate(w["layers"]):
         last = i == layers - 1
-        if fuse:
+        if i == 0 and project_input:
+            gates = g.op("Add", [projected, g.linear(h_in[0], weight[:, inputs_0:], None, "lstm_hh_l0")])[0]
+        elif fuse:
             gates = g.linear(g.op("Concat", [x, h_in[i]], axis=2)[0], weight, bias, f"lstm_l{i}")
         else:
             inputs = weight.shape[1] - hidden
@@ -297,39 +381,41 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accura
         sig, cand = g.op("Split", [gates, sizes], 2, axis=2)
         in_gate, forget, out_gate = g.op("Split", [g.op("Sigmoid", [sig])[0]], 3, axis=2)
         cand = g.op("Tanh", [cand])[0]
-        c_new = g.op("Add", [g.op("Mul", [forget, c_in[i]])[0], g.op("Mul", [in_gate, cand])[0]],
-                     ["c_out"] if last and layers == 1 else 1)[0]
-        x = g.op("Mul", [out_gate, g.op("Tanh", [c_new])[0]], ["h_out"] if last and layers == 1 else 1)[0]
+        c_name = [f"c_out{i}"] if layer_states else ["c_out"] if last and layers == 1 else 1
+        h_name = [f"h_out{i}"] if layer_states else ["h_out"] if last and layers == 1 else 1
+        c_new = g.op("Add", [g.op("Mul", [forget, c_in[i]])[0], g.op("Mul", [in_gate, cand])[0]], c_name)[0]
+        x = g.op("Mul", [out_gate, g.op("Tanh", [c_new])[0]], h_name)[0]
         hs.append(x)
         cs.append(c_new)
-    if layers > 1:
+    if layers > 1 and not layer_states:
         g.op("Concat", hs, ["h_out"], axis=0)
         g.op("Concat", cs, ["c_out"], axis=0)
-    logits = g.apply(x, head)
-    g.op("Reshape", [logits, g.const("vocab", np.array([vocab], np.int64))], ["logits"])
-    state = [layers, 1, hidden]
-    inputs = [helper.make_tensor_value_info("token", TensorProto.INT64, [1, 1]),
-              helper.make_tensor_value_info("h", TensorProto.FLOAT, state),
-              helper.make_tensor_value_info("c", TensorProto.FLOAT, state)]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [vocab]),
-               helper.make_tensor_value_info("h_out", TensorProto.FLOAT, state),
-               helper.make_tensor_value_info("c_out", TensorProto.FLOAT, state)]
+    inputs = [helper.make_tensor_value_info("token", TensorProto.INT64, [1, 1])]
+    # The engine's graphs (layer_states) keep every tensor (1, 1, features): an output reshaped to
+    # (vocab,) is a copy of the logits each step.
+    vector = [1, 1, padded] if layer_states else [padded]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, vector)]
+    if layer_states:
+        one = [1, 1, hidden]
+        inputs += [helper.make_tensor_value_info(f"{k}{i}", TensorProto.FLOAT, one) for k in "hc" for i in range(layers)]
+        outputs += [helper.make_tensor_value_info(f"{k}_out{i}", TensorProto.FLOAT, one)
+                    for k in "hc" for i in range(layers)]
+    else:
+        state = [layers, 1, hidden]
+        inputs += [helper.make_tensor_value_info(k, TensorProto.FLOAT, state) for k in "hc"]
+        outputs += [helper.make_tensor_value_info(f"{k}_out", TensorProto.FLOAT, state) for k in "hc"]
     if sampler:
-        blocks = -(-vocab // sampler_block)
-        padded = blocks * sampler_block
-        z = g.op("Add", [g.op("Div", ["logits", "temperature"])[0], "mask"])[0]
-        if padded > vocab:
-            z = g.op("Pad", [z, g.const("pad", np.array([0, padded - vocab], np.int64)),
-                             g.const("minus_inf", np.array(-np.inf, np.float32))], mode="constant")[0]
-        g.op("Softmax", [z], ["probs"], axis=-1)
-        block_sums = g.op("ReduceSum", [g.op("Reshape", ["probs", g.const("blocks", np.array([blocks, sampler_block],
-                                                                                         np.int64))])[0],
-                                        g.const("block_axis", np.array([1], np.int64))], keepdims=0)[0]
-        g.op("CumSum", [block_sums, g.const("cdf_axis", np.array(0, np.int64))], ["cdf"])
-        inputs += [helper.make_tensor_value_info("temperature", TensorProto.FLOAT, [1]),
-                   helper.make_tensor_value_info("mask", TensorProto.FLOAT, [vocab])]
-        outputs += [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [padded]),
-                    helper.make_tensor_value_info("cdf", TensorProto.FLOAT, [blocks])]
+        inputs += _sampler(g, head, x, padded // sampler_block, sampler_block, probabilities)
+        if not layer_states:
+            raise ValueError("the sampler is built for the engine's graphs: layer_states=True")
+        outputs += [helper.make_tensor_value_info("probs", TensorProto.FLOAT, vector),
+                    helper.make_tensor_value_info("token_out", TensorProto.INT64, [1, 1])]
+        if probabilities:
+            outputs.append(helper.make_tensor_value_info("model_probs", TensorProto.FLOAT, vector))
+    elif layer_states:
+        g.apply(x, head, "logits")
+    else:
+        g.op("Reshape", [g.apply(x, head), g.const("vocab", np.array([padded], np.int64))], ["logits"])
     graph = helper.make_graph(g.nodes, "lstmgen_step", inputs, outputs, g.inits)
     imports = [helper.make_opsetid("", OPSET)]
     if weights not in ("float", "int8-dynamic"):

@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .sampling import RandomStream, SamplingConfig, coupled_draw, distribution, draw
+from .sampling import RandomStream, SamplingConfig, distribution, draw, residual_draw
 from .tokenizers import Tokenizer
 
 MAX_UNKNOWN_SHOWN = 20
@@ -84,19 +84,69 @@ def make_step(model, fast: bool = True):
 
 
 class Decoder:
-    """One model decoding at batch 1: the prompt goes through the network in one call, then each
-    `advance(token)` costs one step. `logits` are the next token's."""
+    """One model decoding at batch 1 and drawing its tokens: the prompt goes through the network once,
+    then each `advance(token)` costs one step.
 
-    def __init__(self, model, prompt_ids: list[int], fast_steps: bool = True):
+    A model on ONNX Runtime (lstmgen.ort_engine.OrtModel, which has `new_stream`) steps and samples in
+    its engine: the step graph computes the sampling distribution and draws from it with the uniform
+    number `advance` gives it, so the loop calls the engine directly (`advance`, `draw` and
+    `probability` are the engine's). Settings the graph does not serve (top-k, top-p) and torch models
+    sample through lstmgen.sampling on the step's logits."""
+
+    def __init__(self, model, prompt_ids: list[int], config: SamplingConfig, banned=None, fast_steps: bool = True,
+                 u: float | None = None):
         model.eval()
+        self.config, self.banned = config, banned
+        self.engine = model.new_stream() if hasattr(model, "new_stream") else None
+        self.in_engine = self.engine is not None and self.engine.sampling(config, banned)
+        self._probs = None
+        if self.engine is not None:  # numpy and ONNX Runtime: no torch mode to enter at each step
+            self.logits, self.state = self.engine.forward(prompt_ids, u=u)
+            self._step = self.engine.step
+            if self.in_engine:
+                self.advance, self.draw, self.probability = self.engine.advance, self.engine.draw, self.engine.probability
+            return
         with torch.inference_mode():
             logits, self.state = model(torch.tensor([prompt_ids]))
         self.logits = logits[0, -1]
-        self.step = make_step(model, fast=fast_steps)
+        torch_step = make_step(model, fast=fast_steps)
 
-    def advance(self, token: int) -> None:
-        """One step; call it under torch.inference_mode() (generate_ids and coupled_ids do)."""
-        self.logits, self.state = self.step(token, self.state)
+        def step(token, state, u=None):
+            with torch.inference_mode():
+                return torch_step(token, state)
+
+        self._step = step
+
+    def advance(self, token: int, u: float | None = None) -> None:
+        """One step; `u`: the uniform number the next draw will use (the engine draws in the same run)."""
+        self.logits, self.state = self._step(token, self.state, u)
+        self._probs = None
+
+    def distribution(self) -> torch.Tensor:
+        """The distribution this step samples from (lstmgen.sampling.distribution), as a tensor."""
+        if self.in_engine:
+            return torch.from_numpy(self.engine.probs())
+        if self._probs is None:
+            self._probs = distribution(self.logits, self.config, self.banned)
+        return self._probs
+
+    def draw(self, u: float) -> int:
+        return draw(self.distribution(), u)
+
+    def probability(self, token: int) -> float:
+        """The probability of `token` under the distribution this step samples from."""
+        return float(self.distribution()[token])
+
+    def coupled_draw(self, other: "Decoder", x: int, u_keep: float, u_residual: float) -> int:
+        """This side's token when the other side drew x (sampling.coupled_draw): the keep test reads two
+        probabilities; only a rejected x (rare when the models agree) needs the whole distributions."""
+        if u_keep * other.probability(x) < self.probability(x):
+            return x
+        return residual_draw(other.distribution(), self.distribution(), x, u_residual)
+
+    def model_probability(self, token: int) -> float:
+        """The model's own probability of `token` (temperature 1, nothing masked)."""
+        return self.engine.model_probability(token) if self.engine is not None else model_probability(self.logits, token)
 
 
 def model_probability(logits: torch.Tensor, token: int) -> float:
@@ -112,19 +162,20 @@ def banned_ids(tokenizer: Tokenizer) -> torch.Tensor:
     return torch.tensor(sorted(tokenizer.special_ids.values()), dtype=torch.long)
 
 
-@torch.inference_mode()  # for a generator function, torch enters and leaves the mode around each step
 def generate_ids(model, prompt_ids: list[int], config: SamplingConfig, banned=None,
                  fast_steps: bool = True, with_probability: bool = False) -> Iterator:
     """Yield `config.length` new ids one at a time (with `with_probability`, (id, the model's probability
     of it) pairs, at no cost otherwise). `prompt_ids` must not be empty. `fast_steps=False` steps
-    through the model's forward with torch's default kernels, for comparison."""
-    decoder = Decoder(model, prompt_ids, fast_steps)
+    a torch model through its forward with torch's default kernels, for comparison."""
     randomness = RandomStream(config.seed)
+    u = randomness.next()[0]
+    decoder = Decoder(model, prompt_ids, config, banned, fast_steps, u)
     for i in range(config.length):
-        token = draw(distribution(decoder.logits, config, banned), randomness.next()[0])
-        yield (token, model_probability(decoder.logits, token)) if with_probability else token
+        token = decoder.draw(u)
+        yield (token, decoder.model_probability(token)) if with_probability else token
         if i + 1 < config.length:
-            decoder.advance(token)
+            u = randomness.next()[0]
+            decoder.advance(token, u)
 
 
 @dataclass
@@ -141,32 +192,31 @@ class CoupledStep:
     u_keep: float  # the int8 side kept x when u_keep * p(x) < q(x)
 
 
-@torch.inference_mode()
 def coupled_ids(float_model, int8_model, prompt_ids: list[int], config: SamplingConfig,
                 banned=None) -> Iterator[CoupledStep]:
-    """Generate with both models in turns, one token each, coupled (sampling.coupled_draw): they make
+    """Generate with both models in turns, one token each, coupled (Decoder.coupled_draw): they make
     the same choice whenever their distributions allow it, and each samples exactly from its own."""
     clock = time.perf_counter
-    started = clock()
-    floats = Decoder(float_model, prompt_ids)
-    float_s, started = clock() - started, clock()
-    int8s = Decoder(int8_model, prompt_ids)
-    int8_s = clock() - started
     randomness = RandomStream(config.seed)
+    u_float, u_keep, u_residual = randomness.next()
+    started = clock()
+    floats = Decoder(float_model, prompt_ids, config, banned, u=u_float)
+    float_s, started = clock() - started, clock()
+    int8s = Decoder(int8_model, prompt_ids, config, banned)
+    int8_s = clock() - started
     for i in range(config.length):
-        u_float, u_keep, u_residual = randomness.next()
         started = clock()
-        p = distribution(floats.logits, config, banned)
-        x = draw(p, u_float)
+        x = floats.draw(u_float)
         float_s, started = float_s + clock() - started, clock()
-        y = coupled_draw(p, distribution(int8s.logits, config, banned), x, u_keep, u_residual)
+        y = int8s.coupled_draw(floats, x, u_keep, u_residual)
         int8_s += clock() - started
-        yield CoupledStep(x, y, model_probability(floats.logits, x), model_probability(int8s.logits, y),
-                          float_s, int8_s, float(p[x]), u_keep)
+        yield CoupledStep(x, y, floats.model_probability(x), int8s.model_probability(y),
+                          float_s, int8_s, floats.probability(x), u_keep)
         float_s = int8_s = 0.0
         if i + 1 < config.length:
+            u_float, u_keep, u_residual = randomness.next()
             started = clock()
-            floats.advance(x)
+            floats.advance(x, u_float)
             float_s, started = clock() - started, clock()
             int8s.advance(y)
             int8_s = clock() - started

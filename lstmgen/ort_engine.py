@@ -1,28 +1,28 @@
-"""One decoding step at batch 1 on ONNX Runtime, as an engine for lstmgen's int8 generation.
+"""One decoding step at batch 1 on ONNX Runtime: lstmgen's engine for generation, float and int8.
 
-The step graph is lstmgen/export.py's (built from the float weights in milliseconds; nothing is stored):
-the embedding row, each layer's gates as one int8 matrix product over [x, h], the int8 output layer.
-Every buffer is allocated once and bound with IOBinding, so a step copies nothing: the token goes
-into a preallocated int64 cell, and the state and logits ping-pong between two sets of buffers (the
-step reads set k and writes set 1 - k), which torch tensors share without copying.
+The step graph is lstmgen/export.py's (built from the float weights in tens of milliseconds; nothing
+is stored): each layer's gates as one matrix product over [x, h] (int8 weights in the int8 graph),
+the output layer, and the sampling distribution. Every buffer is allocated once and bound with
+IOBinding, so a step copies nothing: the token goes into a preallocated int64 cell, and the state and
+logits ping-pong between two sets of buffers (the step reads set k and writes set 1 - k), which torch
+tensors share without copying.
 
-    engine = OrtStep.from_model(model, "int8", threads=1)
+    engine = OrtModel(model, "int8").new_stream()
     logits, state = engine.forward(prompt_ids)        # the prompt, one step a token
     logits, state = engine.step(token, state)         # each new token
 
 `step` returns torch tensors that view the engine's buffers: the logits stay valid until the step
 after next, as does the state; pass the returned state back (a state from elsewhere, such as a torch
-model's, is copied in first). One engine serves one decoding stream at a time.
+model's, is copied in first). One stream decodes one text at a time; streams share their session.
 
-Sampling (a graph built with `sampler=True`, as OrtInt8Model's streams are): each step also computes
-its sampling distribution in the graph, so that a draw is a few numpy calls:
+Sampling: each step of a graph built with `sampler=True` also computes its sampling distribution and
+the model's own distribution (temperature 1, nothing masked), so a draw is a few numpy calls:
 
-    engine = int8_model.new_stream()
-    if engine.sampling(config, banned):               # False: top-k, top-p or temperature < 1e-3
+    if engine.sampling(config, banned):               # False: top-k, top-p or 0 < temperature < 1e-3
         logits, state = engine.forward(prompt_ids)    #   (then use lstmgen.sampling on `logits`)
         token = engine.draw(u)                        # = draw(distribution(logits, config, banned), u)
-        y = engine.coupled_draw(p, x, u_keep, u_res)  # = coupled_draw(p, distribution(...), x, ...)
-        engine.model_probability(y)                   # = generate.model_probability(logits, y) (numpy)
+        engine.probability(token)                     # = distribution(logits, config, banned)[token]
+        engine.model_probability(token)               # = generate.model_probability(logits, token)
         logits, state = engine.step(token, state)
 """
 
@@ -54,55 +54,81 @@ def session_options(threads: int | None = None, spinning: bool | None = None):
 
 
 class OrtStep:
-    """An ONNX Runtime session of a step graph (inputs token, h, c; outputs logits, h_out, c_out) with
-    its buffers bound once. `proto` is an onnx.ModelProto or serialized bytes. A graph built with
-    `sampler=True` (export.step_model) also gives each step's sampling distribution: see `sampling`."""
+    """An ONNX Runtime session of a step graph with its buffers bound once. `proto` is an onnx.ModelProto
+    or serialized bytes. The graph's state is either one (layers, 1, hidden) tensor each for h and c
+    (the exported files' interface) or one tensor a layer (`layer_states=True`, ~4 µs faster a step: no
+    Split and Concat); either way the engine holds the state as (layers, 1, hidden) arrays."""
 
-    def __init__(self, proto=None, threads: int | None = None, spinning: bool | None = None, session=None):
+    def __init__(self, proto=None, threads: int | None = None, spinning: bool | None = None, session=None,
+                 bias: np.ndarray | None = None):
         import onnxruntime as ort
 
         if session is None:
             data = proto if isinstance(proto, (bytes, bytearray)) else proto.SerializeToString()
             session = ort.InferenceSession(data, session_options(threads, spinning), providers=["CPUExecutionProvider"])
+            bias = _initializer(proto, "bias")
         self.session = session
-        inputs = {i.name: i.shape for i in self.session.get_inputs()}
-        outputs = {o.name: o.shape for o in self.session.get_outputs()}
-        state_shape = tuple(inputs["h"])
-        self.num_layers, _, self.hidden_size = state_shape
-        self.vocab_size = outputs["logits"][-1]
+        inputs = {i.name: i.shape for i in session.get_inputs()}
+        outputs = {o.name: o.shape for o in session.get_outputs()}
+        meta = session.get_modelmeta().custom_metadata_map
+        layer_states = "h0" in inputs
+        self.num_layers = int(meta["lstmgen.layers"]) if layer_states else inputs["h"][0]
+        self.hidden_size = inputs["h0" if layer_states else "h"][-1]
+        vector = tuple(outputs["logits"])  # (vocab,), or (1, 1, vocab) in the engine's graphs
+        padded = vector[-1]  # a sampler graph pads the logits to whole blocks (-inf there)
+        self.vocab_size = int(meta.get("lstmgen.vocab", padded))
+        state_shape = (self.num_layers, 1, self.hidden_size)
         self.token = np.zeros((1, 1), np.int64)
         self._h = [np.zeros(state_shape, np.float32) for _ in range(2)]
         self._c = [np.zeros(state_shape, np.float32) for _ in range(2)]
-        self._logits = [np.zeros(self.vocab_size, np.float32) for _ in range(2)]
+        self._logits_out = [np.zeros(vector, np.float32) for _ in range(2)]  # bound; used through flat views
+        self._logits = [a.reshape(-1) for a in self._logits_out]
         self._states = [(torch.from_numpy(self._h[k]), torch.from_numpy(self._c[k])) for k in range(2)]
-        self._logits_t = [torch.from_numpy(a) for a in self._logits]
-        self.has_sampler = "probs" in outputs
+        self._logits_t = [torch.from_numpy(a[: self.vocab_size]) for a in self._logits]
         feeds = [("token", self.token)]
+        fetches = [[("logits", self._logits_out[k])] for k in range(2)]  # binding k writes set k's outputs
+        for k in range(2):  # binding k: reads state k, writes state 1 - k
+            h_in, c_in, h_out, c_out = self._h[k], self._c[k], self._h[1 - k], self._c[1 - k]
+            if layer_states:
+                fetches[k] = ([(f"{n}{i}", a[i : i + 1]) for n, a in (("h", h_in), ("c", c_in)) for i in range(self.num_layers)],
+                              fetches[k] + [(f"{n}_out{i}", a[i : i + 1]) for n, a in (("h", h_out), ("c", c_out))
+                                            for i in range(self.num_layers)])
+            else:
+                fetches[k] = ([("h", h_in), ("c", c_in)], fetches[k] + [("h_out", h_out), ("c_out", c_out)])
+        self.has_sampler = "probs" in outputs
+        self.has_probabilities = "model_probs" in outputs
         if self.has_sampler:
-            self.sampler_block = outputs["probs"][0] // outputs["cdf"][0]
-            self.temperature = np.ones(1, np.float32)  # the sampler's inputs, read by every step
-            self.mask = np.zeros(self.vocab_size, np.float32)
-            self._probs = [np.zeros(outputs["probs"][0], np.float32) for _ in range(2)]
-            self._cdf = [np.zeros(outputs["cdf"][0], np.float32) for _ in range(2)]
-            self._rows = [a.reshape(-1, self.sampler_block) for a in self._probs]  # one row a block
-            self._local = np.zeros(self.sampler_block, np.float32)  # a block's cumulative sum
-            feeds += [("temperature", self.temperature), ("mask", self.mask)]
+            self._bias = bias  # the model's bias, in the output layer's format
+            # The sampler's inputs, read by every step: set by `sampling`, u by `step`.
+            self.inverse_temperature = np.ones(1, np.float32)
+            self.bias = bias.copy()
+            self.u = np.zeros(1, np.float32)
+            feeds += [("inverse_temperature", self.inverse_temperature), ("bias", self.bias), ("u", self.u)]
+            if self.has_probabilities:
+                self.temperature = np.ones(1, np.float32)
+                self.mask = np.zeros(padded, np.float32)
+                feeds += [("temperature", self.temperature), ("mask", self.mask)]
+            probs_out = [np.zeros(vector, np.float32) for _ in range(2)]
+            model_probs_out = [np.zeros(vector, np.float32) for _ in range(2)]
+            self._probs = [a.reshape(-1) for a in probs_out]
+            self._model_probs = [a.reshape(-1) for a in model_probs_out]
+            self._drawn = [np.zeros((1, 1), np.int64) for _ in range(2)]
+            for k in range(2):
+                fetches[k][1].extend([("probs", probs_out[k]), ("token_out", self._drawn[k])])
+                if self.has_probabilities:
+                    fetches[k][1].append(("model_probs", model_probs_out[k]))
         self._bindings = []
-        for k in range(2):  # binding k: reads state k, writes state 1 - k and logits k
-            binding = self.session.io_binding()
-            for name, array in feeds + [("h", self._h[k]), ("c", self._c[k])]:
+        for feeds_k, fetches_k in fetches:
+            binding = session.io_binding()
+            for name, array in feeds + feeds_k:
                 binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
-            fetches = [("logits", self._logits[k]), ("h_out", self._h[1 - k]), ("c_out", self._c[1 - k])]
-            if self.has_sampler:
-                fetches += [("probs", self._probs[k]), ("cdf", self._cdf[k])]
-            for name, array in fetches:
+            for name, array in fetches_k:
                 binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array))
             self._bindings.append(binding)
-        self._run = self.session.run_with_iobinding
+        self._run = session.run_with_iobinding
         self._current = 0  # the buffer set that holds the state the next step reads
-        self._sampling = None  # (temperature, banned) the sampler was set for, or None
-        self._version = 0  # bumped by each `sampling` call; _made[k]: the version logits k were made under
-        self._made = [-1, -1]
+        self._u_used = [None, None]  # the u each buffer set's draw was made with
+        self._greedy = False
 
     @classmethod
     def from_model(cls, model, weights: str = "int8", threads: int | None = None, spinning: bool | None = None,
@@ -115,7 +141,7 @@ class OrtStep:
     def fork(self) -> "OrtStep":
         """Another stream on the same session (ONNX Runtime runs a session from several threads at once):
         its own buffers and bindings, so two decoders never overwrite each other's state."""
-        return OrtStep(session=self.session)
+        return OrtStep(session=self.session, bias=getattr(self, "_bias", None))
 
     def init_state(self, batch_size: int = 1, device=None):
         """A zero state: a state outside the engine's buffers, copied in by the first step."""
@@ -137,13 +163,26 @@ class OrtStep:
                 np.copyto(self._c[k], torch.as_tensor(c).detach().float().reshape(self._c[k].shape).numpy())
         return k
 
-    def step(self, token: int, state=None):
+    def advance(self, token: int, u: float | None = None) -> None:
+        """`step` from the engine's own current state, returning nothing: the generation loop's call."""
+        k = self._current
+        self.token[0, 0] = token
+        if u is not None:
+            self.u[0] = u
+        self._run(self._bindings[k])
+        self._u_used[k] = u
+        self._current = 1 - k
+
+    def step(self, token: int, state=None, u: float | None = None):
         """(token id, state) -> (next-token logits (vocab,), new state (h, c)), both torch tensors viewing
-        the engine's buffers."""
+        the engine's buffers. `u`: the uniform number the next `draw` will be given, so that the graph
+        draws in the same run (a draw with another u is made in numpy)."""
         k = self._load(state)
         self.token[0, 0] = token
+        if u is not None:
+            self.u[0] = u
         self._run(self._bindings[k])
-        self._made[k] = self._version
+        self._u_used[k] = u
         self._current = 1 - k
         return self._logits_t[k], self._states[1 - k]
 
@@ -152,104 +191,96 @@ class OrtStep:
         k = self._current
         self.token[0, 0] = token
         self._run(self._bindings[k])
-        self._made[k] = self._version
+        self._u_used[k] = None
         self._current = 1 - k
-        return self._logits[k]
+        return self._logits[k][: self.vocab_size]
 
-    def forward(self, ids, state=None):
-        """A prompt, one step a token: (ids, state) -> (the last token's logits, state)."""
+    def forward(self, ids, state=None, u: float | None = None):
+        """A prompt, one step a token: (ids, state) -> (the last token's logits, state); `u` as in `step`,
+        for the last one."""
         ids = torch.as_tensor(ids).reshape(-1).tolist()
         if not ids:
             raise ValueError("the prompt must not be empty")
-        logits, state = self.step(ids[0], state)
-        for token in ids[1:]:
-            logits, state = self.step(token, state)
+        last = len(ids) - 1
+        for i, token in enumerate(ids):
+            logits, state = self.step(token, state, u if i == last else None)
         return logits, state
 
     # ------------------------------------------------------------------ sampling
-    # lstmgen.sampling's distribution + draw / coupled_draw for this engine's last logits, computed in
-    # the step graph (softmax of logits / temperature + mask, and the running sum of its blocks'
-    # masses): a draw is a binary search over the blocks and a cumulative sum inside one block.
+    # lstmgen.sampling's distribution + draw, computed in the step graph from the sampler's inputs (the
+    # temperature divides the last hidden state, the bias input holds b / T plus the mask) and drawn
+    # there with the u given to `step`: the softmax, the running sum of its blocks' masses, then the
+    # block and the token inside it. Greedy (temperature 0) is an argmax over the masked logits.
 
     def sampling(self, config, banned: list[int] | None = None) -> bool:
-        """Set the distribution the following steps compute: lstmgen.sampling.distribution(logits, config,
-        banned). Returns False, changing nothing, where this engine cannot serve `config` (no sampler in
-        the graph, temperature below 1e-3 (0 is greedy), top-k or top-p on): use the torch path then.
-        Call it before the step whose logits are drawn from (before `forward` for a prompt); a draw from
-        logits computed before it is still exact, through numpy (slower)."""
+        """Set the distribution the following steps compute and draw from: lstmgen.sampling's
+        distribution(logits, config, banned). Returns False, changing nothing, where this engine cannot
+        serve `config` (no sampler in the graph, 0 < temperature < 1e-3, top-k or top-p on): use the
+        torch path then, on `step`'s logits (the model's own while the engine is left as it was made).
+        Call it before the steps it should apply to (before `forward` for a prompt)."""
         temperature = float(config.temperature)
-        if (not self.has_sampler or temperature < 1e-3 or 0 < config.top_k < self.vocab_size
+        if (not self.has_sampler or 0 < temperature < 1e-3 or 0 < config.top_k < self.vocab_size
                 or config.top_p < 1.0):
             return False
+        mask = np.zeros(len(self.bias), np.float32)
         if banned is not None and len(banned) and not config.allow_special:  # a list or a LongTensor
-            banned = sorted({int(i) for i in (banned.tolist() if isinstance(banned, torch.Tensor) else banned)})
+            mask[torch.as_tensor(banned, dtype=torch.long).numpy()] = -np.inf
+        self._greedy = temperature == 0
+        inverse = 1.0 if self._greedy else 1.0 / temperature
+        self.inverse_temperature[0] = inverse
+        if self.has_probabilities:  # the mask is added after the model's own logits are taken
+            self.temperature[0] = 1.0 / inverse
+            np.multiply(self._bias, np.float32(inverse), out=self.bias)
+            self.mask[:] = mask
         else:
-            banned = []
-        if self._sampling != (temperature, banned):
-            self.temperature[0] = temperature
-            self.mask.fill(0.0)
-            self.mask[banned] = -np.inf
-            self._sampling = (temperature, banned)
-            self._version += 1
+            np.add(self._bias * np.float32(inverse), mask, out=self.bias)
         return True
 
-    def _last(self) -> int:
-        """The buffer set of the last step's outputs, its distribution recomputed in numpy if that step
-        ran under other sampling settings."""
-        k = 1 - self._current
-        if self._made[k] != self._version:
-            if self._sampling is None:
-                raise RuntimeError("call sampling(config, banned) first")
-            z = self._logits[k].astype(np.float64) / self._sampling[0] + self.mask
-            probs = np.exp(z - z.max())
-            probs = (probs / probs.sum()).astype(np.float32)
-            self._probs[k].fill(0.0)
-            self._probs[k][: self.vocab_size] = probs
-            np.cumsum(self._probs[k].reshape(-1, self.sampler_block).sum(1), out=self._cdf[k])
-            self._made[k] = self._version
-        return k
-
     def draw(self, u: float) -> int:
-        """lstmgen.sampling.draw(distribution(logits, config, banned), u) for the last step's logits: the
-        token at u (in [0, 1)) of the inverse CDF, in two levels: the block (a binary search over the
-        blocks' running sums), then the token inside it (the block's cumulative sum, scaled to the
-        block's mass). Never a token of probability 0."""
+        """lstmgen.sampling.draw(distribution(logits, config, banned), u) for the last step: the token at
+        u (in [0, 1)) of the inverse CDF. The graph's draw where that step was given this u; else, or
+        where rounding sent the graph's draw to a token of probability 0, a running sum in numpy."""
         k = 1 - self._current
-        if self._made[k] != self._version:
-            k = self._last()
-        cdf = self._cdf[k]
-        target = u * float(cdf[-1])
-        b = int(cdf.searchsorted(target, "right")) if len(cdf) > 1 else 0
-        if b >= len(cdf):  # u * total rounded up to the total: the last block with mass
-            b = int(np.flatnonzero(np.diff(cdf, prepend=np.float32(0.0)))[-1])
-        low = float(cdf[b - 1]) if b else 0.0
-        row, local = self._rows[k][b], self._local
-        np.cumsum(row, out=local)
-        mass = float(cdf[b]) - low
-        index = int(local.searchsorted((target - low) / mass * float(local[-1]) if mass > 0 else 0.0, "right"))
-        if index >= len(local):  # rounding at the block's end: its last token of positive probability
-            index = int(np.flatnonzero(row)[-1])
-        return b * self.sampler_block + index
+        if self._greedy:
+            return int(np.argmax(self._probs_source(k)))
+        if self._u_used[k] == u:
+            token = int(self._drawn[k][0, 0])
+            if self._probs[k][token] > 0:
+                return token
+        probs = self._probs[k][: self.vocab_size].astype(np.float64)
+        cdf = np.cumsum(probs)
+        return _search(cdf, probs, u * cdf[-1])
+
+    def _probs_source(self, k: int) -> np.ndarray:
+        """The masked logits of buffer set k (greedy: temperature 1)."""
+        return self._logits[k] + self.mask if self.has_probabilities else self._logits[k]
 
     def probability(self, token: int) -> float:
-        """The sampling distribution's probability of `token` for the last step (q(token))."""
-        k = self._last()
-        return float(self._probs[k][token]) / float(self._cdf[k][-1])
+        """The sampling distribution's probability of `token` for the last step (q(token)): the graph's
+        softmax, which sums to 1 up to float32 rounding."""
+        k = 1 - self._current
+        if self._greedy:
+            return float(token == int(np.argmax(self._probs_source(k))))
+        return float(self._probs[k][token])
 
     def probs(self) -> np.ndarray:
-        """The last step's sampling distribution (vocab,), float32, summing to 1 up to rounding (a view)."""
-        return self._probs[self._last()][: self.vocab_size]
+        """The last step's sampling distribution (vocab,), float64, normalised (a copy)."""
+        k = 1 - self._current
+        if self._greedy:
+            one_hot = np.zeros(self.vocab_size)
+            one_hot[int(np.argmax(self._probs_source(k)))] = 1.0
+            return one_hot
+        probs = self._probs[k][: self.vocab_size].astype(np.float64)
+        return probs / probs.sum()
 
     def coupled_draw(self, p, x: int, u_keep: float, u_residual: float) -> int:
         """lstmgen.sampling.coupled_draw(p, q, x, u_keep, u_residual) with q this engine's distribution for
         the last step: keep the other side's token x (drawn from p, a torch tensor or numpy array) with
         probability min(1, q(x)/p(x)), else draw from max(q - p, 0) normalised. Marginally exactly q."""
-        k = self._last()
         p = p.numpy() if isinstance(p, torch.Tensor) else p
-        probs, total = self._probs[k], float(self._cdf[k][-1])
-        if u_keep * float(p[x]) < float(probs[x]) / total:
+        if u_keep * float(p[x]) < self.probability(x):
             return x
-        residual = np.maximum(probs[: self.vocab_size] / total - np.asarray(p, np.float64), 0.0)
+        residual = np.maximum(self.probs() - np.asarray(p, np.float64), 0.0)
         cdf = np.cumsum(residual)
         if not cdf[-1] > 0.0:  # p == q up to rounding: nothing left to move
             return x
@@ -257,10 +288,24 @@ class OrtStep:
 
     def model_probability(self, token: int) -> float:
         """lstmgen.generate.model_probability for the last step: the model's own probability of `token`
-        (temperature 1, nothing masked)."""
-        logits = self._logits[1 - self._current]
+        (temperature 1, nothing masked), from the graph where it computes them (`probabilities=True`)."""
+        k = 1 - self._current
+        if self.has_probabilities:
+            return float(self._model_probs[k][token])
+        if self.has_sampler and not np.array_equal(self.bias, self._bias):
+            raise RuntimeError("the logits are scaled and masked for sampling: build the graph with probabilities=True")
+        logits = self._logits[k][: self.vocab_size]
         weights = np.exp(logits - logits.max())  # float32, as lstmgen.generate.model_probability
         return float(weights[token] / weights.sum(dtype=np.float64))
+
+
+def _initializer(proto, name: str) -> np.ndarray | None:
+    """A graph initializer as numpy (the sampler's default bias), or None."""
+    from onnx import ModelProto, numpy_helper
+
+    if isinstance(proto, (bytes, bytearray)):
+        proto = ModelProto.FromString(bytes(proto))
+    return next((numpy_helper.to_array(t).copy() for t in proto.graph.initializer if t.name == name), None)
 
 
 def _search(cdf: np.ndarray, weights: np.ndarray, target: float) -> int:
@@ -272,26 +317,29 @@ def _search(cdf: np.ndarray, weights: np.ndarray, target: float) -> int:
     return index
 
 
-class OrtInt8Model(torch.nn.Module):
-    """The int8 model for generation on ONNX Runtime: what lstmgen.quantize.quantize_dynamic returns for
-    torch, with the same calls (`model(ids, state)`, `init_state`, `eval`), plus `new_stream()`, an
-    engine of its own for each decoder (make_step uses it). The float weights are read once, when the
-    graph is built (tens of milliseconds); nothing derived is stored."""
+class OrtModel(torch.nn.Module):
+    """A model for generation on ONNX Runtime, float or int8 weights: the calls of the torch model it
+    was built from (`model(ids, state)`, `init_state`, `eval`), plus `new_stream()`, an engine of its
+    own for each decoder (lstmgen.generate.Decoder uses it). The float weights are read once, when the
+    graph is built; nothing derived is stored. `probabilities`: each step also computes the model's own
+    distribution (one more softmax over the vocabulary), for model_probability."""
 
-    def __init__(self, model, weights: str = "int8", threads: int | None = None, sampler: bool = True, **options):
+    def __init__(self, model, weights: str = "int8", threads: int | None = None, spinning: bool | None = None,
+                 probabilities: bool = False, **options):
         super().__init__()
-        self.vocab_size, self.num_layers, self.hidden_size = model.vocab_size, model.num_layers, model.hidden_size
         from .export import initializer_bytes, step_model
 
-        proto = step_model(model, weights, sampler=sampler, **options)
+        self.vocab_size, self.num_layers, self.hidden_size = model.vocab_size, model.num_layers, model.hidden_size
+        options = {"sampler": True, "layer_states": True, "probabilities": probabilities, **options}
+        proto = step_model(model, weights, **options)
         self._bytes = initializer_bytes(proto)
-        self._engine = OrtStep(proto, threads)
+        self._engine = OrtStep(proto, threads, spinning)
         self.weights = weights
         self.eval()
 
     def size_bytes(self) -> int:
-        """Bytes of the graph's weights (the int8 matrices and their scales; a tied embedding shares the
-        output layer's)."""
+        """Bytes of the graph's weights (matrices and their scales; a tied embedding shares the output
+        layer's where its format allows)."""
         return self._bytes
 
     def new_stream(self) -> OrtStep:
@@ -307,8 +355,8 @@ class OrtInt8Model(torch.nn.Module):
         logits = torch.empty(batch, time, self.vocab_size)
         h_all, c_all = state if state is not None else self.init_state(batch)
         hs, cs = [], []
+        engine = self.new_stream()
         for b in range(batch):
-            engine = self.new_stream()
             stream_state = (h_all[:, b : b + 1], c_all[:, b : b + 1])
             for t, token in enumerate(ids[b].tolist()):
                 out, stream_state = engine.step(token, stream_state)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
-import torch
 
 from . import compare
-from .generate import banned_ids, coupled_ids, primed_decoder, traced_step, unique_pieces
+from .generate import banned_ids, coupled_ids, primed_decoder, unique_pieces
 from .hub import DEFAULT_HUB_TIMEOUT_S, LoadedModel, resolve
-from .quantize import quantize_dynamic, size_bytes
+from .ort_engine import OrtModel
+from .quantize import size_bytes
 from .records import RECORDS, ModelRecord, find, record_from_metrics
 from .sampling import SEED_MAX, SamplingConfig
 from .settings import SettingError, checked, limits
@@ -36,7 +36,8 @@ class RequestError(ValueError):
 class ServedModel:
     record: ModelRecord
     loaded: LoadedModel | None = None
-    int8: torch.nn.Module | None = None
+    float32: OrtModel | None = None  # the two copies that generate, on ONNX Runtime
+    int8: OrtModel | None = None
     float_bytes: int = 0
     int8_bytes: int = 0
     error: str | None = None  # why it could not be loaded
@@ -61,11 +62,12 @@ class ServedModel:
 
 
 def serve(record: ModelRecord, loaded: LoadedModel) -> ServedModel:
-    """A loaded model with its int8 copy, both decoding steps traced now rather than in a user's request."""
-    int8 = quantize_dynamic(loaded.model)
-    for model in (loaded.model, int8):
-        traced_step(model)
-    return ServedModel(record, loaded, int8, size_bytes(loaded.model), size_bytes(int8))
+    """A loaded model with the two copies that generate: float32 and int8, each a step graph on ONNX
+    Runtime built now from the float weights (lstmgen.ort_engine). The torch model stays for the
+    batched look inside (fidelity, next-token candidates)."""
+    int8 = OrtModel(loaded.model, "int8", probabilities=True)
+    return ServedModel(record, loaded, OrtModel(loaded.model, "float", probabilities=True), int8,
+                       size_bytes(loaded.model), int8.size_bytes())
 
 
 def load_one(record: ModelRecord, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_hub: bool = True) -> ServedModel:
@@ -208,9 +210,11 @@ class SideBySide:
                 "done": self.done}
 
 
-def side_by_side(request: Request, stream_every_s: float = STREAM_EVERY_S) -> Iterator[SideBySide]:
+def side_by_side(request: Request, stream_every_s: float | None = None) -> Iterator[SideBySide]:
     """Generate with the float model and its int8 copy in turns, one token each, with shared randomness
-    (generate.coupled_ids), then measure the int8 copy's fidelity along the float model's text."""
+    (generate.coupled_ids), then measure the int8 copy's fidelity along the float model's text. A partial
+    result is yielded every `stream_every_s` (default STREAM_EVERY_S), the finished one last."""
+    stream_every_s = STREAM_EVERY_S if stream_every_s is None else stream_every_s
     served, config = request.served, request.sampling
     tokenizer = served.loaded.tokenizer
     result = SideBySide(served.name, config.seed, Side("float32", size_bytes=served.float_bytes),
@@ -220,7 +224,7 @@ def side_by_side(request: Request, stream_every_s: float = STREAM_EVERY_S) -> It
     banned = banned_ids(tokenizer)
     sampled, u_keeps = [], []
     last_yield = time.perf_counter()
-    for step in coupled_ids(served.loaded.model, served.int8, request.prompt_ids, config, banned):
+    for step in coupled_ids(served.float32, served.int8, request.prompt_ids, config, banned):
         for side, decoder, token, probability, seconds in zip(
                 sides, decoders, (step.float_token, step.int8_token), (step.float_probability, step.int8_probability),
                 (step.float_s, step.int8_s)):

@@ -208,7 +208,9 @@ def test_characters_outside_the_vocabulary_are_reported_not_fatal(client):
 # --------------------------------------------------------------------------- /generate_stream
 
 
-def test_generate_stream_sends_growing_updates_ending_with_the_full_result(client):
+def test_generate_stream_sends_growing_updates_ending_with_the_full_result(client, monkeypatch):
+    # The test models are tiny: their 1,000 tokens take a few milliseconds, less than one update interval.
+    monkeypatch.setattr(service, "STREAM_EVERY_S", 0.002)
     args = request("word", prompt="Harry", temperature=1.0, length=1000, seed=21)
     job = client.submit(**args, api_name="/generate_stream")
     updates = list(job)  # iterating the job yields every streamed value

@@ -23,18 +23,19 @@ def test_benchmark_writes_json_markdown_and_chart(tmp_path):
     report = json.loads((out / "results.json").read_text())
     (model,) = report["models"]
     row = model["by_threads"]["1"]
-    for path in ("float_default", "float_fastest", "int8", "naive_refeed"):
+    for path in ("float_default", "float_torch", "int8_torch", "float", "int8", "naive_refeed"):
         assert row[path]["n"] >= 1 and row[path]["min"] <= row[path]["median"] <= row[path]["max"]
         assert row[path]["median"] > 0
-    assert set(row["ratios"]) == {"int8_over_fastest_float", "fastest_float_over_default", "stateful_over_naive"}
-    assert 0 <= row["step_int8"]["outside_network_share"] < 1
+    assert set(row["ratios"]) == {"int8_over_float", "float_over_torch_float", "int8_over_torch_int8",
+                                  "int8_over_torch_float", "stateful_over_naive"}
+    assert 0 <= row["step_int8"]["outside_network_share"] < 1 and row["step_int8"]["network_us"] > 0
     assert row["side_by_side"]["plain_us"] > 0 and row["side_by_side"]["coupled_with_probabilities_us"] > 0
     floor = model["floor_1_thread"]["int8"]
     assert floor["bytes_per_step"] > 0 and floor["floor_us"] > 0 and floor["step_over_floor"] > 0
     assert 0 < model["size"]["int8_memory_mb"] < model["size"]["float32_memory_mb"]
 
     table = (out / "results.md").read_text()
-    assert "| char | 1 |" in table and "int8 ÷ fastest float" in table
+    assert "| char | 1 |" in table and "int8 ÷ float" in table and "sampling + Python ÷ int8 step" in table
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

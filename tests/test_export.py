@@ -141,12 +141,12 @@ def test_export_command(tmp_path, capsys):
 
 
 def test_int8_model_generates_like_a_quantized_model():
-    """OrtInt8Model drops in where quantize_dynamic's copy goes: a prompt batch, streams that do not
+    """OrtModel drops in where quantize_dynamic's copy goes: a prompt batch, streams that do not
     share buffers, and the sequence forward agreeing with the step."""
-    from lstmgen.ort_engine import OrtInt8Model
+    from lstmgen.ort_engine import OrtModel
 
     model = tiny(True)
-    int8 = OrtInt8Model(model, "float", threads=1)  # float weights: exact, so the plumbing is what is tested
+    int8 = OrtModel(model, "float", threads=1)  # float weights: exact, so the plumbing is what is tested
     ids = torch.tensor([TOKENS, TOKENS[::-1]])
     with torch.inference_mode():
         expected, (h_t, c_t) = model(ids)
@@ -162,11 +162,11 @@ def test_int8_model_generates_like_a_quantized_model():
 
 
 def test_int8_model_size():
-    from lstmgen.ort_engine import OrtInt8Model
+    from lstmgen.ort_engine import OrtModel
 
     model = tiny(True)
     floats = sum(p.numel() for p in model.parameters()) * 4
-    assert 0 < OrtInt8Model(model, "int8", block=16).size_bytes() < OrtInt8Model(model, "float").size_bytes() <= floats * 1.1
+    assert 0 < OrtModel(model, "int8", block=16, sampler_block=16).size_bytes() < OrtModel(model, "float", sampler_block=16).size_bytes() <= floats * 1.1
 
 
 # --------------------------------------------------------------------------- int8 embedding, shared when tied
@@ -230,43 +230,64 @@ def chi_squared_p(counts: np.ndarray, expected_probs: np.ndarray, min_expected: 
                                          torch.tensor(statistic / 2, dtype=torch.float64)))
 
 
-def sampler_engine(vocab: int, seed: int = 0):
+def sampler_engine(vocab: int, seed: int = 0, probabilities: bool = False):
     """An int8 engine with the sampler on a model of `vocab` tokens, its logits spread (3 per unit)."""
     torch.manual_seed(seed)
     model = LSTMLanguageModel(vocab, embed_size=16, hidden_size=16, num_layers=1).eval()
     with torch.no_grad():
         model.decoder.weight.normal_(0, 1.0)
         model.decoder.bias.normal_(0, 1.0)
-    return model, OrtStep(step_model(model, "int8", block=16, sampler=True, sampler_block=32), threads=1)
+    proto = step_model(model, "int8", block=16, sampler=True, sampler_block=32, probabilities=probabilities,
+                       layer_states=True)
+    return model, OrtStep(proto, threads=1)
+
+
+def own_logits(engine, ids):
+    """The model's own logits after `ids`: a fresh stream of the engine is left as it was made."""
+    logits, _ = engine.fork().forward(ids)
+    return logits.double()
 
 
 @pytest.mark.parametrize("vocab", [65, 13000])
 def test_sampler_draws_exactly_from_the_distribution(vocab):
-    from lstmgen.sampling import RandomStream, SamplingConfig, distribution
+    from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
 
     model, engine = sampler_engine(vocab)
     config = SamplingConfig(temperature=0.8)
     banned = [0, vocab // 2, vocab - 1]
+    expected = distribution(own_logits(engine, [3, 1, 4]), config, banned).numpy()
     assert engine.sampling(config, banned)
-    logits, _ = engine.forward([3, 1, 4])
-    expected = distribution(logits.double(), config, banned).numpy()
+    engine.forward([3, 1, 4])
     assert np.allclose(engine.probs(), expected, atol=1e-6)
+    # Drawn in numpy, from the same step (a u the step was not given).
     draws = 100_000 if vocab > 100 else 40_000
     stream = RandomStream(1234)
     tokens = np.array([engine.draw(stream.next()[0]) for _ in range(draws)])
     counts = np.bincount(tokens, minlength=vocab)
     assert counts[banned].sum() == 0  # masked tokens are never drawn
     assert chi_squared_p(counts, expected) > 1e-3
-    # The same u gives torch's token (both invert the same CDF); reproducible by seed.
-    from lstmgen.sampling import draw
-
-    us = np.random.default_rng(0).random(2000).tolist() + [0.0, 1 - 2**-53]
-    torch_tokens = [draw(torch.from_numpy(expected), u) for u in us]
-    ours = [engine.draw(u) for u in us]
-    assert np.mean(np.array(ours) == np.array(torch_tokens)) >= 0.999
-    assert ours[-1] not in banned and ours[-2] not in banned
+    # Drawn in the graph, each step given its u: the same distribution.
+    stream = RandomStream(99)
+    in_graph = []
+    for _ in range(20_000):
+        u = stream.next()[0]
+        engine.forward([3, 1, 4], u=u)
+        in_graph.append(engine.draw(u))
+    counts = np.bincount(in_graph, minlength=vocab)
+    assert counts[banned].sum() == 0 and chi_squared_p(counts, expected) > 1e-3
+    # The same u gives torch's token (both invert the same CDF), in the graph and in numpy.
+    us = np.random.default_rng(0).random(1000).tolist() + [0.0, 1 - 2**-53]
+    torch_tokens = np.array([draw(torch.from_numpy(expected), u) for u in us])
+    numpy_tokens = np.array([engine.draw(u) for u in us])
+    graph_tokens = []
+    for u in us:
+        engine.forward([3, 1, 4], u=u)
+        graph_tokens.append(engine.draw(u))
+    assert np.mean(numpy_tokens == torch_tokens) >= 0.999 and np.mean(np.array(graph_tokens) == torch_tokens) >= 0.999
+    assert not {numpy_tokens[-1], numpy_tokens[-2], graph_tokens[-1], graph_tokens[-2]} & set(banned)
     stream = RandomStream(1234)
-    assert [engine.draw(stream.next()[0]) for _ in range(50)] == tokens[:50].tolist()
+    engine.forward([3, 1, 4])
+    assert [engine.draw(stream.next()[0]) for _ in range(50)] == tokens[:50].tolist()  # reproducible
 
 
 @pytest.mark.parametrize("vocab", [65, 13000])
@@ -277,11 +298,12 @@ def test_sampler_coupled_draw_is_exact_for_its_side(vocab):
 
     model, engine = sampler_engine(vocab)
     config = SamplingConfig(temperature=0.8)
+    logits = own_logits(engine, [2, 7])
     assert engine.sampling(config)
-    logits, _ = engine.forward([2, 7])
-    q = distribution(logits.double(), config).numpy()
+    engine.forward([2, 7])
+    q = distribution(logits, config).numpy()
     noise = torch.randn(vocab, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.5
-    p = distribution(logits.double() + noise, config).float()
+    p = distribution(logits + noise, config).float()
     cdf = p.double().cumsum(0)
     draws = 60_000 if vocab > 100 else 30_000
     stream = RandomStream(7)
@@ -297,25 +319,36 @@ def test_sampler_coupled_draw_is_exact_for_its_side(vocab):
     assert abs(same / draws - (1 - tv)) < 4 * np.sqrt(tv * (1 - tv) / draws) + 1e-3
 
 
-def test_sampler_falls_back_and_recomputes():
-    """Settings the graph does not serve are refused (top-k, top-p, greedy); a draw from logits made
-    before `sampling` was called is recomputed in numpy, still exact."""
-    from lstmgen.sampling import SamplingConfig, distribution
+@pytest.mark.parametrize("probabilities", [False, True], ids=["sampler", "sampler+probabilities"])
+def test_sampler_settings_greedy_and_the_models_own_probabilities(probabilities):
+    """Settings the graph does not serve are refused (top-k, top-p, a temperature below 1e-3 but not 0);
+    greedy is the most likely token that is not masked; the model's own probability of a token
+    (temperature 1, nothing masked) comes from the graph where it computes it, else from the logits
+    while the engine is neutral, and is refused otherwise."""
+    from lstmgen.sampling import SamplingConfig
 
-    model, engine = sampler_engine(65)
-    assert not engine.sampling(SamplingConfig(temperature=0.8, top_k=5))
-    assert not engine.sampling(SamplingConfig(temperature=0.8, top_p=0.9))
-    assert not engine.sampling(SamplingConfig(temperature=0.0))
-    assert engine.sampling(SamplingConfig(temperature=1.3))
-    logits, _ = engine.forward([1, 2])
-    assert engine.sampling(SamplingConfig(temperature=0.5), torch.tensor([4]))  # after the step: numpy recomputes
-    assert np.allclose(engine.probs(), distribution(logits.double(), SamplingConfig(temperature=0.5), [4]).numpy(),
-                       atol=1e-6)
-    assert engine.probability(4) == 0.0
-    expected = float(torch.softmax(logits.double(), 0)[9])
-    assert abs(engine.model_probability(9) - expected) < 1e-6
-    assert not sampler_engine(65)[0] is None and not OrtStep.from_model(tiny(True), "float").sampling(
-        SamplingConfig(temperature=0.8))  # no sampler in the graph
+    model, engine = sampler_engine(65, probabilities=probabilities)
+    for refused in (SamplingConfig(temperature=0.8, top_k=5), SamplingConfig(temperature=0.8, top_p=0.9),
+                    SamplingConfig(temperature=1e-4)):
+        assert not engine.sampling(refused)
+    logits = own_logits(engine, [1, 2])
+    best = int(logits.argmax())
+    assert engine.sampling(SamplingConfig(temperature=0.0), [best])
+    engine.forward([1, 2])
+    greedy = int(logits.index_fill(0, torch.tensor([best]), float("-inf")).argmax())  # the best one is masked
+    assert engine.draw(0.99) == greedy and engine.probability(greedy) == 1.0 and engine.probs().sum() == 1.0
+    expected = float(torch.softmax(logits, 0)[9])
+    assert engine.sampling(SamplingConfig(temperature=0.5), [4])
+    engine.forward([1, 2])
+    if probabilities:
+        assert abs(engine.model_probability(9) - expected) < 1e-6
+    else:
+        with pytest.raises(RuntimeError, match="probabilities=True"):
+            engine.model_probability(9)
+        neutral = engine.fork()
+        neutral.forward([1, 2])
+        assert abs(neutral.model_probability(9) - expected) < 1e-6
+    assert not OrtStep.from_model(tiny(True), "float").sampling(SamplingConfig(temperature=0.8))  # no sampler in the graph
 
 
 def test_exported_files_have_no_sampler(tmp_path):
