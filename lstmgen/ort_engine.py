@@ -249,7 +249,8 @@ class OrtStep:
                 return token
         probs = self._probs[k][: self.vocab_size].astype(np.float64)
         cdf = np.cumsum(probs)
-        return _search(cdf, probs, u * cdf[-1])
+        index = int(cdf.searchsorted(u * cdf[-1], "right"))
+        return index if index < len(cdf) else int(np.flatnonzero(probs)[-1])  # rounding: the last possible
 
     def _probs_source(self, k: int) -> np.ndarray:
         """The masked logits of buffer set k (greedy: temperature 1)."""
@@ -273,18 +274,12 @@ class OrtStep:
         probs = self._probs[k][: self.vocab_size].astype(np.float64)
         return probs / probs.sum()
 
-    def coupled_draw(self, p, x: int, u_keep: float, u_residual: float) -> int:
-        """lstmgen.sampling.coupled_draw(p, q, x, u_keep, u_residual) with q this engine's distribution for
-        the last step: keep the other side's token x (drawn from p, a torch tensor or numpy array) with
-        probability min(1, q(x)/p(x)), else draw from max(q - p, 0) normalised. Marginally exactly q."""
-        p = p.numpy() if isinstance(p, torch.Tensor) else p
-        if u_keep * float(p[x]) < self.probability(x):
-            return x
-        residual = np.maximum(self.probs() - np.asarray(p, np.float64), 0.0)
-        cdf = np.cumsum(residual)
-        if not cdf[-1] > 0.0:  # p == q up to rounding: nothing left to move
-            return x
-        return _search(cdf, residual, u_residual * cdf[-1])
+    def probs_float32(self) -> np.ndarray:
+        """The last step's sampling distribution as the graph computed it: float32, summing to 1 up to
+        rounding (a copy, cheaper than probs())."""
+        if self._greedy:
+            return self.probs().astype(np.float32)
+        return self._probs[1 - self._current][: self.vocab_size].copy()
 
     def model_probability(self, token: int) -> float:
         """lstmgen.generate.model_probability for the last step: the model's own probability of `token`
@@ -306,15 +301,6 @@ def _initializer(proto, name: str) -> np.ndarray | None:
     if isinstance(proto, (bytes, bytearray)):
         proto = ModelProto.FromString(bytes(proto))
     return next((numpy_helper.to_array(t).copy() for t in proto.graph.initializer if t.name == name), None)
-
-
-def _search(cdf: np.ndarray, weights: np.ndarray, target: float) -> int:
-    """The first index whose running sum exceeds target; past the end (rounding), the last index of
-    positive weight."""
-    index = int(cdf.searchsorted(target, "right"))
-    if index >= len(cdf):
-        index = int(np.flatnonzero(weights)[-1])
-    return index
 
 
 class OrtModel(torch.nn.Module):

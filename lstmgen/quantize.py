@@ -1,5 +1,10 @@
-"""Dynamic int8 quantization, made at load time from the float weights (never stored as a pickle:
-a quantized model's packed parameters cannot go into safetensors)."""
+"""PyTorch's dynamic int8 copy (torch.ao.quantization.quantize_dynamic, deprecated in torch 2.13, its
+replacement in torchao covering nn.Linear only): the int8 engine before issue 18, kept as the
+benchmarks' reference. The app, the API and the command line generate with lstmgen.ort_engine's
+OrtModel instead. Also `size_bytes`, a model's serialized size.
+
+Made at load time from the float weights, never stored as a pickle (a quantized model's packed
+parameters cannot go into safetensors)."""
 
 from __future__ import annotations
 

@@ -72,12 +72,6 @@ def coupled_draw(p: torch.Tensor, q: torch.Tensor, x: int, u_keep: float, u_resi
     min(1, q(x)/p(x)), else draw from max(q - p, 0) normalised. Marginally exactly q."""
     if u_keep * float(p[x]) < float(q[x]):
         return x
-    return residual_draw(p, q, x, u_residual)
-
-
-def residual_draw(p: torch.Tensor, q: torch.Tensor, x: int, u_residual: float) -> int:
-    """The int8 side's token once it has not kept x: a draw from max(q - p, 0) normalised (x itself
-    where p == q up to rounding)."""
     residual = (q.double() - p.double()).clamp_min(0.0)
     if float(residual.sum()) <= 0.0:  # p == q up to rounding: nothing left to move
         return x

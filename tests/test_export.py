@@ -291,19 +291,22 @@ def test_sampler_draws_exactly_from_the_distribution(vocab):
 
 
 @pytest.mark.parametrize("vocab", [65, 13000])
-def test_sampler_coupled_draw_is_exact_for_its_side(vocab):
-    """The int8 side of a coupled draw has exactly its own distribution q, whatever p the float side
-    drew from, and keeps the float side's token as often as the maximal coupling does (1 - TV)."""
+def test_coupled_draw_on_the_engine_is_exact_for_its_side(vocab):
+    """The int8 side of a coupled draw (generate.Decoder on an engine) has exactly its own distribution q,
+    whatever p the float side drew from, and keeps the float side's token as often as the maximal
+    coupling does (1 - TV)."""
+    from lstmgen.generate import Decoder
+    from lstmgen.ort_engine import OrtModel
     from lstmgen.sampling import RandomStream, SamplingConfig, distribution
 
     model, engine = sampler_engine(vocab)
     config = SamplingConfig(temperature=0.8)
-    logits = own_logits(engine, [2, 7])
-    assert engine.sampling(config)
-    engine.forward([2, 7])
-    q = distribution(logits, config).numpy()
+    decoder = Decoder(OrtModel(model, "int8", block=16, sampler_block=32), [2, 7], config)
+    assert decoder.in_engine
+    q = decoder.distribution().numpy()
+    assert np.allclose(q, distribution(own_logits(engine, [2, 7]), config).numpy(), atol=1e-6)
     noise = torch.randn(vocab, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.5
-    p = distribution(logits + noise, config).float()
+    p = distribution(torch.from_numpy(q).log() + noise, config).float()
     cdf = p.double().cumsum(0)
     draws = 60_000 if vocab > 100 else 30_000
     stream = RandomStream(7)
@@ -312,7 +315,7 @@ def test_sampler_coupled_draw_is_exact_for_its_side(vocab):
     for i in range(draws):
         u, u_keep, u_residual = stream.next()
         x = min(int(torch.searchsorted(cdf, u * cdf[-1], right=True)), vocab - 1)
-        ys[i] = engine.coupled_draw(p, x, u_keep, u_residual)
+        ys[i] = decoder.coupled_draw(x, float(p[x]), p.numpy(), u_keep, u_residual)
         same += ys[i] == x
     assert chi_squared_p(np.bincount(ys, minlength=vocab), q) > 1e-3
     tv = 0.5 * np.abs(q - p.double().numpy()).sum()

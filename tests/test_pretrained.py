@@ -11,7 +11,7 @@ from lstmgen.files import PRETRAINED_DIR
 from lstmgen.hub import resolve
 from lstmgen.records import PRESETS, prepare
 from lstmgen.publish import VAL_SLICE_TOKENS
-from lstmgen.quantize import quantize_dynamic
+from lstmgen.ort_engine import OrtModel
 
 from conftest import corpus_or_skip
 
@@ -51,15 +51,17 @@ def test_all_shipped_weights_together_stay_light():
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_validation_slice_loss_matches_metrics_and_int8_costs_under_one_percent(name):
+def test_validation_slice_loss_matches_metrics_and_int8_costs_at_most_a_tenth_of_a_percent(name):
+    """The int8 copy the app generates with (ONNX Runtime, lstmgen.ort_engine) costs at most 0.1% of the
+    float model's loss on the validation slice, as recorded in metrics.json."""
     loaded = shipped(name)
     ids = validation_slice(name)
     recorded = loaded.metrics["final"]
     float_loss = evaluate(loaded.model, ids, batch_size=1, seq_len=256).loss
-    int8_loss = evaluate(quantize_dynamic(loaded.model), ids, batch_size=1, seq_len=256).loss
-    assert float_loss == pytest.approx(recorded["val_slice_float"]["loss"], rel=1e-3)
-    assert int8_loss == pytest.approx(recorded["val_slice_int8"]["loss"], rel=1e-3)
-    assert abs(int8_loss - float_loss) / float_loss < 0.01
+    int8_loss = evaluate(OrtModel(loaded.model, "int8"), ids, batch_size=1, seq_len=256).loss
+    assert float_loss == pytest.approx(recorded["val_slice_float"]["loss"], rel=1e-4)
+    assert int8_loss == pytest.approx(recorded["val_slice_int8"]["loss"], rel=1e-4)
+    assert abs(int8_loss - float_loss) / float_loss <= 0.001
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -28,7 +28,7 @@ from lstmgen.generate import generate
 from lstmgen.hub import load_model_folder
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.records import PRESETS, prepare
-from lstmgen.quantize import quantize_dynamic
+from lstmgen.ort_engine import OrtModel
 
 PROJECT = Path(__file__).resolve().parent.parent
 TINY = ["--preset", "char-shakespeare", "--embed-size", "16", "--hidden-size", "32", "--num-layers", "1",
@@ -319,7 +319,7 @@ def test_generate_prints_the_prompt_and_its_continuation_reproducibly(cli):
     code, int8_text, int8_stderr = cli["generate int8"]
     assert code == 0, int8_stderr[-3000:]
     assert "(int8)" in int8_stderr and int8_text.startswith("ab") and len(int8_text) == 2 + 20 + 1
-    assert int8_text[:-1] == generate(quantize_dynamic(model), tokenizer, "ab", 20, temperature=0, seed=1)
+    assert int8_text[:-1] == generate(OrtModel(model, "int8"), tokenizer, "ab", 20, temperature=0, seed=1)
 
 
 def test_evaluate_reproduces_the_figure_in_metrics_json(cli):
