@@ -1,6 +1,7 @@
 """A look inside: what the model expects next, and how faithful the int8 copy is to the float model.
 
-Both read whole distributions in one batched forward call per model, never token by token.
+Both read whole distributions along a text in one call per model: the torch float model's batched
+forward, and the int8 engine's (one step a token, ~0.1 ms each: 300 tokens in ~40 ms).
 """
 
 from __future__ import annotations

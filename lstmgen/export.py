@@ -16,35 +16,39 @@ concatenated, with the sigmoid gates side by side, so a step is one product per 
 output layer and a few element-wise ops.
 
 Weights ("--weights"):
-- float: the model's float32 weights.
-- int8: weights in 8 bits, symmetric, one scale per `block` inputs of each output (MatMulNBits,
-  an ONNX Runtime contrib op); products in int8 with the input quantized per block at run time
-  (accuracy_level 4, VNNI) or, with `accuracy="float"`, in float32 (weight-only int8).
+- float: the model's float32 weights (a tied output layer is a Gemm over the embedding's own rows).
+- int8: weights in 8 bits, symmetric, each matrix in the format that measured fastest at equal or
+  better fidelity (matrix_format): MatMulNBits (an ONNX Runtime contrib op, one scale per `block`
+  inputs of each output, the input quantized per block at run time, VNNI products) where the blocks
+  tile the inputs exactly, else DynamicQuantizeMatMul over int8 rows with one scale each.
+- int8-nbits / int8-dq: every matrix in one of those two formats.
 - int8-dynamic: the float graph through onnxruntime.quantization.quantize_dynamic (standard ONNX
   ops DynamicQuantizeLinear and MatMulInteger, one scale per tensor or per channel).
-- int8-dqmm: DynamicQuantizeMatMul (contrib op) with one weight scale per output column.
-- int4: as int8 with 4-bit weights (half the bytes; a visible fidelity cost, measured in bench/peers.py).
+- int4: as int8-nbits with 4-bit weights (half the bytes; a visible fidelity cost).
 
-The embedding ("embedding"): in the int8 kinds (int8, int8-nbits, int8-dq, int4) its rows are int8,
-symmetric, one scale per row; a step gathers its token's row and scale and multiplies (a few small
-ops, one row a step). A tied model (embedding == output weight, as the subword and word presets) keeps
-one int8 matrix for both roles where the output layer is a MatMulNBits one (a hidden size that is a
-multiple of `block`, as the subword preset's 384): the step gathers the embedding row from its int8
-weights and scales (one scale per `block` inputs of a row), so the graph is about the size of torch's
-int8 copy. A DynamicQuantizeMatMul output layer (the word preset's 400) stores its matrix transposed;
-`share_tied=True` gathers the embedding as a column of it (same size as torch's, ~15% slower step),
-the default keeps int8 rows of its own (the step as fast as with float rows).
-`embedding="float"` keeps the float32 rows (as before); float and int8-dynamic always do.
+The embedding ("embedding"): in the int8 kinds its rows are int8, one scale per row, a step
+gathering one. A tied model (the subword and word presets) keeps one int8 matrix for both roles where
+the output layer is a MatMulNBits one (the subword preset's 384 inputs); a DynamicQuantizeMatMul
+output layer (the word preset's 400) stores its matrix transposed, and gathering a column of it cost
+~26 µs a step, so by default the embedding keeps int8 rows of its own (`share_tied=True` shares).
+Where the vocabulary is no larger than the embedding width (the char preset: 65 tokens, 128 wide),
+`project_input` stores layer 0's input product for every token instead (65 x 2,048 floats): a step
+gathers one row, and reads 1 MB fewer weights.
 
-Sampling ("sampler=True", what lstmgen/ort_engine.py builds for generation; exported files leave it
-out): two more inputs, `temperature` float32 (1,) and `mask` float32 (vocab,) (added to the scaled
-logits: 0, or -inf for a banned token), and two more outputs:
-`probs` float32 (padded vocab,), softmax(logits / temperature + mask) padded with zeros to whole
-blocks of `sampler_block` tokens, and `cdf` float32 (blocks,), the running sum of the blocks' masses.
-A draw then needs one binary search over the blocks and one cumulative sum inside a block
-(OrtStep.draw). Measured on the word model (13,134 tokens, one thread): these outputs add ~14 µs to a
-~176 µs step; ONNX Runtime's CumSum over the whole vocabulary would add ~34 µs (an element-at-a-time
-loop) and its ReduceLogSumExp (for the model's own probability of a token) ~48 µs, so neither is used.
+The engine's graphs (lstmgen/ort_engine.py; exported files have neither):
+- `layer_states=True`: one h and one c input and output per layer ((1, 1, hidden) each), and every
+  tensor (1, 1, features) to the logits: no Split, Concat or Reshape copy a step (~4 µs).
+- `sampler=True` (with layer_states): the sampling distribution and the draw, in the step. Inputs
+  `inverse_temperature` (1,), `bias` (padded vocab,: the output layer's bias, which the engine sets to
+  b / T plus the mask, -inf for a masked token) and `u` (1,: the uniform number of the draw); outputs
+  `probs` (softmax((W h) / T + bias), padded with zeros to whole blocks of `sampler_block` tokens) and
+  `token_out`, the inverse CDF at u in two levels (blocks of 128, or one running sum where the
+  vocabulary has at most 512 tokens). The temperature divides the hidden state, not the logits:
+  W (h / T) + b / T is (W h + b) / T, and the int8 product's input quantization is scale-free.
+  `probabilities=True` adds `model_probs`, the model's own distribution (temperature 1, nothing
+  masked), for the app's "how sure was it" (inputs `temperature` and `mask` then carry what the bias
+  does not). ONNX Runtime's CumSum over a whole vocabulary costs ~29 µs (one element at a time), and
+  every op costs ~0.5 µs however small, hence the two levels and the few ops.
 """
 
 from __future__ import annotations

@@ -15,15 +15,16 @@ tensors share without copying.
 after next, as does the state; pass the returned state back (a state from elsewhere, such as a torch
 model's, is copied in first). One stream decodes one text at a time; streams share their session.
 
-Sampling: each step of a graph built with `sampler=True` also computes its sampling distribution and
-the model's own distribution (temperature 1, nothing masked), so a draw is a few numpy calls:
+Sampling: each step of a graph built with `sampler=True` (as OrtModel builds them) also computes its
+sampling distribution and draws from it with the uniform number it was given, so the Python side of
+a generated token is a few reads (lstmgen.generate.Decoder runs this loop):
 
     if engine.sampling(config, banned):               # False: top-k, top-p or 0 < temperature < 1e-3
-        logits, state = engine.forward(prompt_ids)    #   (then use lstmgen.sampling on `logits`)
+        engine.forward(prompt_ids, u=u)               #   (then use lstmgen.sampling on the logits)
         token = engine.draw(u)                        # = draw(distribution(logits, config, banned), u)
         engine.probability(token)                     # = distribution(logits, config, banned)[token]
         engine.model_probability(token)               # = generate.model_probability(logits, token)
-        logits, state = engine.step(token, state)
+        engine.advance(token, u=next_u)               # the next step, drawing with next_u
 """
 
 from __future__ import annotations
