@@ -363,8 +363,18 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accura
         x = g.shared_embedding(head) if tied and (head["format"] == "float rows" or int8_embedding and share_tied) else None
         embedding_kind = "shared" if x is not None else "int8" if int8_embedding else "float"
     if x is None and not project_input:
-        x = (g.embedding_rows(w["embedding"]) if int8_embedding
-             else g.op("Gather", [g.const("embedding", w["embedding"]), "token"], axis=0)[0])
+        embedding = w["embedding"]
+        if matrix_format(weights, first_weight.shape[1], block) == "dq":
+            # Layer 0's product quantizes [x, h] with one scale: rows of typical largest value ~0.6 beside
+            # h in (-1, 1) would get fewer levels than h. Scaling the rows to h's range, and their weights
+            # by the inverse (exact in float), balances the two: top-1 agreement with float on the word
+            # model 99.05% -> 99.14% (12,000 validation tokens), at no cost in speed.
+            balance = 1.0 / float(np.abs(embedding).max(1).mean())
+            embedding = embedding * balance
+            w["layers"][0] = (np.concatenate([first_weight[:, :inputs_0] / balance, first_weight[:, inputs_0:]], 1),
+                              first_bias)
+        x = (g.embedding_rows(embedding) if int8_embedding
+             else g.op("Gather", [g.const("embedding", embedding), "token"], axis=0)[0])
     if layer_states:
         h_in, c_in = [f"h{i}" for i in range(layers)], [f"c{i}" for i in range(layers)]
     else:
