@@ -496,8 +496,11 @@ def _apply_defaults_to_short_calls(demo) -> None:
 
 
 def prepare_runtime() -> None:
-    # One thread per request: batch-1 steps gain nothing from more (see the benchmark), threads that
-    # wait on each other stall badly on a busy machine, and concurrent requests then share the cores.
+    # One thread per request: torch's, and each ONNX Runtime session's (lstmgen.ort_engine takes torch's
+    # count). A batch-1 step gains little from a second thread unless its pool spins between steps, and
+    # the two models of a side-by-side run alternate, so a spinning pool would take the core the other
+    # needs; threads that wait on each other stall badly on a busy machine, and concurrent requests then
+    # share the cores.
     torch.set_num_threads(1)
 
 
