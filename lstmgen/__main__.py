@@ -62,7 +62,8 @@ def main(argv=None) -> int:
         loaded = resolve(args.model, revision=args.revision, use_hub=not args.no_hub)
     print(f"# {loaded.source}" + (" (int8)" if args.int8 else ""), file=sys.stderr)
     if args.command == "generate":  # on ONNX Runtime, as the app generates
-        model = OrtModel(loaded.model, "int8" if args.int8 else "float")
+        # One text at a time: the pool may spin between steps (the app's alternating models must not).
+        model = OrtModel(loaded.model, "int8" if args.int8 else "float", spinning=True)
         stats = GenerationStats()
         sys.stdout.write(args.prompt)
         for piece in stream(model, loaded.tokenizer, args.prompt, sampling, stats):
