@@ -127,7 +127,11 @@ def step_breakdown(model, weights: str, prompt_ids, tokens: int, repeats: int, b
     whole, network = [], []
     for _ in range(repeats):  # taking turns, so that a busy moment slows both
         whole += timed(lambda: list(generate_ids(engine, prompt_ids, config, banned)), 1)
+        if spinning:  # a spinning pool keeps its core busy for a moment after its last step
+            time.sleep(0.05)
         network += timed(network_only, 1)
+        if spinning:
+            time.sleep(0.05)
     shares = [1 - n / w for n, w in zip(network, whole)]
     return {"step_us": statistics.median(whole) / tokens * 1e6, "network_us": statistics.median(network) / tokens * 1e6,
             "outside_network_share": max(0.0, statistics.median(shares)),

@@ -55,6 +55,7 @@ def main(argv=None) -> int:
         report[name] = {"coupled_mean": statistics.mean(coupled), "coupled_min": min(coupled),
                         "inverse_cdf_mean": statistics.mean(independent), "inverse_cdf_min": min(independent)}
         print(name, report[name], flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "fidelity.json").write_text(json.dumps({"settings": vars(args), "models": report}, indent=2))
     return 0
 
