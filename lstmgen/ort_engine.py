@@ -179,21 +179,13 @@ class OrtStep:
         the engine's buffers. `u`: the uniform number the next `draw` will be given, so that the graph
         draws in the same run (a draw with another u is made in numpy)."""
         k = self._load(state)
-        self.token[0, 0] = token
-        if u is not None:
-            self.u[0] = u
-        self._run(self._bindings[k])
-        self._u_used[k] = u
-        self._current = 1 - k
+        self.advance(token, u)
         return self._logits_t[k], self._states[1 - k]
 
     def step_numpy(self, token: int) -> np.ndarray:
-        """One step from the engine's current state; the logits as a numpy view (the fastest call)."""
+        """One step from the engine's current state; the logits as a numpy view."""
         k = self._current
-        self.token[0, 0] = token
-        self._run(self._bindings[k])
-        self._u_used[k] = None
-        self._current = 1 - k
+        self.advance(token)
         return self._logits[k][: self.vocab_size]
 
     def forward(self, ids, state=None, u: float | None = None):
