@@ -443,7 +443,7 @@ def bench_model(short: str, threads_options: list[int], rounds: int, steps: int,
             reference = float_reference(model, ids)
             engines = [torch_engine(TORCH_INT8, torch_int8, model)]
             engines += [ort_engine(label, proto, threads_options[0]) for label, proto in protos.items()]
-            engines.append(ort_engine(sizes and OUR_INT8 + " as the app builds it (sampler, probabilities)", app_int8,
+            engines.append(ort_engine(OUR_INT8 + " as the app builds it (sampler, probabilities)", app_int8,
                                       threads_options[0]))
             if ov_model is not None:
                 engines.append(openvino_engine(OV_INT8, ov_model, threads_options[0]))

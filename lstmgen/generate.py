@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .sampling import RandomStream, SamplingConfig, distribution, draw
+from .sampling import RandomStream, SamplingConfig, distribution, draw, inverse_cdf
 from .tokenizers import Tokenizer
 
 MAX_UNKNOWN_SHOWN = 20
@@ -157,29 +157,6 @@ class Decoder:
     def model_probability(self, token: int) -> float:
         """The model's own probability of `token` (temperature 1, nothing masked)."""
         return self.engine.model_probability(token) if self.engine is not None else model_probability(self.logits, token)
-
-
-def inverse_cdf(weights: np.ndarray, u: float, block: int = 128) -> int | None:
-    """The index at u (in [0, 1)) of the running sum of `weights` (float32, not normalised), in two levels
-    as numpy does it fastest: the block of `block` weights by the blocks' running sums, then the index
-    inside it. Never an index of weight 0; None where all weights are 0."""
-    whole = len(weights) - len(weights) % block
-    sums = weights[:whole].reshape(-1, block) @ np.ones(block, weights.dtype)  # BLAS: 3x numpy's row sums
-    if whole < len(weights):
-        sums = np.append(sums, weights[whole:].sum())
-    ends = np.cumsum(sums, dtype=np.float64)
-    if not ends[-1] > 0.0:
-        return None
-    target = u * ends[-1]
-    b = int(ends.searchsorted(target, "right"))
-    if b >= len(ends):  # rounding at the very end: the last block with weight
-        b = int(np.flatnonzero(sums)[-1])
-    row = weights[b * block : (b + 1) * block]
-    local = np.cumsum(row, dtype=np.float64) + (ends[b - 1] if b else 0.0)
-    index = int(local.searchsorted(target, "right"))
-    if index >= len(row) or row[index] <= 0:  # rounding at the block's end: its last index of positive weight
-        index = int(np.flatnonzero(row)[-1])
-    return b * block + index
 
 
 def model_probability(logits: torch.Tensor, token: int) -> float:

@@ -34,6 +34,8 @@ import os
 import numpy as np
 import torch
 
+from .sampling import inverse_cdf
+
 
 def session_options(threads: int | None = None, spinning: bool | None = None):
     """ONNX Runtime options for a batch-1 step: all graph optimisations, sequential execution, `threads`
@@ -86,16 +88,18 @@ class OrtStep:
         self._logits = [a.reshape(-1) for a in self._logits_out]
         self._states = [(torch.from_numpy(self._h[k]), torch.from_numpy(self._c[k])) for k in range(2)]
         self._logits_t = [torch.from_numpy(a[: self.vocab_size]) for a in self._logits]
-        feeds = [("token", self.token)]
-        fetches = [[("logits", self._logits_out[k])] for k in range(2)]  # binding k writes set k's outputs
-        for k in range(2):  # binding k: reads state k, writes state 1 - k
+        feeds = [("token", self.token)]  # bound in both sets
+        set_feeds, set_fetches = [], []  # binding k: reads state k, writes state 1 - k and set k's outputs
+        for k in range(2):
             h_in, c_in, h_out, c_out = self._h[k], self._c[k], self._h[1 - k], self._c[1 - k]
-            if layer_states:
-                fetches[k] = ([(f"{n}{i}", a[i : i + 1]) for n, a in (("h", h_in), ("c", c_in)) for i in range(self.num_layers)],
-                              fetches[k] + [(f"{n}_out{i}", a[i : i + 1]) for n, a in (("h", h_out), ("c", c_out))
-                                            for i in range(self.num_layers)])
+            if layer_states:  # one (1, 1, hidden) view a layer
+                layer = range(self.num_layers)
+                set_feeds.append([(f"{n}{i}", a[i : i + 1]) for n, a in (("h", h_in), ("c", c_in)) for i in layer])
+                outs = [(f"{n}_out{i}", a[i : i + 1]) for n, a in (("h", h_out), ("c", c_out)) for i in layer]
             else:
-                fetches[k] = ([("h", h_in), ("c", c_in)], fetches[k] + [("h_out", h_out), ("c_out", c_out)])
+                set_feeds.append([("h", h_in), ("c", c_in)])
+                outs = [("h_out", h_out), ("c_out", c_out)]
+            set_fetches.append([("logits", self._logits_out[k])] + outs)
         self.has_sampler = "probs" in outputs
         self.has_probabilities = "model_probs" in outputs
         if self.has_sampler:
@@ -115,11 +119,11 @@ class OrtStep:
             self._model_probs = [a.reshape(-1) for a in model_probs_out]
             self._drawn = [np.zeros((1, 1), np.int64) for _ in range(2)]
             for k in range(2):
-                fetches[k][1].extend([("probs", probs_out[k]), ("token_out", self._drawn[k])])
+                set_fetches[k] += [("probs", probs_out[k]), ("token_out", self._drawn[k])]
                 if self.has_probabilities:
-                    fetches[k][1].append(("model_probs", model_probs_out[k]))
+                    set_fetches[k].append(("model_probs", model_probs_out[k]))
         self._bindings = []
-        for feeds_k, fetches_k in fetches:
+        for feeds_k, fetches_k in zip(set_feeds, set_fetches):
             binding = session.io_binding()
             for name, array in feeds + feeds_k:
                 binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
@@ -235,26 +239,24 @@ class OrtStep:
         where rounding sent the graph's draw to a token of probability 0, a running sum in numpy."""
         k = 1 - self._current
         if self._greedy:
-            return int(np.argmax(self._probs_source(k)))
+            return self._greedy_token(k)
         if self._u_used[k] == u:
             token = int(self._drawn[k][0, 0])
             if self._probs[k][token] > 0:
                 return token
-        probs = self._probs[k][: self.vocab_size].astype(np.float64)
-        cdf = np.cumsum(probs)
-        index = int(cdf.searchsorted(u * cdf[-1], "right"))
-        return index if index < len(cdf) else int(np.flatnonzero(probs)[-1])  # rounding: the last possible
+        return inverse_cdf(self._probs[k][: self.vocab_size], u)
 
-    def _probs_source(self, k: int) -> np.ndarray:
-        """The masked logits of buffer set k (greedy: temperature 1)."""
-        return self._logits[k] + self.mask if self.has_probabilities else self._logits[k]
+    def _greedy_token(self, k: int) -> int:
+        """The most likely token not masked, in buffer set k (the graph's logits are at temperature 1
+        then; with `probabilities` the mask is a separate input)."""
+        return int(np.argmax(self._logits[k] + self.mask if self.has_probabilities else self._logits[k]))
 
     def probability(self, token: int) -> float:
         """The sampling distribution's probability of `token` for the last step (q(token)): the graph's
         softmax, which sums to 1 up to float32 rounding."""
         k = 1 - self._current
         if self._greedy:
-            return float(token == int(np.argmax(self._probs_source(k))))
+            return float(token == self._greedy_token(k))
         return float(self._probs[k][token])
 
     def probs(self) -> np.ndarray:
@@ -262,7 +264,7 @@ class OrtStep:
         k = 1 - self._current
         if self._greedy:
             one_hot = np.zeros(self.vocab_size)
-            one_hot[int(np.argmax(self._probs_source(k)))] = 1.0
+            one_hot[self._greedy_token(k)] = 1.0
             return one_hot
         probs = self._probs[k][: self.vocab_size].astype(np.float64)
         return probs / probs.sum()
@@ -282,9 +284,9 @@ class OrtStep:
             return float(self._model_probs[k][token])
         if self.has_sampler and not np.array_equal(self.bias, self._bias):
             raise RuntimeError("the logits are scaled and masked for sampling: build the graph with probabilities=True")
-        logits = self._logits[k][: self.vocab_size]
-        weights = np.exp(logits - logits.max())  # float32, as lstmgen.generate.model_probability
-        return float(weights[token] / weights.sum(dtype=np.float64))
+        from .generate import model_probability  # generate drives engines; it never imports this module
+
+        return model_probability(self._logits_t[k], token)
 
 
 def _initializer(proto, name: str) -> np.ndarray | None:
