@@ -29,12 +29,15 @@ import torch
 from lstmgen import publish as publish_lib
 from lstmgen import service
 from lstmgen import studio as studio_lib
+from lstmgen.data import CorpusError
 from lstmgen.sampling import SamplingConfig
+from lstmgen.hub import DEFAULT_HUB_TIMEOUT_S
 from lstmgen.service import LIMITS, MAX_PROMPT_CHARS, RequestError, ServedModel
 from lstmgen.settings import describe
+from lstmgen.web import BodyLimit, client_address
 
-models: dict[str, ServedModel] = {}
-studio: studio_lib.Studio | None = None  # visitors' trainings (build_demo makes it)
+models: dict[str, ServedModel] = {}  # the models everyone sees (a visitor's own model is reached by its key only)
+studio: studio_lib.Studio | None = None  # visitors' trainings and their models (build_demo makes it)
 # Probability bands for colouring generated tokens, most sure first.
 BANDS = [(0.9, "sure (≥ 90%)", "#16a34a"), (0.5, "likely (50–90%)", "#84cc16"), (0.1, "possible (10–50%)", "#f59e0b"),
          (0.0, "surprising (< 10%)", "#ef4444")]
@@ -43,11 +46,18 @@ BANDS = [(0.9, "sure (≥ 90%)", "#16a34a"), (0.5, "likely (50–90%)", "#84cc16
 # --------------------------------------------------------------------------- API functions
 
 
+def _reachable(model) -> dict[str, ServedModel]:
+    """The models this caller may use: everyone's, and the visitor's model whose key they hold. An unknown
+    key is answered like any unknown name, and errors list only everyone's models."""
+    visitor = studio.get(model) if studio is not None and model not in models else None
+    return {**models, model: visitor.served} if visitor is not None and visitor.served is not None else models
+
+
 def _validated(model, prompt, **sampling) -> service.Request:
     import gradio as gr
 
     try:
-        return service.validate(models, model, prompt, **sampling)
+        return service.validate(_reachable(model), model, prompt, **sampling)
     except RequestError as error:
         raise gr.Error(str(error), print_exception=False) from None
 
@@ -118,22 +128,23 @@ def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 
 
 
 def list_models() -> dict:
-    """What is loaded: for each model its source (Hub repo and revision, bundled, or a folder), size,
-    parameters and validation figures of the float and int8 copies; or the reason it could not be loaded.
-    Models that visitors trained (/train) are listed too, until they expire."""
-    if studio is not None:
-        studio.evict()  # expired models go (and leave `models` through on_evict)
+    """The models everyone can use: for each its source (Hub repo and revision, or bundled), size,
+    parameters and validation figures of the float and int8 copies, or that it could not be loaded. A model you trained (/train) is not
+    listed: its key, from /train's last update, is the only way to it."""
     return {name: served.info() for name, served in models.items()}
 
 
 def train(text: str, tokenizer: str = "char", size: str = "small", seconds: float = 60, request=None) -> Iterator[dict]:
-    """Train your own model on your text; streams progress, and the last update names the new model.
+    """Train your own model on your text; streams progress, and the last update holds the new model's key.
 
     Each update: {"status", "step", "epoch", "train_loss", "val_loss", "tokens_per_s", "elapsed_s", "done",
-    "model"}; status is "waiting" (then "place" and "wait_s" say where you are in the line), "training",
-    "done" or "failed" (with "error"). The last update's "model" is accepted by /generate,
-    /generate_stream and /next_tokens, and listed by /models, until it expires. One training runs at
-    a time per server; the text is never stored, only the trained model, for a limited time.
+    "model"}; status is "waiting" (then "place" and "wait_s" say where you are in the line), "tokenizing",
+    "training", "writing the model folder", then "done" or "failed" (with "error"). The last update's
+    "model" is a key of 128 random bits: /generate, /generate_stream and /next_tokens accept it as the
+    model's name, for you and whoever you give it to; nobody else can list or use the model. Its
+    "val_loss" and "val_loss_int8" are the kept (best) model's loss on the held-out text. One training
+    runs at a time per server, first come first served, and one per visitor; your text is never stored,
+    and the model is deleted after an hour (or sooner when newer models need the room).
 
     Inputs (checked on the server):
         text: UTF-8 text to learn from, the last 10% held out for validation (1 KB to 10 MB by default)
@@ -143,26 +154,53 @@ def train(text: str, tokenizer: str = "char", size: str = "small", seconds: floa
     """
     import gradio as gr
 
-    session = getattr(request, "session_hash", None) or "api"
     try:
-        for update in studio.train(text, tokenizer, size, seconds, session):
+        for update in studio.train(text, tokenizer, size, seconds, client=client_address(request),
+                                   session=getattr(request, "session_hash", None) or ""):
             yield _public(update)
     except studio_lib.TrainingError as error:
+        _refused("train", error)
         raise gr.Error(str(error), print_exception=False) from None
 
 
 def _public(update: dict) -> dict:
-    keys = ("status", "step", "epoch", "train_loss", "val_loss", "tokens_per_s", "elapsed_s", "done", "model",
-            "error", "place", "wait_s", "parameters", "vocab_size")
+    keys = ("status", "step", "epoch", "train_loss", "val_loss", "val_loss_int8", "tokens_per_s", "elapsed_s", "done",
+            "model", "error", "place", "wait_s", "parameters", "vocab_size")
     return {k: update.get(k) for k in keys if k in update or k in ("done", "model")}
+
+
+def _refused(what: str, error: Exception) -> None:
+    """A visitor's bad input is not a server fault: one log line, no traceback."""
+    print(f"refused {what}: {error}", flush=True)
 
 
 # --------------------------------------------------------------------------- UI
 
+# What one step writes, in a visitor's words, by tokenizer kind.
+UNITS = {"char": ("character", "characters"), "word": ("word", "words"), "subword": ("word piece", "word pieces")}
+HEADER = ("# lstmgen\nSmall LSTM networks that write text one piece at a time. Each model runs twice: as trained "
+          "(**full model**) and as a **compressed copy** about 4× smaller that stores its numbers in 8 bits. "
+          "Both get the same random numbers, so where their texts part, the compression made the difference. "
+          "See how fast each one writes, how sure it was of each piece, and what it expects next.")
+
+
+# Coloured text reads as running text: no padded box around each piece.
+CSS = (".running-text .textfield { display: block !important; word-break: normal !important; }\n"
+       ".running-text .token { display: inline; padding: 0 !important; margin: 0 !important; border-radius: 0 !important; }")
+
+
+def _unit(served: ServedModel, plural: bool = False) -> str:
+    return UNITS.get(served.loaded.tokenizer.kind, ("token", "tokens"))[plural]
+
+
+def _side_labels(served: ServedModel) -> dict[str, str]:
+    return {"float32": f"Full model ({served.float_bytes / 1e6:.2g} MB)",
+            "int8": f"Compressed copy ({served.int8_bytes / 1e6:.2g} MB)"}
+
 
 def _stats(side: dict) -> str:
-    return (f"**first token** {side['first_token_ms']:.0f} ms · **total** {side['total_ms']:.0f} ms · "
-            f"**{side['tokens_per_s']:.0f} tokens/s** · {side['size_mb']:.3g} MB")
+    return (f"**{side['tokens_per_s']:,.0f} pieces a second** · first after {side['first_token_ms']:.0f} ms · "
+            f"all in {side['total_ms']:.0f} ms")
 
 
 def _coloured(prompt: str, pieces: list[str], probabilities: list[float]) -> list[tuple[str, str | None]]:
@@ -170,102 +208,143 @@ def _coloured(prompt: str, pieces: list[str], probabilities: list[float]) -> lis
     return [(prompt, None)] + [(piece, band(p)) for piece, p in zip(pieces, probabilities)]
 
 
-def _fidelity(summary: dict) -> str:
-    seed = f"Seed **{summary['seed']}**. "
-    fidelity = summary.get("fidelity")
-    if not fidelity:
-        return seed + "Both models share their random numbers, so they choose alike wherever their distributions allow."
-    note = (seed + f"Fed the float model's text with the same random numbers, **int8 made the same choice as float at "
-            f"{fidelity['same_choice']:.1%} of the {fidelity['steps']} steps**; their most likely tokens agreed at "
-            f"{fidelity['top1_agreement']:.1%}, mean KL divergence {fidelity['mean_kl_nats']:.4f} nats per token.")
+def _fidelity(summary: dict, unit: tuple[str, str] = ("token", "tokens")) -> str:
+    """The comparison in words: where the texts part, and how often int8 picks as float does."""
+    fidelity, parted = summary.get("fidelity"), summary.get("parted_at")
+    if parted is None:
+        lead = "**The two texts are identical.**" if summary["done"] else "So far the two texts are identical."
+    elif parted == 0:
+        lead = f"**The texts part at the first {unit[0]}.**"
+    else:
+        lead = (f"**The texts part at {unit[0]} {parted + 1}**; up to there the compressed copy chose exactly as "
+                f"the full model.")
+    note = [lead]
+    if fidelity:
+        note.append(f"Given the full model's text, the compressed copy picks the same next {unit[0]} "
+                    f"**{fidelity['same_choice']:.1%}** of the time ({fidelity['steps']} {unit[1]}).")
+    note.append(f"<small>Random seed {summary['seed']} (type it under More settings to get this text again)"
+                + (f" · most likely {unit[0]} agrees {fidelity['top1_agreement']:.1%} · mean KL divergence "
+                   f"{fidelity['mean_kl_nats']:.4f} nats" if fidelity else "") + "</small>")
     if summary["unknown"]:
         shown = ", ".join(repr(u) for u in summary["unknown"])
-        note += (f"\n\n⚠️ {summary['unknown_total']} prompt piece(s) not in this model's vocabulary (dropped, mapped "
-                 f"to <unk> or spelled in bytes): {shown}")
-    return note
+        note.append(f"⚠️ {summary['unknown_total']} piece(s) of your prompt are not in this model's vocabulary and "
+                    f"were left out or spelled differently: {shown}")
+    return "\n\n".join(note)
 
 
-def _candidates(result: dict) -> tuple[dict, dict, str]:
+def _candidates(result: dict, unit: str = "token") -> tuple[dict, dict, str]:
     labels = [{c["token"]: c["probability"] for c in result[side]} for side in ("float32", "int8")]
-    same = "the same" if result["same_top1"] else "**different**"
-    return (*labels, f"Top choice: {same} · KL(float ‖ int8) = {result['kl_nats']:.5f} nats")
+    agree = (f"Both expect the same {unit} most." if result["same_top1"]
+             else f"**They expect different {unit}s most.**")
+    return (*labels, f"{agree} <small>KL divergence between the two predictions: {result['kl_nats']:.5f} nats</small>")
+
+
+FIGURE_NAMES = {"val": "held-out text", "test": "test text", "float": "full model", "int8": "compressed copy"}
+
+
+def _figure_name(key: str) -> str:
+    """val_slice_int8 -> "held-out text (first 4,000 tokens), compressed copy"."""
+    parts = key.split("_")
+    text = FIGURE_NAMES.get(parts[0], parts[0])
+    if "slice" in parts:
+        text += " (first 4,000 tokens)"
+    if "stream" in parts:
+        text += " (read as one stream)"
+    return f"{text}, {FIGURE_NAMES.get(parts[2] if 'slice' in parts else parts[1], '')}"
 
 
 def _model_card(served: ServedModel) -> str:
     info = served.info()
-    rows = "\n".join(f"| {key.replace('_', ' ')} | {fig['loss']:.4f} | {fig['perplexity']:.2f} |"
+    rows = "\n".join(f"| {_figure_name(key)} | {fig['perplexity']:.2f} | {fig['loss']:.4f} |"
                      for key, fig in info["figures"].items())
-    table = f"| split · model | loss | perplexity |\n|---|---|---|\n{rows}" if rows else "_no figures recorded_"
-    fallback = f"\n\nThe Hub was not used: {info['fallback_reason']}" if info.get("fallback_reason") else ""
-    return (f"**{info['parameters']:,} parameters** · vocabulary {info['vocab_size']:,} ({info['tokenizer']}) · "
-            f"float32 {info['size_mb']['float32']} MB, int8 {info['size_mb']['int8']} MB\n\n"
-            f"**Training data:** {served.record.corpus.note}\n\n**Weights from:** {info['source']}{fallback}\n\n{table}")
+    table = ("| measured on · model | choices it hesitates between (perplexity) | average surprise (loss, nats "
+             f"per token) |\n|---|---|---|\n{rows}") if rows else "_no figures recorded_"
+    hub = f"\n\n{info['hub']}" if info.get("hub") else ""
+    return (f"**Learned from:** {served.record.corpus.note}\n\n**Size:** {info['parameters']:,} numbers (parameters) "
+            f"· {info['vocab_size']:,} different {_unit(served, True)} it knows · full model {info['size_mb']['float32']}"
+            f" MB, compressed copy {info['size_mb']['int8']} MB\n\n**Weights from:** {info['source']}{hub}\n\n"
+            f"Lower is better in both columns; text it never saw while learning shows how well it generalises.\n\n"
+            f"{table}")
 
 
 def _loss_frame(served: ServedModel):
     import pandas as pd
 
     epochs = served.loaded.metrics.get("epochs", [])
-    rows = [{"epoch": e["epoch"], "loss": e[key], "split": label}
-            for e in epochs for key, label in (("train_loss", "train"), ("val_loss", "validation")) if key in e]
-    return pd.DataFrame(rows, columns=["epoch", "loss", "split"])
+    rows = [{"pass": e["epoch"], "loss": e[key], "text": label}
+            for e in epochs for key, label in (("train_loss", "text it learns from"),
+                                               ("val_loss", "held-out text")) if key in e]
+    return pd.DataFrame(rows, columns=["pass", "loss", "text"])
 
 
 def _tab(gr, served: ServedModel):
     name, record = served.name, served.record
     if served.loaded is None:
-        gr.Markdown(f"⚠️ **This model could not be loaded**, so this tab is disabled.\n\n`{served.error}`")
+        gr.Markdown("⚠️ **This model could not be loaded on the server**, so this tab is disabled.")
         return None
+    one, many = _unit(served), _unit(served, True)
+    labels = _side_labels(served)
     with gr.Row():
-        prompt = gr.Textbox(label="Prompt", value=record.examples[0], lines=3, max_lines=12,
-                            max_length=MAX_PROMPT_CHARS, elem_id=f"{name}-prompt", scale=3)
+        with gr.Column(scale=3, min_width=300):
+            prompt = gr.Textbox(label="Start the text", value=record.examples[0], lines=3, max_lines=12,
+                                max_length=MAX_PROMPT_CHARS, elem_id=f"{name}-prompt")
+            with gr.Row():
+                run = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate", scale=3, min_width=120)
+                stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
         with gr.Column(scale=2, min_width=240):
             temperature = gr.Slider(*LIMITS["temperature"], value=SamplingConfig.temperature, step=0.05,
-                                    label="Temperature (0 = greedy)")
-            length = gr.Slider(*LIMITS["length"], value=record.length, step=1, label="Length (new tokens)")
+                                    label="Creativity", info="Low: safe and repetitive. High: surprising. 0 always "
+                                    "takes the most likely piece (temperature).")
+            length = gr.Slider(*LIMITS["length"], value=record.length, step=1, label=f"Length ({many} to add)")
     gr.Examples(list(record.examples), inputs=prompt, label="Examples")
-    with gr.Accordion("Advanced", open=False):
+    with gr.Accordion("More settings", open=False):
         with gr.Row():
-            top_k = gr.Slider(*LIMITS["top_k"], value=SamplingConfig.top_k, step=1, label="Top-k (0 = off)")
-            top_p = gr.Slider(*LIMITS["top_p"], value=SamplingConfig.top_p, step=0.01, label="Top-p (1 = off)")
+            top_k = gr.Slider(*LIMITS["top_k"], value=SamplingConfig.top_k, step=1,
+                              label=f"Choose only among the most likely {many}",
+                              info="How many to keep; 0 keeps them all (top-k).")
+            top_p = gr.Slider(*LIMITS["top_p"], value=SamplingConfig.top_p, step=0.01,
+                              label="Leave out the unlikely ones",
+                              info="Keep the most likely until they add up to this share; 1 keeps all (top-p).")
             # A Textbox, not a Number: inside the closed accordion an empty gr.Number comes up showing 0
             # once opened and then sends 0, so every later run would use seed 0 instead of a random one.
-            seed = gr.Textbox(value="", label="Seed (empty = random)", placeholder="random", max_lines=1)
+            seed = gr.Textbox(value="", label="Random seed", placeholder="new each time", max_lines=1,
+                              info="The same seed and settings write the same text again.")
         allow_special = gr.Checkbox(value=SamplingConfig.allow_special,
-                                    label="Allow special tokens (<unk>, end of text): masked by default")
-    what = "word" if served.loaded.tokenizer.kind == "word" else "token"
-    with gr.Accordion(f"Predict the next {what}", open=True):
-        with gr.Row(equal_height=True):
-            float_next = gr.Label(num_top_classes=10, label="float32", elem_id=f"{name}-next-float")
-            int8_next = gr.Label(num_top_classes=10, label="int8", elem_id=f"{name}-next-int8")
-        with gr.Row():
-            next_note = gr.Markdown(elem_id=f"{name}-next-note")
-            predict = gr.Button(f"Predict next {what}", size="sm", scale=0, min_width=160)
-    with gr.Row():
-        run = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate", scale=3)
-        stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
-    colour = gr.Checkbox(value=False, label="Colour each generated token by the probability its model gave it",
+                                    label="Let the model write its markers for an unknown word or the end of a text",
+                                    info="Special tokens (<unk>, <eos>, <|endoftext|>) are left out by default.")
+    colour = gr.Checkbox(value=False, label="Colour each piece by how sure the model was of it",
                          elem_id=f"{name}-colour")
     outputs = {}
     with gr.Row(equal_height=True):
-        for side, label in (("float32", "float32"), ("int8", "int8 (dynamic quantization)")):
-            with gr.Column(min_width=280):
-                text = gr.Textbox(label=label, lines=10, max_lines=20, interactive=False, elem_id=f"{name}-{side}")
-                coloured = gr.HighlightedText(label=label, visible=False, show_legend=True, show_inline_category=False,
-                                              color_map={lbl: c for _, lbl, c in BANDS}, elem_id=f"{name}-{side}-colour")
+        for side in ("float32", "int8"):
+            with gr.Column(min_width=300):
+                text = gr.Textbox(label=labels[side], lines=10, max_lines=20, interactive=False, elem_id=f"{name}-{side}")
+                coloured = gr.HighlightedText(label=labels[side], visible=False, show_legend=True,
+                                              show_inline_category=False, combine_adjacent=False,
+                                              color_map={lbl: c for _, lbl, c in BANDS}, elem_id=f"{name}-{side}-colour",
+                                              elem_classes=["running-text"])
                 stats = gr.Markdown(elem_id=f"{name}-{side}-stats")
             outputs[side] = (text, coloured, stats)
     fidelity = gr.Markdown(elem_id=f"{name}-fidelity")
-    with gr.Accordion("Token probabilities (table)", open=False):
-        table = gr.Dataframe(headers=["#", "float32 token", "float32 p", "int8 token", "int8 p"], interactive=False)
-    with gr.Accordion("Model", open=False):
+    with gr.Accordion("What the model expects next", open=True, elem_id=f"{name}-next"):
+        with gr.Row(equal_height=True):
+            float_next = gr.Label(num_top_classes=10, label=labels["float32"], elem_id=f"{name}-next-float",
+                                  min_width=280)
+            int8_next = gr.Label(num_top_classes=10, label=labels["int8"], elem_id=f"{name}-next-int8", min_width=280)
+        with gr.Row():
+            next_note = gr.Markdown(elem_id=f"{name}-next-note")
+            predict = gr.Button(f"Predict the next {one}", size="sm", scale=0, min_width=160)
+    with gr.Accordion(f"How sure it was of each {one} (table)", open=False):
+        table = gr.Dataframe(headers=["#", f"full model's {one}", "its probability", f"compressed copy's {one}",
+                                      "its probability"], interactive=False)
+    with gr.Accordion("About this model", open=False):
         gr.Markdown(_model_card(served))
-        gr.LinePlot(_loss_frame(served), x="epoch", y="loss", color="split", title="Training loss curve",
-                    x_title="epoch", y_title="loss (nats per token)", height=260)
+        gr.LinePlot(_loss_frame(served), x="pass", y="loss", color="text", title="How it learned",
+                    x_title="pass over the training text (epoch)", y_title="average surprise (loss)", height=260)
 
     def on_predict(prompt, temperature):
         temperature = temperature if temperature > 0 else 1.0  # greedy has no spread to show: show temperature 1
-        return _candidates(next_tokens(name, prompt, 10, temperature))
+        return _candidates(next_tokens(name, prompt, 10, temperature), one)
 
     def on_generate(prompt, temperature, length, top_k, top_p, seed, allow_special):
         seed = seed.strip() if isinstance(seed, str) else seed  # "" (or blanks) = random
@@ -279,7 +358,8 @@ def _tab(gr, served: ServedModel):
             rows = [[i + 1, f.replace("\n", "↵"), round(pf, 4), q.replace("\n", "↵"), round(pq, 4)]
                     for i, (f, pf, q, pq) in enumerate(zip(result.float.pieces, result.float.probabilities,
                                                            result.int8.pieces, result.int8.probabilities))]
-            yield (*row, _fidelity(summary), rows if result.done else gr.skip())
+            yield (*row, _fidelity(summary, UNITS.get(served.loaded.tokenizer.kind, ("token", "tokens"))),
+                   rows if result.done else gr.skip())
 
     next_outputs = [float_next, int8_next, next_note]
     predict.click(on_predict, [prompt, temperature], next_outputs, api_visibility="private",
@@ -300,70 +380,87 @@ def _tab(gr, served: ServedModel):
 def _curve_frame(update: dict):
     import pandas as pd
 
-    rows = [{"seconds": p["elapsed_s"], "loss": p[key], "split": label} for p in update.get("curve", [])
-            for key, label in (("train_loss", "train"), ("val_loss", "validation")) if p.get(key) is not None]
-    return pd.DataFrame(rows, columns=["seconds", "loss", "split"])
+    rows = [{"seconds": p["elapsed_s"], "loss": p[key], "text": label} for p in update.get("curve", [])
+            for key, label in (("train_loss", "your text"), ("val_loss", "held-out part")) if p.get(key) is not None]
+    return pd.DataFrame(rows, columns=["seconds", "loss", "text"])
 
 
 def _train_status(update: dict) -> str:
-    if update["status"] == "waiting":
+    status = update["status"]
+    if status == "waiting":
         return (f"⏳ Another visitor's model is training. You are **number {update['place'] + 1}** in line: "
                 f"about {update['wait_s']:.0f} s to wait.")
-    if update["status"] == "failed":
+    if status == "failed":
         return f"⚠️ {update['error']}"
-    parts = [f"**{update['status']}** · step {update['step']:,} · {update['elapsed_s']:.0f} s"]
-    if update.get("train_loss") is not None:
-        parts.append(f"train loss {update['train_loss']:.3f}")
+    if status in ("reading your text", "tokenizing"):
+        return f"⏳ {'Reading your text' if status == 'reading your text' else 'Cutting your text into pieces'}…"
+    if status == "done":
+        return "✅ **Done.** Your model is ready below."
+    parts = [f"**{status}** · {update['elapsed_s']:.0f} s · step {update['step']:,}"]
     if update.get("val_loss") is not None:
-        parts.append(f"validation loss {update['val_loss']:.3f}")
+        parts.append(f"surprise on the held-out part {update['val_loss']:.3f}")
+    if update.get("train_loss") is not None:
+        parts.append(f"on your text {update['train_loss']:.3f}")
     if update.get("tokens_per_s"):
-        parts.append(f"{update['tokens_per_s']:,.0f} tokens/s")
+        parts.append(f"{update['tokens_per_s']:,.0f} pieces/s")
     return " · ".join(parts)
 
 
-def _trained_figures(served: ServedModel) -> str:
-    final = served.loaded.metrics.get("final", {})
-    loss = {k: final[k]["loss"] for k in ("val_float", "val_int8") if k in final}
-    cost = (loss["val_int8"] - loss["val_float"]) / loss["val_float"] if len(loss) == 2 else 0.0
-    return (f"**{served.name}**: {served.loaded.model.num_parameters():,} parameters · vocabulary "
-            f"{served.loaded.tokenizer.vocab_size:,} ({served.loaded.tokenizer.kind}) · validation loss "
-            f"{loss.get('val_float', float('nan')):.4f} (int8 {loss.get('val_int8', float('nan')):.4f}, "
-            f"{cost:+.2%}) · kept on this server for {studio.limits.keep_s / 60:.0f} min")
+def _trained_figures(served: ServedModel, update: dict) -> str:
+    loss, int8 = update.get("val_loss"), update.get("val_loss_int8")
+    cost = f"; the compressed copy's is {(int8 - loss) / loss:+.2%} from it" if loss and int8 is not None else ""
+    return (f"**Your model** has {served.loaded.model.num_parameters():,} parameters and knows "
+            f"{served.loaded.tokenizer.vocab_size:,} different {_unit(served, True)}. On the last 10% of your text, "
+            f"which it never learned from, its average surprise is **{loss:.3f}** (loss, nats per "
+            f"{_unit(served)}; lower is better){cost}. It stays on this server for "
+            f"{studio.limits.keep_s / 60:.0f} minutes, for you only.")
 
 
 def _train_tab(gr) -> None:
     limits = studio.limits
-    gr.Markdown(f"Train an LSTM on your own text, here on the server, then compare its float and int8 copies, "
-                f"download it, or publish it to your Hugging Face account. Text: {limits.min_bytes:,} bytes to "
-                f"{limits.max_bytes / 1e6:g} MB of UTF-8, the last 10% held out for validation; it is never stored. "
-                f"One training runs at a time; models are deleted after {limits.keep_s / 60:.0f} minutes.")
+    gr.Markdown(f"Teach a small model your own text, here on the server, then try it, download it, or publish it "
+                f"to your Hugging Face account. Give {limits.min_bytes / 1e3:g} KB to {limits.max_bytes / 1e6:g} MB "
+                f"of plain text; the last 10% is kept aside to check what it learned. Your text is never stored, "
+                f"and your model is yours: nobody else can see or use it, and it is deleted after "
+                f"{limits.keep_s / 60:.0f} minutes. One model trains at a time.")
     with gr.Row():
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, min_width=300):
             upload = gr.File(label="Upload a .txt file", file_types=[".txt"], type="filepath", elem_id="train-file")
-            pasted = gr.Textbox(label="…or paste text", lines=5, max_lines=10, elem_id="train-text")
+            pasted = gr.Textbox(label="…or paste text", lines=5, max_lines=10, max_length=limits.max_bytes,
+                                elem_id="train-text")
             with gr.Row():
-                dataset = gr.Textbox(label="…or a Hub dataset id", placeholder="stanfordnlp/imdb", scale=3)
-                column = gr.Textbox(value="text", label="its text column", scale=1, min_width=100)
+                dataset = gr.Textbox(label="…or a public dataset on Hugging Face", placeholder="stanfordnlp/imdb",
+                                     info=f"Its id on the Hub; up to {limits.max_bytes / 1e6:g} MB of it is read.",
+                                     scale=3, max_lines=1, max_length=200, elem_id="train-dataset")
+                column = gr.Textbox(value="text", label="Column with the text", scale=1, min_width=100, max_lines=1,
+                                    max_length=100)
         with gr.Column(scale=2, min_width=260):
-            tokenizer = gr.Radio(list(studio_lib.TOKENIZERS), value="char", label="Tokenizer")
-            size = gr.Radio([(f"{n} (≈{studio_lib.parameter_count(n) / 1e3:,.0f} k parameters for characters)", n)
-                             for n in studio_lib.SIZES], value="small", label="Size")
-            seconds = gr.Slider(limits.min_seconds, limits.max_seconds, value=60, step=5, label="Time budget (seconds)")
+            tokenizer = gr.Radio([("letters", "char"), ("words", "word"), ("word pieces", "subword")], value="char",
+                                 label="Read the text as", info="The model writes one of these at a time (tokenizer).")
+            size = gr.Radio([(f"{n} ({studio_lib.parameter_count(n) / 1e3:,.0f} k parameters)", n)
+                             for n in studio_lib.SIZES], value="small", label="Model size",
+                            info="Bigger learns more but needs more time.")
+            seconds = gr.Slider(limits.min_seconds, limits.max_seconds, value=60, step=5, label="Training time (seconds)")
             with gr.Row():
                 start = gr.Button("Train", variant="primary", elem_id="train-start")
-                stop = gr.Button("Stop (keeps the best so far)", variant="stop", elem_id="train-stop")
+                stop = gr.Button("Stop (keeps the best so far)", variant="stop", elem_id="train-stop",
+                                 interactive=False)
     status = gr.Markdown(elem_id="train-status")
-    curve = gr.LinePlot(x="seconds", y="loss", color="split", title="Loss while training", x_title="seconds",
-                        y_title="loss (nats per token)", height=260, elem_id="train-plot")
-    trained = gr.State(None)
+    curve = gr.LinePlot(x="seconds", y="loss", color="text", title="Surprise while learning (lower is better)",
+                        x_title="seconds", y_title="average surprise (loss)", height=260, elem_id="train-plot",
+                        visible=False)
+    trained = gr.State(None)  # the key of this session's model
     with gr.Column(visible=False) as result:
         figures = gr.Markdown(elem_id="train-figures")
         with gr.Row():
-            prompt = gr.Textbox(label="Prompt", lines=2, scale=3, elem_id="train-prompt")
+            prompt = gr.Textbox(label="Start the text", lines=2, scale=3, elem_id="train-prompt", max_length=MAX_PROMPT_CHARS)
             generate_button = gr.Button("Generate with your model", variant="primary", elem_id="train-generate")
+        sides = []
         with gr.Row(equal_height=True):
-            texts = [gr.Textbox(label=label, lines=6, interactive=False, elem_id=f"train-{side}")
-                     for side, label in (("float32", "float32"), ("int8", "int8 (dynamic quantization)"))]
+            for side, label in (("float32", "Full model"), ("int8", "Compressed copy")):
+                with gr.Column(min_width=300):
+                    sides += [gr.Textbox(label=label, lines=6, interactive=False, elem_id=f"train-{side}"),
+                              gr.Markdown(elem_id=f"train-{side}-stats")]
         fidelity = gr.Markdown(elem_id="train-fidelity")
         download = gr.DownloadButton("Download the model folder (.zip)", elem_id="train-download")
         with gr.Row():
@@ -371,77 +468,110 @@ def _train_tab(gr) -> None:
 
             if get_space():  # "Sign in with Hugging Face" (hf_oauth in the README's front matter)
                 gr.LoginButton()
-            else:  # locally gradio's login button needs a saved login and the Hub; the push uses the saved login
-                gr.Markdown("Publishing uses this machine's Hugging Face login (`hf auth login`, or HF_TOKEN).")
-            repo = gr.Textbox(label="Repo name on your account", placeholder="my-lstm", scale=2)
-            publish = gr.Button("Publish to my Hub account")
-        published = gr.Markdown()
+                how = "Sign in with Hugging Face (the button) to publish to your own account."
+            else:
+                how = (f"Publishing needs a Hugging Face sign-in, which only a Space offers. On your own machine, "
+                       f"start the app with {publish_lib.SERVER_TOKEN_ENV}=1 to publish with this machine's login.")
+            gr.Markdown(how, elem_id="train-publish-how")
+            repo = gr.Textbox(label="Name of the new repo on your account", placeholder="my-lstm", scale=2,
+                              max_lines=1, max_length=96)
+            publish = gr.Button("Publish to my account", elem_id="train-publish")
+        published = gr.Markdown(elem_id="train-published")
 
     def on_train(upload, pasted, dataset, column, tokenizer, size, seconds, request: gr.Request,
                  progress=gr.Progress()):
-        text = _visitor_text(upload, pasted, dataset, column)
+        hidden = gr.update(visible=False)
+        yield "⏳ Reading your text…", hidden, gr.skip(), hidden, gr.skip(), gr.skip(), gr.update(interactive=True)
         update = {"status": "waiting"}
-        for update in studio.train(text, tokenizer, size, seconds, request.session_hash):
-            if update["status"] == "training":
-                progress(min(1.0, update["elapsed_s"] / float(seconds)), desc="training")
-            yield _train_status(update), _curve_frame(update), gr.skip(), gr.update(visible=False), gr.skip(), gr.skip()
+        try:
+            text = _visitor_text(upload, pasted, dataset, column)
+            for update in studio.train(text, tokenizer, size, seconds, client=client_address(request),
+                                       session=request.session_hash):
+                if update["status"] == "training":
+                    progress(min(1.0, update["elapsed_s"] / float(seconds)), desc="training")
+                plot = gr.update(value=_curve_frame(update), visible=True) if update.get("curve") else gr.skip()
+                yield _train_status(update), plot, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        except (studio_lib.TrainingError, CorpusError) as error:
+            _refused("a training", error)
+            raise gr.Error(str(error), print_exception=False) from None
         if not update.get("model"):
             return
-        name = update["model"]
-        archive = shutil.make_archive(str(Path(update["folder"]).parent / name), "zip", update["folder"])
-        yield (_train_status(update), _curve_frame(update), name, gr.update(visible=True),
-               _trained_figures(models[name]), archive)
+        key, folder = update["model"], studio.folder(update["model"])
+        archive = shutil.make_archive(str(folder.parent / key), "zip", folder)  # deleted with the model
+        yield (_train_status(update), gr.skip(), key, gr.update(visible=True),
+               _trained_figures(studio.get(key).served, update), archive, gr.skip())
 
-    def on_generate_trained(name, prompt):
-        if name not in models:
-            raise gr.Error("this model has expired: train it again", print_exception=False)
-        request = _validated(name, prompt, length=200, seed=None)
+    def on_generate_trained(key, prompt):
+        if studio.get(key) is None:
+            raise gr.Error("your model has expired: train it again", print_exception=False)
+        request = _validated(key, prompt, length=200, seed=None)
         *_, result = service.side_by_side(request, stream_every_s=float("inf"))
         summary = result.summary()
-        return prompt + result.float.text, prompt + result.int8.text, _fidelity(summary)
+        return (prompt + result.float.text, _stats(summary["float32"]), prompt + result.int8.text,
+                _stats(summary["int8"]), _fidelity(summary, UNITS[studio.get(key).served.loaded.tokenizer.kind]))
 
-    def on_publish(name, repo, oauth_token: gr.OAuthToken | None):
-        folder = studio.folder(name) if name else None
+    def on_publish(key, name, oauth_token: gr.OAuthToken | None):
+        folder = studio.folder(key)
         if folder is None:
             raise gr.Error("train a model first (or train it again: it has expired)", print_exception=False)
-        token = oauth_token.token if oauth_token is not None else publish_lib.local_token()
+        token = publish_lib.publishing_token(oauth_token.token if oauth_token is not None else None)
         try:
-            return f"Published: {publish_lib.push_to_account(folder, repo, token)}"
+            return f"Published: {publish_lib.push_to_account(folder, name, token)}"
         except publish_lib.PublishError as error:
+            _refused("a publish", error)
             raise gr.Error(str(error), print_exception=False) from None
 
-    start.click(on_train, [upload, pasted, dataset, column, tokenizer, size, seconds],
-                              [status, curve, trained, result, figures, download], api_visibility="private",
-                              concurrency_id="train", concurrency_limit=studio_lib.Limits().max_models + 4)
+    train_event = start.click(on_train, [upload, pasted, dataset, column, tokenizer, size, seconds],
+                              [status, curve, trained, result, figures, download, stop], api_visibility="private",
+                              concurrency_id="train", concurrency_limit=_train_slots())
+    train_event.then(lambda: gr.update(interactive=False), None, stop, api_visibility="private", queue=False)
+
     def on_stop(request: gr.Request):
         studio.stop(request.session_hash)
 
     stop.click(on_stop, None, None, api_visibility="private", queue=False)
-    generate_button.click(on_generate_trained, [trained, prompt], [*texts, fidelity], api_visibility="private",
+    generate_button.click(on_generate_trained, [trained, prompt], [*sides, fidelity], api_visibility="private",
                           concurrency_id="generate")
     publish.click(on_publish, [trained, repo], published, api_visibility="private")
 
 
-def _visitor_text(upload, pasted, dataset, column) -> str:
-    """The text a visitor gave: an uploaded file, pasted text or a Hub dataset's text column."""
-    import gradio as gr
-
-    from lstmgen.data import CorpusError, load_text
+def _visitor_text(upload, pasted, dataset, column):
+    """The text a visitor gave: an uploaded file's (the file is deleted once read), pasted text, or a function
+    that reads a public Hub dataset, which the studio calls when the visitor's turn comes."""
+    from lstmgen.data import check_hub_dataset_id, read_hub_dataset
 
     given = [bool(upload), bool(pasted and pasted.strip()), bool(dataset and dataset.strip())]
     if sum(given) != 1:
-        raise gr.Error("give your text one way: upload a file, paste text, or name a Hub dataset", print_exception=False)
-    try:
-        if upload:
-            size = Path(upload).stat().st_size
-            if size > studio.limits.max_bytes:
-                raise studio_lib.TrainingError(f"the file is {size:,} bytes; the limit is {studio.limits.max_bytes:,}")
-            return studio_lib.decode_upload(Path(upload).read_bytes())
-        if pasted:
-            return pasted
-        return load_text(dataset=dataset.strip(), text_column=(column or "text").strip())
-    except (studio_lib.TrainingError, CorpusError) as error:
-        raise gr.Error(str(error), print_exception=False) from None
+        raise studio_lib.TrainingError("give your text one way: upload a file, paste text, or name a Hub dataset")
+    limits = studio.limits
+    if upload:
+        path = Path(upload)
+        try:
+            size = path.stat().st_size
+            if size > limits.max_bytes:
+                raise studio_lib.TrainingError(f"the file is {size:,} bytes; the limit is {limits.max_bytes:,}")
+            return studio_lib.decode_upload(path.read_bytes())
+        finally:
+            path.unlink(missing_ok=True)
+    if pasted:
+        return pasted
+    dataset_id, column = check_hub_dataset_id(dataset), (column or "text").strip()
+    return lambda: read_hub_dataset(dataset_id, column, max_bytes=limits.max_bytes, timeout_s=limits.dataset_timeout_s)
+
+
+def _train_slots() -> int:
+    """/train's one concurrency limit (its button and its API share it): the running training, those waiting
+    in the studio's line, and a few more so that a refusal (line full, one per visitor) is answered at once
+    instead of waiting in Gradio's queue. Generation has its own limit, so trainings never hold its slots."""
+    return studio.limits.max_waiting + 1 + 4
+
+
+def _forget(key: str) -> None:
+    """A visitor's model was deleted: delete Gradio's copy of its zip too (the download), named by its key."""
+    from gradio.utils import get_upload_folder
+
+    for copy in Path(get_upload_folder()).glob(f"*/{key}.zip"):
+        shutil.rmtree(copy.parent, ignore_errors=True)
 
 
 def build_demo(served_models: dict[str, ServedModel], studio_root=None):
@@ -450,12 +580,12 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None):
     global studio
     models.clear()
     models.update(served_models)
-    # A visitor's model is served like any other (named by its metrics.json) until the studio deletes it.
-    studio = studio_lib.Studio(root=studio_root, on_evict=lambda name: models.pop(name, None),
-                               on_ready=lambda name, folder: models.update({name: service.load_source(folder)}))
-    with gr.Blocks(title="lstmgen: LSTM text generation") as demo:
-        gr.Markdown("# lstmgen\nLSTM text generation, each model beside its dynamically int8-quantized copy: "
-                    "shared random numbers, the latency of each, and a look inside.")
+    studio = studio_lib.Studio(root=studio_root, load=lambda folder: service.load_source(folder, use_hub=False),
+                               on_evict=_forget)
+    # Gradio's own cache (uploads, the zips it serves) is cleaned as often as the studio's models expire.
+    keep_s = int(studio.limits.keep_s)
+    with gr.Blocks(title="lstmgen: LSTM text generation", delete_cache=(min(300, keep_s), keep_s)) as demo:
+        gr.Markdown(HEADER)
         on_load = []
         with gr.Tabs():
             for name, served in served_models.items():
@@ -471,11 +601,22 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None):
             demo.load(fn, inputs, outputs, api_visibility="private", concurrency_id="next_tokens", show_progress="hidden")
         # gradio injects the request where a parameter's type says gr.Request; it is imported late (main).
         train.__annotations__["request"] = gr.Request
-        gr.api(train, api_name="train", concurrency_id="train")
+        gr.api(train, api_name="train", concurrency_id="train", concurrency_limit=_train_slots())
     # Each request decodes on one core; a few at a time keep latency low, the queue holds the rest.
     demo.queue(default_concurrency_limit=4, max_size=64)
     _apply_defaults_to_short_calls(demo)
     return demo
+
+
+def launch(demo, **options):
+    """demo.launch with the limits a public server needs: uploads above the text limit are refused by Gradio
+    itself, and any request body over twice that (JSON escapes a newline in two bytes) is refused unread."""
+    from starlette.middleware import Middleware
+
+    max_bytes = studio.limits.max_bytes
+    return demo.launch(max_file_size=max_bytes, css=CSS,
+                       app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=2 * max_bytes + 1_000_000)]},
+                       **options)
 
 
 def _apply_defaults_to_short_calls(demo) -> None:
@@ -512,7 +653,7 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", default=os.environ.get("GRADIO_SHARE") == "True")
-    parser.add_argument("--hub-timeout", type=float, default=float(os.environ.get("LSTMGEN_HUB_TIMEOUT", "4")),
+    parser.add_argument("--hub-timeout", type=float, default=float(os.environ.get("LSTMGEN_HUB_TIMEOUT", str(DEFAULT_HUB_TIMEOUT_S))),
                         help="seconds to wait for the Hub per model (LSTMGEN_HUB_TIMEOUT)")
     parser.add_argument("--no-hub", action="store_true", help="use the bundled weights without asking the Hub")
     args = parser.parse_args(argv)
@@ -527,8 +668,19 @@ def main(argv=None) -> None:
 
     loader.join()
     for name, served in loaded.items():
-        print(f"{name}: {served.loaded.source if served.loaded else 'NOT LOADED: ' + served.error}", flush=True)
-    build_demo(loaded).launch(server_name=args.host, server_port=args.port, share=args.share)
+        why = f" (the Hub was not used: {served.loaded.fallback_reason})" if served.loaded and served.loaded.fallback_reason else ""
+        print(f"{name}: {served.loaded.source + why if served.loaded else 'NOT LOADED: ' + served.error}", flush=True)
+    _stop_on_sigterm()
+    launch(build_demo(loaded), server_name=args.host, server_port=args.port, share=args.share)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a Space restarting, `kill`) ends the app like Ctrl-C does, so the visitors' models folder is
+    deleted on the way out (the studio registers that with atexit)."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 
 if __name__ == "__main__":

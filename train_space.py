@@ -8,7 +8,9 @@
 
 A preset (lstmgen/records.py) brings its corpus, split and settings; any flag overrides them. A new
 model takes any text: local files (`--data`), or a dataset (`--dataset`: a Hub id, or a local folder
-laid out as the Hub lays out a dataset), with the last `--held-out` share held out for validation.
+laid out as the Hub lays out a dataset), with the last `--held-out` share held out for validation. It
+trains with the app's Train your own recipe (lstmgen/records.py, NEW_MODEL_*: the `--size` small model,
+a cosine fitted to the time budget, 60 s unless `--time-budget` says otherwise); any flag overrides it.
 
 The output folder holds the training state (last.pt, resumable) and, when training ends,
 `model/`: config.json, model.safetensors, tokenizer, metrics.json, loss curve and model card,
@@ -32,8 +34,9 @@ from lstmgen.data import DATA_ENV, Corpus, CorpusError, load_text, read_corpus
 from lstmgen.errors import run_politely
 from lstmgen.hub import resolve
 from lstmgen.model import ModelConfig
-from lstmgen.records import PRESETS, ModelRecord, TokenizerSpec, prepare
-from lstmgen.settings import add_flags, checked, given
+from lstmgen.records import (NEW_MODEL_HELD_OUT, NEW_MODEL_SIZE, NEW_MODEL_SIZES, PRESETS, ModelRecord, new_model,
+                             new_model_batch_size, prepare)
+from lstmgen.settings import SettingError, add_flags, checked, given
 from lstmgen.train import Trainer, TrainConfig, resolve_device
 
 
@@ -48,9 +51,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     what.add_argument("--dataset", help="a Hub dataset id (e.g. stanfordnlp/imdb) or a local folder laid out like one")
     what.add_argument("--text-column", default="text", help="the dataset's text column")
     what.add_argument("--split", default="train", help="the dataset's split to train on")
-    what.add_argument("--held-out", type=float, default=0.1, help="a new model: the last share held out for validation")
-    what.add_argument("--min-freq", type=int, help="a new word/subword model: uses a token needs for its own id "
-                                                   "(default 3 for word, 1 for subword)")
+    what.add_argument("--size", choices=sorted(NEW_MODEL_SIZES), default=NEW_MODEL_SIZE,
+                      help="a new model: the app's model size (the model flags below override it)")
+    what.add_argument("--held-out", type=float, default=NEW_MODEL_HELD_OUT,
+                      help="a new model: the last share held out for validation")
+    what.add_argument("--min-freq", type=int, default=1,
+                      help="a new word/subword model: uses a token needs for its own id (default 1, as in the app)")
     run = parser.add_argument_group("the run")
     run.add_argument("--out", help="output folder (default runs/NAME)")
     run.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
@@ -62,8 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     run.add_argument("--bundle", action="store_true", help="copy the model folder into lstmgen/pretrained/NAME")
     run.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the model folder to this Hub repo")
     run.add_argument("--notes", default="", help="text for the model card's notes (what was tried)")
-    add_flags(parser, ModelConfig, "model (a preset's values unless given)")
-    add_flags(parser, TrainConfig, "training (a preset's values unless given)")
+    add_flags(parser, ModelConfig, "model (a preset's or the new-model recipe's values unless given)")
+    add_flags(parser, TrainConfig, "training (a preset's or the new-model recipe's values unless given)")
     args = parser.parse_args(argv)
     if (args.preset is None) == (args.tokenizer is None):
         parser.error("give --preset NAME, or --tokenizer char|word|subword for a new model")
@@ -75,16 +81,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def new_record(args) -> ModelRecord:
-    """The record of a model that is not a preset: its text, tokenizer and the default settings."""
+    """The record of a model that is not a preset: its text and tokenizer, and the recipe for new models
+    (the app's Train your own settings)."""
     source = args.dataset or args.data
     name = args.name or f"{args.tokenizer}-{Path(source.rstrip('/')).stem or 'text'}"
-    min_freq = args.min_freq or (3 if args.tokenizer == "word" else 1)
     corpus = Corpus(name=Path(source.rstrip("/")).name if args.data else args.dataset,
                     dataset=args.dataset, text_column=args.text_column, dataset_split=args.split,
                     cuts=(round(1 - args.held_out, 6),),
                     note=f"{source}, first {1 - args.held_out:.0%} for training, last {args.held_out:.0%} for validation")
-    return ModelRecord(name=name, long_name=name, title=name, corpus=corpus,
-                       tokenizer=TokenizerSpec(args.tokenizer, min_freq))
+    return new_model(name, args.tokenizer, corpus, args.size, min_freq=args.min_freq)
 
 
 def read_text(record: ModelRecord, args) -> str:
@@ -106,6 +111,9 @@ def main(argv=None) -> int:
         checked(settings, **given(args, settings))
     record = replace(record, model=replace(record.model, **given(args, ModelConfig)),
                      train=replace(record.train, **given(args, TrainConfig)))
+    if record.train.lr_schedule == "budget" and not record.train.time_budget_s:
+        raise SettingError("--lr-schedule budget fits the rate to the time budget: give --time-budget SECONDS, "
+                           "or another --lr-schedule with --epochs")
     token = publish.require_token() if args.push_to_hub else None  # fail before any training; never printed
     if record.train.threads:
         torch.set_num_threads(record.train.threads)
@@ -120,6 +128,8 @@ def main(argv=None) -> int:
 
     data = prepare(record, read_text(record, args))
     config = replace(record.train, device=device, eval_per_tokens=data.val_per_tokens, eval_num_chars=data.val_chars)
+    if args.tokenizer and args.batch_size is None:  # as the app does: a short text trains on fewer streams
+        config = replace(config, batch_size=new_model_batch_size(config, len(data.train_ids)))
     torch.manual_seed(config.seed)
     model = record.model.build(data.tokenizer.vocab_size)
     if args.init_from:

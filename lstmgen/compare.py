@@ -6,6 +6,8 @@ forward, and the int8 engine's (one step a token, ~0.1 ms each: 300 tokens in ~4
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from .sampling import SamplingConfig, distribution
@@ -29,16 +31,20 @@ def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 def next_tokens(float_model, int8_model, tokenizer: Tokenizer, prompt_ids: list[int], k: int,
                 config: SamplingConfig, banned=None) -> dict:
     """The k most likely next tokens under each model (the distribution generation would sample from),
-    the KL divergence between the two distributions, and whether their top choices agree."""
+    the KL divergence between the two distributions, and whether their top choices agree. The divergence
+    is taken at the temperature with special tokens masked, before top-k and top-p: those can leave the
+    two models different tokens to choose from, and the divergence would then be infinite."""
     inputs = torch.tensor([prompt_ids])
-    dists = [distribution(model(inputs)[0][0, -1].double(), config, banned) for model in (float_model, int8_model)]
+    logits = [model(inputs)[0][0, -1].double() for model in (float_model, int8_model)]
+    dists = [distribution(values, config, banned) for values in logits]
+    whole = replace(config, top_k=0, top_p=1.0)
 
     def top(probs):
         values, ids = torch.topk(probs, min(k, probs.numel()))
         return [{"token": visible(tokenizer.piece(int(i))), "probability": float(v)}
                 for v, i in zip(values, ids) if v > 0]
 
-    log_p, log_q = (d.clamp_min(1e-300).log() for d in dists)
+    log_p, log_q = (distribution(values, whole, banned).clamp_min(1e-300).log() for values in logits)
     return {"float32": top(dists[0]), "int8": top(dists[1]),
             # KL is never negative; rounding can make a near-zero one slightly so.
             "kl_nats": max(0.0, float(kl_divergence(log_p, log_q))), "same_top1": int(dists[0].argmax()) == int(dists[1].argmax())}

@@ -12,7 +12,12 @@ instead of restarting on shuffled, independent windows.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +27,7 @@ import torch
 from .files import SHIPPED_DATA_DIR
 
 DATA_ENV = "LSTMGEN_DATA"
+log = logging.getLogger("lstmgen.data")
 
 
 class CorpusError(RuntimeError):
@@ -104,6 +110,79 @@ def load_text(files: str | Path | list[str | Path] | None = None, dataset: str |
         raise CorpusError(f"a corpus file is not UTF-8 text ({error.reason} at byte {error.start}): "
                           f"{', '.join(map(str, files))}") from None
     return "".join(rows["text"])
+
+
+# A Hub dataset id as the Hub spells it: "name" or "owner/name", letters, digits, "-", "_", "." (no "--" or "..",
+# no leading or trailing "-" or "."), at most 96 characters a part.
+_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+HUB_DATASET_ID = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
+
+
+def check_hub_dataset_id(dataset_id) -> str:
+    """A visitor's dataset id, refused unless it is a Hub id and nothing else: never a path, nor a name
+    that `datasets` would read from this server's disk (it looks for a local folder first)."""
+    dataset_id = dataset_id.strip() if isinstance(dataset_id, str) else ""
+    if not HUB_DATASET_ID.fullmatch(dataset_id) or "--" in dataset_id or ".." in dataset_id:
+        raise CorpusError("give a Hugging Face dataset id, like stanfordnlp/imdb (letters, digits, '-', '_' and '.', "
+                          "with at most one '/')")
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES  # "text", "csv", …: readers of local files
+
+    if os.path.lexists(dataset_id) or os.path.lexists(dataset_id.split("/")[0]) or \
+            dataset_id.lower() in _PACKAGED_DATASETS_MODULES:
+        raise CorpusError(f"{dataset_id!r} is not a Hub dataset this app can read: choose another id")
+    return dataset_id
+
+
+def read_hub_dataset(dataset_id: str, text_column: str = "text", split: str = "train", max_bytes: int = 10_000_000,
+                     timeout_s: float = 60.0) -> str:
+    """A visitor's Hub dataset, read as a stranger would: anonymously (never this server's token), streamed row
+    by row (nothing is downloaded whole or cached), and stopped at `max_bytes` of text or `timeout_s` seconds,
+    each with a clear CorpusError. Dataset scripts are refused by `datasets` itself (5.x)."""
+    dataset_id = check_hub_dataset_id(dataset_id)
+    text_column = (text_column or "text").strip()
+    result: dict = {}
+    deadline = time.monotonic() + timeout_s
+
+    def read():
+        from datasets import load_dataset
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="lstmgen-dataset-") as cache:
+                rows = load_dataset(dataset_id, split=split, streaming=True, token=False, cache_dir=cache)
+                if rows.column_names is not None and text_column not in rows.column_names:
+                    result["error"] = (f"the dataset {dataset_id} has no column {text_column!r}; its columns are "
+                                       f"{', '.join(rows.column_names)}")
+                    return
+                parts, size = [], 0
+                for row in rows:
+                    text = row.get(text_column)
+                    if not isinstance(text, str):
+                        continue
+                    size += len(text.encode("utf-8")) + 1
+                    if size > max_bytes:
+                        result["error"] = (f"the dataset {dataset_id} has more than {max_bytes:,} bytes of text; "
+                                           f"the limit is {max_bytes:,}: upload a part of it as a file instead")
+                        return
+                    if time.monotonic() > deadline:
+                        return
+                    parts.append(text)
+                result["text"] = "\n".join(parts)
+        except Exception as error:  # datasets raises many types: not found, gated, offline, bad split
+            log.warning("dataset %r could not be read: %s: %s", dataset_id, type(error).__name__,
+                        str(error).splitlines()[0] if str(error) else "")
+            result["error"] = (f"the dataset {dataset_id} (split {split!r}) could not be read: check that it exists, "
+                               "is public and has that split, or upload the text as a file")
+
+    worker = threading.Thread(target=read, name="read-dataset", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if "text" in result:
+        return result["text"]
+    if "error" in result:
+        raise CorpusError(result["error"])
+    # Still reading (or gave up at the deadline): the thread ends at its next row or its next request.
+    raise CorpusError(f"reading the dataset {dataset_id} took longer than {timeout_s:g} seconds: try a smaller "
+                      "dataset, or upload the text as a file")
 
 
 def read_corpus(corpus: Corpus, data: str | Path | None = None) -> str:

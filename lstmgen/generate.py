@@ -97,6 +97,9 @@ class Decoder:
                  u: float | None = None):
         model.eval()
         self.config, self.banned = config, banned
+        # The special tokens this run masks (none with allow_special): the sampling distribution and the
+        # model's own probability of a token (model_probability) both leave them out.
+        self.masked = [] if banned is None or config.allow_special else [int(b) for b in banned]
         self.engine = model.new_stream() if hasattr(model, "new_stream") else None
         self.in_engine = self.engine is not None and self.engine.sampling(config, banned)
         self._probs = None
@@ -155,14 +158,22 @@ class Decoder:
         return x if index is None else index  # None: p == q up to rounding, nothing left to move
 
     def model_probability(self, token: int) -> float:
-        """The model's own probability of `token` (temperature 1, nothing masked)."""
-        return self.engine.model_probability(token) if self.engine is not None else model_probability(self.logits, token)
+        """The model's own probability of `token` at this step: temperature 1, no top-k or top-p, the special
+        tokens masked and the rest renormalised as in sampling (unless allow_special)."""
+        if self.engine is not None:
+            return self.engine.model_probability(token, self.masked)
+        return model_probability(self.logits, token, self.masked)
 
 
-def model_probability(logits: torch.Tensor, token: int) -> float:
-    """How likely the model itself (temperature 1, nothing masked) found `token` (numpy: a third faster
-    than torch's logsumexp for one vector)."""
+def model_probability(logits: torch.Tensor, token: int, masked=()) -> float:
+    """How likely the model itself (temperature 1) found `token`, with the ids in `masked` left out and the
+    rest renormalised (numpy: a third faster than torch's logsumexp for one vector)."""
     values = logits.float().numpy()
+    if len(masked):
+        if token in masked:
+            return 0.0
+        values = values.copy()
+        values[list(masked)] = -np.inf
     weights = np.exp(values - values.max())
     return float(weights[token] / weights.sum())
 
@@ -175,8 +186,9 @@ def banned_ids(tokenizer: Tokenizer) -> torch.Tensor:
 def generate_ids(model, prompt_ids: list[int], config: SamplingConfig, banned=None,
                  fast_steps: bool = True, with_probability: bool = False) -> Iterator:
     """Yield `config.length` new ids one at a time (with `with_probability`, (id, the model's probability
-    of it) pairs, at no cost otherwise). `prompt_ids` must not be empty. `fast_steps=False` steps
-    a torch model through its forward with torch's default kernels, for comparison."""
+    of it as Decoder.model_probability gives it) pairs, at no cost otherwise). `prompt_ids` must not be
+    empty. `fast_steps=False` steps a torch model through its forward with torch's default kernels, for
+    comparison."""
     randomness = RandomStream(config.seed)
     u = randomness.next()[0]
     decoder = Decoder(model, prompt_ids, config, banned, fast_steps, u)
@@ -194,7 +206,7 @@ class CoupledStep:
 
     float_token: int
     int8_token: int
-    float_probability: float  # the model's own probability of its token (temperature 1)
+    float_probability: float  # each model's own probability of its token (Decoder.model_probability)
     int8_probability: float
     float_s: float  # time in each model's own step, distribution and draw
     int8_s: float
@@ -226,15 +238,16 @@ def coupled_ids(float_model, int8_model, prompt_ids: list[int], config: Sampling
         for i in steps:
             started = clock()
             x = floats.draw(numbers[i][0])
-            p_x, p = floats.probability(x), floats.snapshot()
+            # Everything about x is read from this step's distributions, before the step that feeds x in.
+            p_x, p, x_probability = floats.probability(x), floats.snapshot(), floats.model_probability(x)
             if i + 1 < config.length:
                 numbers.append(randomness.next())
                 floats.advance(x, numbers[i + 1][0])
-            drawn.append((x, p_x, p, floats.model_probability(x), clock() - started))
+            drawn.append((x, p_x, p, x_probability, clock() - started))
         for i, (x, p_x, p, x_probability, float_s) in zip(steps, drawn):  # the int8 side's turn
             started = clock()
             y = int8s.coupled_draw(x, p_x, p, numbers[i][1], numbers[i][2])
-            y_probability = int8s.model_probability(y)
+            y_probability = int8s.model_probability(y)  # before the step that feeds y in, as on the float side
             if i + 1 < config.length:
                 int8s.advance(y)
             int8_s = clock() - started

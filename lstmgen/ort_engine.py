@@ -23,7 +23,7 @@ a generated token is a few reads (lstmgen.generate.Decoder runs this loop):
         engine.forward(prompt_ids, u=u)               #   (then use lstmgen.sampling on the logits)
         token = engine.draw(u)                        # = draw(distribution(logits, config, banned), u)
         engine.probability(token)                     # = distribution(logits, config, banned)[token]
-        engine.model_probability(token)               # = generate.model_probability(logits, token)
+        engine.model_probability(token, masked)       # = generate.model_probability(logits, token, masked)
         engine.advance(token, u=next_u)               # the next step, drawing with next_u
 """
 
@@ -276,17 +276,26 @@ class OrtStep:
             return self.probs().astype(np.float32)
         return self._probs[1 - self._current][: self.vocab_size].copy()
 
-    def model_probability(self, token: int) -> float:
+    def model_probability(self, token: int, masked=()) -> float:
         """lstmgen.generate.model_probability for the last step: the model's own probability of `token`
-        (temperature 1, nothing masked), from the graph where it computes them (`probabilities=True`)."""
+        (temperature 1; the ids in `masked` left out and the rest renormalised, nothing masked by default),
+        from the graph where it computes them (`probabilities=True`)."""
         k = 1 - self._current
         if self.has_probabilities:
-            return float(self._model_probs[k][token])
+            probs = self._model_probs[k]
+            if not len(masked):
+                return float(probs[token])
+            if token in masked:
+                return 0.0
+            rest = 1.0 - sum(float(probs[b]) for b in masked)
+            if rest < 0.01:  # the masked tokens hold nearly all the mass: sum the others, not 1 minus theirs
+                rest = float(probs[: self.vocab_size].sum(dtype=np.float64)) - sum(float(probs[b]) for b in masked)
+            return float(probs[token]) / rest if rest > 0 else 0.0
         if self.has_sampler and not np.array_equal(self.bias, self._bias):
             raise RuntimeError("the logits are scaled and masked for sampling: build the graph with probabilities=True")
         from .generate import model_probability  # generate drives engines; it never imports this module
 
-        return model_probability(self._logits_t[k], token)
+        return model_probability(self._logits_t[k], token, masked)
 
 
 def _initializer(proto, name: str) -> np.ndarray | None:

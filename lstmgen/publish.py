@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -79,28 +80,68 @@ def local_token() -> str | None:
     return os.environ.get("HF_TOKEN") or get_token()
 
 
-def push_to_account(folder: str | Path, repo: str, token: str | None) -> str:
-    """Push a model folder to `repo` ("NAME" on the token's own account, or "OWNER/NAME"). Returns its URL."""
+# Off by default. On, a visitor who is not signed in publishes with this server's own Hub login (HF_TOKEN or
+# `hf auth login`), i.e. as the server's owner, into the owner's account: only for an app that no stranger reaches.
+SERVER_TOKEN_ENV = "LSTMGEN_PUBLISH_WITH_SERVER_TOKEN"
+# A repo name as the Hub allows it: letters, digits, "-", "_", "."; no "--" or ".."; not starting or ending
+# with "-" or "."; at most 96 characters. The owner is never the visitor's to choose.
+REPO_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+PUBLISH_TIMEOUT_S = 120.0
+
+
+def publishing_token(visitor_token: str | None) -> str | None:
+    """The token a visitor's publish may use: their own sign-in's. The server's own credentials only when the
+    operator set LSTMGEN_PUBLISH_WITH_SERVER_TOKEN=1."""
+    if visitor_token:
+        return visitor_token
+    if os.environ.get(SERVER_TOKEN_ENV, "").lower() in ("1", "true", "yes"):
+        return local_token()
+    return None
+
+
+def check_repo_name(name) -> str:
+    name = name.strip() if isinstance(name, str) else ""
+    if "/" in name:
+        raise PublishError("give only the repo's name, like my-lstm: it is created on your own account")
+    if not REPO_NAME.fullmatch(name) or "--" in name or ".." in name or name.endswith(".git"):
+        raise PublishError("give the repo a name of letters, digits, '-', '_' or '.' (at most 96), like my-lstm")
+    return name
+
+
+def push_to_account(folder: str | Path, name: str, token: str | None, timeout_s: float = PUBLISH_TIMEOUT_S) -> str:
+    """Push a model folder to `{the token's user}/{name}` and return its URL; PublishError, in plain words,
+    for everything that can go wrong (no sign-in, a bad name, no permission, the Hub unreachable)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     if not token:
-        raise PublishError("sign in with Hugging Face first (the button); running the app on your own machine, "
-                           "log in with `hf auth login` and reload")
-    repo = (repo or "").strip()
-    if not re.fullmatch(r"([A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}", repo):
-        raise PublishError("give the repo a name: letters, digits, '-', '_' or '.', like my-lstm")
-    try:
-        repo_id = repo if "/" in repo else f"{HfApi(token=token).whoami()['name']}/{repo}"
-        return push(folder, repo_id, token)
-    except HfHubHTTPError as error:
-        status = getattr(error.response, "status_code", None)
-        if status in (401, 403):
-            raise PublishError(f"this sign-in cannot write to {repo}: sign in again and allow writing to your "
-                               "repos (or use a token with write access)") from None
-        raise PublishError(f"the Hub refused the upload ({status}): {str(error).splitlines()[0]}") from None
-    except OSError as error:
-        raise PublishError(f"the Hub could not be reached: {type(error).__name__}") from None
+        raise PublishError("sign in with Hugging Face first (the “Sign in” button above), then publish")
+    name = check_repo_name(name)
+    outcome: dict = {}
+
+    def work():
+        try:
+            user = HfApi(token=token).whoami()["name"]
+            outcome["url"] = push(folder, f"{user}/{name}", token)
+        except HfHubHTTPError as error:
+            status = getattr(error.response, "status_code", None)
+            if status in (401, 403):
+                outcome["error"] = (f"your sign-in cannot create or write to {name}: sign in again and allow "
+                                    "writing to your repos")
+            elif status == 409:
+                outcome["error"] = f"{name} already exists and cannot be written to: choose another name"
+            else:
+                outcome["error"] = f"the Hugging Face Hub refused the upload (HTTP {status}): try again later"
+        except Exception as error:  # httpx's ConnectError and timeouts (huggingface_hub 2.x), OSError, offline mode
+            outcome["error"] = "the Hugging Face Hub could not be reached: try again later"
+            outcome["cause"] = type(error).__name__
+
+    worker = threading.Thread(target=work, name="publish", daemon=True)
+    worker.start()
+    worker.join(timeout_s)  # the Hub's client can wait without end on a server that does not answer
+    if "url" in outcome:
+        return outcome["url"]
+    raise PublishError(outcome.get("error", "the Hugging Face Hub did not answer in time: try again later"))
 
 
 def measure(model, ids, config, per_tokens=None, num_chars=None, batch_size=None, seq_len=None) -> dict:

@@ -18,7 +18,7 @@ from .data import Corpus, cut
 from . import files
 from .files import GPT2_RANKS_FILE, PRETRAINED_DIR
 from .model import ModelConfig
-from .tokenizers import CharTokenizer, SubwordTokenizer, Tokenizer, WordTokenizer, basic_english
+from .tokenizers import CharTokenizer, SubwordTokenizer, Tokenizer, WordTokenizer, basic_english, basic_english_cased
 from .train import TrainConfig
 
 HUB_OWNER = os.environ.get("LSTMGEN_HUB_OWNER", "lstmgen")
@@ -124,6 +124,43 @@ def find(name: str) -> ModelRecord | None:
     return RECORDS.get(name) or PRESETS.get(name)
 
 
+# --------------------------------------------------------------------------- the recipe for new models
+
+# A new model on one's own text, from the app's Train your own tab (studio.visitor_record) and from
+# `train_space.py --tokenizer ...` (where any flag given overrides it): one recipe, tuned for short budgets
+# on one CPU thread (bench/train_budget.py). "small" is a wide single layer; with a high peak rate and
+# short windows (32 streams × 32 steps) it learns fastest when the budget is short, where a 1×512 model
+# or a second layer runs 3-4 times fewer steps and ends worse. The rate follows a cosine fitted to the
+# time budget, so a run always has one (60 s unless given); the best model is kept, validated also where
+# the budget ends mid-epoch.
+NEW_MODEL_SIZES = {
+    "tiny": ModelConfig(embed_size=32, hidden_size=128, num_layers=1, dropout=0.0),
+    "small": ModelConfig(embed_size=64, hidden_size=256, num_layers=1, dropout=0.0),
+}
+NEW_MODEL_SIZE = "small"
+NEW_MODEL_TRAINING = TrainConfig(
+    epochs=10_000, batch_size=32, seq_len=32, lr=1e-2, weight_decay=0.01, clip=1.0, lr_schedule="budget",
+    warmup_steps=100, min_lr=5e-4, early_stop=10_000, eval_batch_size=16, threads=1, time_budget_s=60.0,
+    validate_at_stop=True, curve_every_s=3.0, curve_val_tokens=4_000, seed=0)
+NEW_MODEL_HELD_OUT = 0.1  # the last 10% of the text validates
+NEW_MODEL_MAX_WORDS = 20_000  # word vocabularies of large texts are capped, so the model stays small
+
+
+def new_model(name: str, tokenizer: str, corpus: Corpus, size: str = NEW_MODEL_SIZE, seconds: float | None = None,
+              min_freq: int = 1, title: str | None = None) -> ModelRecord:
+    """The record of a new model trained with the recipe above: `seconds` is its time budget (default the
+    recipe's), `min_freq` the uses a word/subword token needs for an id of its own."""
+    train = NEW_MODEL_TRAINING if seconds is None else replace(NEW_MODEL_TRAINING, time_budget_s=float(seconds))
+    spec = TokenizerSpec(tokenizer, min_freq=min_freq, max_size=NEW_MODEL_MAX_WORDS if tokenizer == "word" else 0)
+    return ModelRecord(name=name, long_name=name, title=title or name, corpus=corpus, tokenizer=spec,
+                       model=NEW_MODEL_SIZES[size], train=train, examples=("",), length=200)
+
+
+def new_model_batch_size(train: TrainConfig, train_tokens: int) -> int:
+    """Fewer streams for a short text, so that each stream still gives at least four windows."""
+    return min(train.batch_size, max(1, train_tokens // (4 * train.seq_len)))
+
+
 def record_from_metrics(metrics: dict, fallback_name: str, tokenizer_kind: str) -> ModelRecord:
     """The record of a model folder that is not a preset: what its metrics.json kept (ModelRecord.describe),
     else plain defaults named after the folder."""
@@ -152,12 +189,17 @@ class PreparedData:
     val_unknown: int = 0
 
 
-def build_tokenizer(spec: TokenizerSpec, text: str | None = None, tokens: list[str] | None = None) -> Tokenizer:
+def build_tokenizer(spec: TokenizerSpec, text: str | None = None, tokens: list[str] | None = None,
+                    cased_tokens: list[str] | None = None) -> Tokenizer:
+    """`cased_tokens` (word): basic_english_cased tokens of the training text, for the casing table
+    (by default those of `text`)."""
     if spec.kind == "char":
         return CharTokenizer.build(text)
     if spec.kind == "word":
+        if cased_tokens is None and text is not None:
+            cased_tokens = basic_english_cased(text)
         return WordTokenizer.build(tokens if tokens is not None else basic_english(text), min_freq=spec.min_freq,
-                                   max_size=spec.max_size)
+                                   max_size=spec.max_size, cased_tokens=cased_tokens)
     if spec.kind == "subword":
         return SubwordTokenizer.build(text, GPT2_RANKS, min_freq=spec.min_freq)
     raise ValueError(f"unknown tokenizer kind {spec.kind!r}: choose char, word or subword")
@@ -170,7 +212,8 @@ def prepare(record: ModelRecord, text: str) -> PreparedData:
         if spec.kind != "word":
             raise ValueError("cut_by='tokens' is for word tokenizers")
         words = basic_english(text)
-        tokenizer = build_tokenizer(spec, tokens=words)
+        # The vocabulary comes from all the words, the casing table from the training part only.
+        tokenizer = build_tokenizer(spec, tokens=words, cased_tokens=cut(basic_english_cased(text), corpus.cuts)[0])
         parts = cut(tokenizer.encode_words(words).ids, corpus.cuts)
         return PreparedData(tokenizer, parts[0], parts[1], parts[2] if len(parts) > 2 else None)
     parts = cut(text, corpus.cuts)

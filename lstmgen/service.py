@@ -15,7 +15,6 @@ from . import compare
 from .generate import banned_ids, coupled_ids, primed_decoder, unique_pieces
 from .hub import DEFAULT_HUB_TIMEOUT_S, LoadedModel, resolve
 from .ort_engine import OrtModel
-from .quantize import size_bytes
 from .records import RECORDS, ModelRecord, find, record_from_metrics
 from .sampling import SEED_MAX, SamplingConfig
 from .settings import SettingError, checked, limits
@@ -47,12 +46,16 @@ class ServedModel:
         return self.record.name
 
     def info(self) -> dict:
+        """What a visitor may know of the model: no server paths, no exception text (the operator's console
+        has those: app.py prints each model's source and failure at start-up)."""
         base = {"name": self.name, "preset": self.record.long_name, "title": self.record.title}
         if self.loaded is None:
-            return {**base, "loaded": False, "error": self.error}
+            return {**base, "loaded": False, "error": "this model could not be loaded on the server"}
         final = self.loaded.metrics.get("final", {})
         return {
-            **base, "loaded": True, "source": self.loaded.source, "fallback_reason": self.loaded.fallback_reason,
+            **base, "loaded": True, "source": public_source(self.loaded.source),
+            "hub": ("Using the weights bundled with the app: the Hugging Face Hub could not be reached."
+                    if self.loaded.fallback_reason else None),
             "parameters": self.loaded.model.num_parameters(), "vocab_size": self.loaded.tokenizer.vocab_size,
             "tokenizer": self.loaded.tokenizer.kind,
             "size_mb": {"float32": round(self.float_bytes / 1e6, 2), "int8": round(self.int8_bytes / 1e6, 2)},
@@ -61,13 +64,23 @@ class ServedModel:
         }
 
 
+def public_source(source: str) -> str:
+    """Where the weights came from, without a path of this server: "local folder /srv/x/model" -> "a folder (model)"."""
+    if source.startswith("local folder "):
+        return f"a folder on the server ({Path(source.removeprefix('local folder ')).name})"
+    return source
+
+
 def serve(record: ModelRecord, loaded: LoadedModel) -> ServedModel:
     """A loaded model with the two copies that generate: float32 and int8, each a step graph on ONNX
     Runtime built now from the float weights (lstmgen.ort_engine). The torch model stays for the
     batched look inside (fidelity, next-token candidates)."""
     int8 = OrtModel(loaded.model, "int8", probabilities=True)
+    # Each side's size is the bytes of its weights: the float model's parameters (a tied matrix once), and
+    # the int8 graph's weights with their scales. No file headers on either side.
+    float_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
     return ServedModel(record, loaded, OrtModel(loaded.model, "float", probabilities=True), int8,
-                       size_bytes(loaded.model), int8.size_bytes())
+                       float_bytes, int8.size_bytes())
 
 
 def load_one(record: ModelRecord, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_hub: bool = True) -> ServedModel:
@@ -138,7 +151,7 @@ def pick_model(models: dict[str, ServedModel], model) -> ServedModel:
     if served is None:
         raise RequestError(f"unknown model {model!r}: choose one of {', '.join(models)}")
     if served.loaded is None:
-        raise RequestError(f"the {served.name} model is not available: {served.error}")
+        raise RequestError(f"the {served.name} model could not be loaded on the server: choose another")
     return served
 
 
@@ -186,7 +199,9 @@ class Side:
     def summary(self) -> dict:
         return {
             "text": self.text, "tokens": len(self.ids),
-            "token_probabilities": [round(p, 6) for p in self.probabilities],
+            # 6 significant digits: a token written at high temperature can have a probability below 1e-6
+            # and must not show as 0.
+            "token_probabilities": [float(f"{p:.6g}") for p in self.probabilities],
             "first_token_ms": round(self.first_token_s * 1000, 2), "total_ms": round(self.total_s * 1000, 2),
             "tokens_per_s": round(len(self.ids) / self.total_s, 1) if self.total_s > 0 else 0.0,
             "size_mb": round(self.size_bytes / 1e6, 2),
@@ -204,10 +219,15 @@ class SideBySide:
     fidelity: dict | None = None
     done: bool = False
 
+    def parted_at(self) -> int | None:
+        """The index (0-based, in generated tokens) of the first token where the two texts differ; None
+        while they are the same over the tokens both have written."""
+        return next((i for i, (a, b) in enumerate(zip(self.float.ids, self.int8.ids)) if a != b), None)
+
     def summary(self) -> dict:
         return {"model": self.model, "seed": self.seed, "float32": self.float.summary(), "int8": self.int8.summary(),
-                "fidelity": self.fidelity, "unknown": self.unknown, "unknown_total": self.unknown_total,
-                "done": self.done}
+                "parted_at": self.parted_at(), "fidelity": self.fidelity, "unknown": self.unknown,
+                "unknown_total": self.unknown_total, "done": self.done}
 
 
 def side_by_side(request: Request, stream_every_s: float | None = None) -> Iterator[SideBySide]:

@@ -1,20 +1,26 @@
-"""Train your own: a visitor's text in, a model out, bounded so that a shared Space survives its visitors.
+"""Train your own: a visitor's text in, a model out, bounded so that a public Space survives its visitors
+and keeps each visitor's text and model to that visitor.
 
-- One training at a time per server; the others wait in line and are told their place and the wait.
+- One training at a time per server. The others wait in one line, first come first served, told their
+  place and the wait; each client (by address) has at most one training running or waiting, and the
+  line holds at most `max_waiting`. A Hub dataset is read inside the visitor's turn, not before.
 - Training runs in a thread with torch's one intra-op thread (the app sets one per request), so it takes
   one core and generation for other visitors keeps the rest.
-- Text: at least 1 KB and at most 10 MB of UTF-8; a time budget of 10 to 300 seconds. Self-hosters
-  change these with LSTMGEN_TRAIN_MIN_BYTES, LSTMGEN_TRAIN_MAX_BYTES, LSTMGEN_TRAIN_MIN_SECONDS and
-  LSTMGEN_TRAIN_MAX_SECONDS.
-- Trained models live in a temporary folder of their own, at most LSTMGEN_TRAIN_MAX_MODELS (4) per
-  server, the oldest evicted first, each deleted LSTMGEN_TRAIN_KEEP_S (3600) seconds after training.
-  The text itself is never written to disk or logged; only the model folder is kept, for that long.
+- A trained model is named by a key of 128 random bits. The key is the only way to it: nothing lists
+  visitors' models, and an unknown key is answered like any unknown name.
+- Text: at least 1 KB and at most 10 MB of UTF-8; a time budget of 10 to 300 seconds. Trained models live
+  in a temporary folder of their own, at most `max_models` per server (the oldest deleted first), each
+  deleted `keep_s` seconds after training; a sweeper checks every minute, and the folder goes when the
+  server stops. The text itself is never written to disk or logged. Self-hosters change the limits with
+  LSTMGEN_TRAIN_MIN_BYTES, _MAX_BYTES, _MIN_SECONDS, _MAX_SECONDS, _MAX_MODELS, _MAX_WAITING and _KEEP_S.
 - On a ZeroGPU Space the training runs under @spaces.GPU (lstmgen/gpu.py) with a duration derived from
   the budget; elsewhere on the CPU. Both are the same code.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import secrets
 import shutil
@@ -23,14 +29,16 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Union
+
+import torch
 
 from .data import Corpus
+from .files import METRICS_FILE, read_json
 from .gpu import compute_device, gpu_function, on_zerogpu
-from .model import ModelConfig
-from .records import ModelRecord, TokenizerSpec, prepare
-from .train import TrainConfig
+from .records import NEW_MODEL_SIZES, NEW_MODEL_TRAINING, ModelRecord, new_model, new_model_batch_size, prepare
 
+log = logging.getLogger("lstmgen.studio")
 STOP_FILE = "STOP"  # a file, not an event: it reaches a ZeroGPU worker, which runs in a forked process
 
 
@@ -41,11 +49,13 @@ class TrainingError(ValueError):
 @dataclass(frozen=True)
 class Limits:
     min_bytes: int = 1_000
-    max_bytes: int = 10_000_000
+    max_bytes: int = 10_000_000  # also the upload limit and the Hub dataset limit
     min_seconds: float = 10.0
     max_seconds: float = 300.0
     max_models: int = 4
+    max_waiting: int = 8  # trainings waiting behind the running one; one more is refused
     keep_s: float = 3600.0
+    dataset_timeout_s: float = 60.0  # reading a Hub dataset
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -55,20 +65,15 @@ class Limits:
         d = cls()
         return cls(number("MIN_BYTES", d.min_bytes), number("MAX_BYTES", d.max_bytes),
                    number("MIN_SECONDS", d.min_seconds), number("MAX_SECONDS", d.max_seconds),
-                   number("MAX_MODELS", d.max_models), number("KEEP_S", d.keep_s))
+                   number("MAX_MODELS", d.max_models), number("MAX_WAITING", d.max_waiting),
+                   number("KEEP_S", d.keep_s), number("DATASET_TIMEOUT_S", d.dataset_timeout_s))
 
 
-# The sizes a visitor picks from. "small" is tuned for a 60-second budget on one CPU thread (bench/train_budget.py):
-# a wide single layer, a high peak rate and short windows (32 streams × 32 steps) learn fastest when the budget
-# is short; a 1×512 model or a second layer runs 3-4 times fewer steps and ends worse.
-SIZES = {
-    "tiny": ModelConfig(embed_size=32, hidden_size=128, num_layers=1, dropout=0.0),
-    "small": ModelConfig(embed_size=64, hidden_size=256, num_layers=1, dropout=0.0),
-}
-TRAINING = TrainConfig(
-    epochs=10_000, batch_size=32, seq_len=32, lr=1e-2, weight_decay=0.01, clip=1.0, lr_schedule="budget",
-    warmup_steps=100, min_lr=5e-4, early_stop=10_000, eval_batch_size=16, checkpoint_every_s=1e9, progress=False,
-    validate_at_stop=True, curve_every_s=3.0, curve_val_tokens=4_000, seed=0)
+# The sizes a visitor picks from and how they train: the recipe for new models (lstmgen/records.py), which
+# `train_space.py --tokenizer ...` uses too. The app adds no progress bars and no checkpoint along the way
+# (a visitor's training is never resumed).
+SIZES = NEW_MODEL_SIZES
+TRAINING = replace(NEW_MODEL_TRAINING, checkpoint_every_s=1e9, progress=False)
 TOKENIZERS = ("char", "word", "subword")
 
 
@@ -85,6 +90,11 @@ def decode_upload(data: bytes) -> str:
 
 def check_request(text, tokenizer, size, seconds, limits: Limits) -> tuple[str, str, str, float]:
     """Validate a training request; raise TrainingError with a clear message."""
+    tokenizer, size, seconds = check_settings(tokenizer, size, seconds, limits)
+    return check_text(text, limits), tokenizer, size, seconds
+
+
+def check_text(text, limits: Limits) -> str:
     if not isinstance(text, str):
         raise TrainingError("text must be text")
     n = len(text.encode("utf-8"))
@@ -94,6 +104,10 @@ def check_request(text, tokenizer, size, seconds, limits: Limits) -> tuple[str, 
         raise TrainingError(f"the text is {n:,} bytes; the limit is {limits.max_bytes:,}")
     if "\x00" in text:
         raise TrainingError("the text holds NUL characters: it looks binary")
+    return text
+
+
+def check_settings(tokenizer, size, seconds, limits: Limits) -> tuple[str, str, float]:
     if tokenizer not in TOKENIZERS:
         raise TrainingError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
     if size not in SIZES:
@@ -104,7 +118,7 @@ def check_request(text, tokenizer, size, seconds, limits: Limits) -> tuple[str, 
         raise TrainingError(f"seconds must be a number, not {seconds!r}") from None
     if not limits.min_seconds <= seconds <= limits.max_seconds:
         raise TrainingError(f"seconds must be between {limits.min_seconds:g} and {limits.max_seconds:g}, got {seconds:g}")
-    return text, tokenizer, size, seconds
+    return tokenizer, size, seconds
 
 
 def parameter_count(size: str, vocab_size: int = 100) -> int:
@@ -113,12 +127,9 @@ def parameter_count(size: str, vocab_size: int = 100) -> int:
 
 
 def visitor_record(name: str, tokenizer: str, size: str, seconds: float) -> ModelRecord:
-    return ModelRecord(
-        name=name, long_name=name, title=f"Yours · {tokenizer}",
-        corpus=Corpus(name="own text", note="your text: first 90% for training, last 10% for validation"),
-        # Word vocabularies of large texts are capped, so the model stays small.
-        tokenizer=TokenizerSpec(tokenizer, min_freq=1, max_size=20_000 if tokenizer == "word" else 0),
-        model=SIZES[size], train=replace(TRAINING, time_budget_s=seconds), examples=("",), length=200)
+    corpus = Corpus(name="own text", note="your text: first 90% for training, last 10% for validation")
+    record = new_model(name, tokenizer, corpus, size, title=f"Yours · {tokenizer}")
+    return replace(record, train=replace(TRAINING, time_budget_s=seconds))
 
 
 def _duration(run_dir, text, tokenizer, size, seconds) -> int:
@@ -136,12 +147,14 @@ def run_training(run_dir: str, text: str, tokenizer: str, size: str, seconds: fl
     run_dir = Path(run_dir)
     device = "cuda" if on_zerogpu() else compute_device()  # inside a GPU function the GPU is real
     record = visitor_record(run_dir.name, tokenizer, size, seconds)
+    yield {"status": "tokenizing", "step": 0, "elapsed_s": 0.0}
     data = prepare(record, text)
     if len(data.train_ids) < 2 * record.train.batch_size or len(data.val_ids) < 2:
         yield {"status": "failed", "error": "the text gives too few tokens to train on: give a longer text"}
         return
     config = replace(record.train, device=device, eval_per_tokens=data.val_per_tokens, eval_num_chars=data.val_chars,
-                     batch_size=min(record.train.batch_size, max(1, len(data.train_ids) // (4 * record.train.seq_len))))
+                     batch_size=new_model_batch_size(record.train, len(data.train_ids)))
+    torch.manual_seed(config.seed)  # the same text and settings train the same model
     model = record.model.build(data.tokenizer.vocab_size)
     trainer = Trainer(model, data.train_ids, data.val_ids, run_dir, config, tokenizer=data.tokenizer,
                       should_stop=lambda: (run_dir / STOP_FILE).exists())
@@ -150,16 +163,17 @@ def run_training(run_dir: str, text: str, tokenizer: str, size: str, seconds: fl
     def fit():
         try:
             trainer.fit()
-        except BaseException as error:  # reported to the visitor below
+        except BaseException as error:  # logged here, reported to the visitor in plain words below
+            log.error("a visitor's training failed: %s: %s", type(error).__name__, error)
             failure.append(error)
 
-    worker = threading.Thread(target=fit, name=f"train-{run_dir.name}", daemon=True)
+    worker = threading.Thread(target=fit, name=f"train-{run_dir.name[:12]}", daemon=True)
     worker.start()
     while worker.is_alive():
         worker.join(1.0)
         yield progress(trainer, "training")
     if failure:
-        yield {"status": "failed", "error": f"training failed: {type(failure[0]).__name__}: {failure[0]}"}
+        yield {"status": "failed", "error": "the training failed on the server: try again, or with another text"}
         return
     if not (run_dir / "best").is_dir():
         yield {"status": "failed", "error": "training stopped before any step: nothing to keep"}
@@ -167,8 +181,11 @@ def run_training(run_dir: str, text: str, tokenizer: str, size: str, seconds: fl
     yield progress(trainer, "writing the model folder")
     folder = publish.finalize(run_dir, record, data, config, notes="Trained in the app's Train your own tab.",
                               command=f"trained in the app: {tokenizer}, {size}, {seconds:g} s")
+    kept = read_json(folder / METRICS_FILE, {}).get("final", {})
+    # The last update gives the kept (best) model's figures, not the last step's.
     yield {**progress(trainer, "done"), "folder": str(folder), "parameters": model.num_parameters(),
-           "vocab_size": data.tokenizer.vocab_size}
+           "vocab_size": data.tokenizer.vocab_size, "val_loss": kept.get("val_float", {}).get("loss"),
+           "val_loss_int8": kept.get("val_int8", {}).get("loss")}
 
 
 def progress(trainer, status: str) -> dict:
@@ -185,63 +202,108 @@ def progress(trainer, status: str) -> dict:
             "stopped": trainer.stopped}
 
 
-class Studio:
-    """The server's trainings: the line, the running one, and the models they made."""
+TextSource = Union[str, Callable[[], str]]  # the text, or a function that reads it (a Hub dataset) in the turn
 
-    def __init__(self, limits: Limits | None = None, root: str | Path | None = None, on_ready=None, on_evict=None):
-        """`on_ready(name, folder)` is called for each model trained, `on_evict(name)` for each model deleted,
-        so whoever serves them can take them up and let them go."""
+
+@dataclass
+class Ticket:
+    """A place in the line."""
+
+    client: str  # the visitor's address: one training running or waiting per client
+    session: str  # the browser session (Stop in the UI)
+    seconds: float
+    run_dir: Path | None = None  # while training
+
+
+@dataclass
+class VisitorModel:
+    folder: Path
+    made: float
+    served: object  # what `load(folder)` returned: the app serves it to whoever has the key
+
+
+def new_key() -> str:
+    """A visitor model's name and key: 128 random bits (22 URL-safe characters)."""
+    return "yours-" + secrets.token_urlsafe(16)
+
+
+class Studio:
+    """The server's trainings: the line, the running one, and the models they made, each behind its key."""
+
+    def __init__(self, limits: Limits | None = None, root: str | Path | None = None, load=None, on_evict=None,
+                 sweep_every_s: float = 60.0):
+        """`load(folder)` makes a trained model servable (the app passes service.load_source); `on_evict(name)`
+        is called for each model deleted, so whoever cached something of it can let it go."""
         self.limits = limits or Limits.from_env()
-        self.on_ready, self.on_evict = on_ready, on_evict
+        self.load, self.on_evict = load, on_evict
         self.root = Path(root or tempfile.mkdtemp(prefix="lstmgen-visitors-"))
         self.root.mkdir(parents=True, exist_ok=True)
-        self.lock = threading.Lock()  # one training at a time
-        self.guard = threading.Lock()  # the line and the models below
-        self.line: list[tuple[str, float]] = []  # (session, budget) of those waiting or training, in order
-        self.running: dict[str, Path] = {}  # session -> its run folder
-        self.models: dict[str, tuple[Path, float]] = {}  # name -> (model folder, when trained)
+        self.guard = threading.Condition()  # the line and the models below
+        self.line: list[Ticket] = []  # waiting or training, in order of arrival; the first one trains
+        self.models: dict[str, VisitorModel] = {}  # key -> model
+        self.closed = threading.Event()
+        atexit.register(self.close)
+        if sweep_every_s:
+            threading.Thread(target=self._sweep, args=(sweep_every_s,), name="studio-sweeper", daemon=True).start()
 
     # ------------------------------------------------------------------ the line
 
-    def position(self, session: str) -> tuple[int, float]:
-        """(how many are ahead, an estimate of the seconds until this session's turn)."""
+    def position(self, ticket: Ticket) -> tuple[int, float]:
+        """(how many are ahead, an estimate of the seconds until this ticket's turn)."""
         with self.guard:
-            sessions = [s for s, _ in self.line]
-            ahead = sessions.index(session) if session in sessions else 0
-            return ahead, sum(budget + 20 for _, budget in self.line[:ahead])
+            ahead = self.line.index(ticket) if ticket in self.line else 0
+            return ahead, sum(t.seconds + 20 for t in self.line[:ahead])
+
+    @property
+    def running(self) -> Ticket | None:
+        with self.guard:
+            return self.line[0] if self.line and self.line[0].run_dir is not None else None
 
     def stop(self, session: str) -> bool:
         """Ask this session's training to stop; it keeps the best model so far. Returns whether one was running."""
-        run_dir = self.running.get(session)
-        if run_dir is None:
+        ticket = self.running
+        if ticket is None or ticket.session != session:
             return False
-        (run_dir / STOP_FILE).touch()
+        (ticket.run_dir / STOP_FILE).touch()
         return True
 
-    def train(self, text, tokenizer, size, seconds, session: str) -> Iterator[dict]:
-        """Validate, wait in line, train; yield progress. The last update is "done", with `model` (a new model
-        name) and `folder`, or "failed" with `error`."""
-        text, tokenizer, size, seconds = check_request(text, tokenizer, size, seconds, self.limits)
+    def train(self, text: TextSource, tokenizer, size, seconds, client: str, session: str = "") -> Iterator[dict]:
+        """Validate, wait in line, read the text, train; yield progress. The last update is "done", with `model`
+        (the new model's key), or "failed" with `error`. Bad input raises TrainingError."""
+        tokenizer, size, seconds = check_settings(tokenizer, size, seconds, self.limits)
+        if isinstance(text, str):
+            text = check_text(text, self.limits)
+        ticket = Ticket(client, session, seconds)
         with self.guard:
-            if any(s == session for s, _ in self.line):
+            if any(t.client == client or (session and t.session == session) for t in self.line):
                 raise TrainingError("a training of yours is already running or waiting: wait for it, or stop it")
-            self.line.append((session, seconds))
+            if len(self.line) > self.limits.max_waiting:
+                raise TrainingError(f"the line is full ({self.limits.max_waiting} trainings waiting): "
+                                    "try again in a few minutes")
+            self.line.append(ticket)
         try:
-            while not self.lock.acquire(timeout=1.0):
-                ahead, wait = self.position(session)
+            while True:
+                with self.guard:
+                    if self.line[0] is ticket:
+                        break
+                    self.guard.wait(1.0)
+                    if self.line[0] is ticket:
+                        break
+                ahead, wait = self.position(ticket)
                 yield {"status": "waiting", "place": ahead, "wait_s": wait, "done": False}
-            try:
-                name = f"yours-{secrets.token_hex(4)}"
-                run_dir = self.root / name
-                run_dir.mkdir()
-                self.running[session] = run_dir
-                yield from self._run(run_dir, text, tokenizer, size, seconds)
-            finally:
-                self.running.pop(session, None)
-                self.lock.release()
+            if not isinstance(text, str):
+                yield {"status": "reading your text", "done": False}
+                text = check_text(text(), self.limits)
+            key = new_key()
+            ticket.run_dir = self.root / key
+            ticket.run_dir.mkdir()
+            yield from self._run(ticket.run_dir, text, tokenizer, size, seconds)
         finally:
+            if ticket.run_dir is not None and ticket.run_dir.name not in self.models:
+                shutil.rmtree(ticket.run_dir, ignore_errors=True)
             with self.guard:
-                self.line = [(s, b) for s, b in self.line if s != session]
+                self.line.remove(ticket)
+                self.guard.notify_all()
 
     def _run(self, run_dir: Path, text, tokenizer, size, seconds) -> Iterator[dict]:
         last = {}
@@ -251,35 +313,61 @@ class Studio:
                 break
             yield {**update, "done": update["status"] == "failed"}
         if last.get("status") != "done":
-            shutil.rmtree(run_dir, ignore_errors=True)
             return
-        self.evict()
-        with self.guard:
-            self.models[run_dir.name] = (Path(last["folder"]), time.time())
         shutil.rmtree(run_dir / "best", ignore_errors=True)  # only the model folder is kept
         (run_dir / "last.pt").unlink(missing_ok=True)
-        if self.on_ready:
-            self.on_ready(run_dir.name, last["folder"])
+        folder = Path(last.pop("folder"))
+        served = self.load(str(folder)) if self.load else None
+        self.evict(room_for=1)
+        with self.guard:
+            self.models[run_dir.name] = VisitorModel(folder, time.time(), served)
         yield {**last, "model": run_dir.name, "done": True}
 
     # ------------------------------------------------------------------ the models
 
-    def evict(self) -> list[str]:
-        """Delete models past their time, and the oldest while there is no room for one more. Returns their names."""
+    def evict(self, room_for: int = 0) -> list[str]:
+        """Delete models past their time, and the oldest while there is no room for `room_for` more.
+        Returns their keys."""
         now, gone = time.time(), []
         with self.guard:
-            for name, (folder, made) in sorted(self.models.items(), key=lambda item: item[1][1]):
-                if now - made > self.limits.keep_s or len(self.models) - len(gone) >= self.limits.max_models:
-                    gone.append(name)
-            for name in gone:
-                folder, _ = self.models.pop(name)
-                shutil.rmtree(folder.parent, ignore_errors=True)
-        for name in gone:
+            by_age = sorted(self.models.items(), key=lambda item: item[1].made)
+            for key, model in by_age:
+                if now - model.made > self.limits.keep_s or \
+                        len(self.models) - len(gone) + room_for > self.limits.max_models:
+                    gone.append(key)
+            for key in gone:
+                shutil.rmtree(self.models.pop(key).folder.parent, ignore_errors=True)
+        for key in gone:
             if self.on_evict:
-                self.on_evict(name)
+                self.on_evict(key)
         return gone
 
-    def folder(self, name: str) -> Path | None:
-        entry = self.models.get(name)
-        return entry[0] if entry else None
+    def get(self, key) -> VisitorModel | None:
+        """The model behind this key, or None (unknown, or expired)."""
+        if not isinstance(key, str):
+            return None
+        with self.guard:
+            model = self.models.get(key)
+        if model is not None and time.time() - model.made > self.limits.keep_s:
+            self.evict()
+            return None
+        return model
 
+    def folder(self, key) -> Path | None:
+        model = self.get(key)
+        return model.folder if model else None
+
+    def _sweep(self, every_s: float) -> None:
+        while not self.closed.wait(every_s):
+            self.evict()
+
+    def close(self) -> None:
+        """Delete every visitor's model and the studio's folder (the server is stopping)."""
+        self.closed.set()
+        with self.guard:
+            keys = list(self.models)
+            self.models.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+        for key in keys:
+            if self.on_evict:
+                self.on_evict(key)

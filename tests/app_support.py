@@ -82,7 +82,9 @@ def free_port() -> int:
 
 
 def launch(demo) -> str:
-    """Launch on loopback without blocking; returns the local URL."""
+    """Launch on loopback without blocking, with the app's own limits (app.launch); returns the local URL."""
+    import app
+
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return f"http://127.0.0.1:{port}/"

@@ -67,9 +67,9 @@ def test_training_streams_growing_progress_and_ends_with_a_model(trained):
     assert final["tokens_per_s"] > 0 and final["parameters"] > 0
 
 
-def test_the_new_model_works_in_every_endpoint(client, trained):
+def test_the_new_model_works_in_every_endpoint_for_whoever_holds_its_key(client, trained):
     name = trained[-1]["model"]
-    assert name in client.predict(api_name="/models")
+    assert name not in client.predict(api_name="/models")  # never listed: the key is the only way to it
     result = client.predict(name, "ROMEO:", 0.8, 30, 0, 1.0, 3, False, api_name="/generate")
     assert result["model"] == name and result["float32"]["tokens"] == 30
     assert result["fidelity"]["same_choice"] >= 0.9
@@ -133,8 +133,9 @@ def test_a_second_training_waits_its_turn_then_succeeds(server):
 
     results: dict[str, list] = {}
 
-    def visitor(who):
-        results[who] = train(Client(server, verbose=False), seconds=10)
+    def visitor(who):  # two visitors: two addresses (the Space's proxy reports each in X-Forwarded-For)
+        address = {"first": "10.1.0.1", "second": "10.1.0.2"}[who]
+        results[who] = train(Client(server, verbose=False, headers={"X-Forwarded-For": address}), seconds=10)
 
     first = threading.Thread(target=visitor, args=("first",))
     first.start()
@@ -172,11 +173,12 @@ def test_text_over_the_limit_is_refused(client):
 
 
 def test_pressing_train_twice_is_refused_and_the_first_goes_on(tmp_path):
-    runs = studio.Studio(root=tmp_path)
-    first = runs.train(TEXT_50KB, "char", "tiny", 10, session="me")
-    assert next(first)["status"] == "training"
+    runs = studio.Studio(root=tmp_path, sweep_every_s=0)
+    first = runs.train(TEXT_50KB, "char", "tiny", 10, client="me", session="me")
+    while next(first)["status"] != "training":
+        pass
     with pytest.raises(studio.TrainingError, match="already running or waiting"):
-        next(runs.train(TEXT_50KB, "char", "tiny", 10, session="me"))
+        next(runs.train(TEXT_50KB, "char", "tiny", 10, client="me", session="me"))
     assert runs.stop("me")  # Stop ends it early and keeps the best model so far
     *_, last = first
     assert last["status"] == "done" and last["model"] and runs.folder(last["model"]).is_dir()
@@ -193,10 +195,11 @@ def test_uploads_that_are_not_utf8_text_are_refused_clearly():
 
 def test_models_beyond_the_limit_or_their_time_are_deleted_oldest_first(tmp_path):
     let_go = []
-    runs = studio.Studio(limits=studio.Limits(max_models=2, keep_s=3600), root=tmp_path, on_evict=let_go.append)
+    runs = studio.Studio(limits=studio.Limits(max_models=2, keep_s=3600), root=tmp_path, on_evict=let_go.append,
+                         sweep_every_s=0)
     names = []
     for _ in range(3):
-        *_, last = runs.train(TEXT_50KB[:5000], "char", "tiny", 10, session="me")
+        *_, last = runs.train(TEXT_50KB[:5000], "char", "tiny", 10, client="me", session="me")
         runs.stop("me")
         names.append(last["model"])
     assert set(runs.models) == set(names[1:]) and not (tmp_path / names[0]).exists()
@@ -213,6 +216,8 @@ def test_publishing_needs_a_sign_in_and_never_shows_the_token(tmp_path):
         publish.push_to_account(tmp_path, "my-lstm", None)
     with pytest.raises(publish.PublishError, match="give the repo a name"):
         publish.push_to_account(tmp_path, "not a name!", "hf_secret")
+    with pytest.raises(publish.PublishError, match="created on your own account"):
+        publish.push_to_account(tmp_path, "someone-else/my-lstm", "hf_secret")
 
 
 class FakeHubForUploads:
@@ -318,5 +323,5 @@ def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_tok
     assert set(hub.authorizations) == {"hf_write_token"}  # the visitor's own token, and only it
 
     refused = push("my-lstm", "hf_read_token")
-    assert "cannot write to my-lstm" in refused["error"]
+    assert "cannot create or write to my-lstm" in refused["error"]
     assert "sign in with Hugging Face first" in push("my-lstm", "")["error"]

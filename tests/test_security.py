@@ -1,0 +1,446 @@
+"""A public Space keeps every visitor's secrets and the owner's. Tried as an attacker would: over HTTP only,
+against `python app.py` started with a Space's environment (SYSTEM=spaces, SPACE_ID, the owner's HF_TOKEN
+secret, OAuth settings) and HF_ENDPOINT pointing at a stand-in Hub on loopback that records every request
+and its Authorization header. UI-only handlers are called through the browser's own route (queue/join with
+the handler's fn_index): hiding an event from the API docs does not stop anyone calling it. A second client
+plays the other visitor; X-Forwarded-For plays the Space's proxy, which appends the visitor's address."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app_support import free_port
+
+pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
+              pytest.mark.filterwarnings("ignore::ResourceWarning")]
+
+PROJECT = Path(__file__).resolve().parent.parent
+OWNER_TOKEN = "hf_owner_secret_do_not_leak"
+VISITOR_TEXT = Path(PROJECT / "data" / "tinyshakespeare.txt").read_text()[:20_000]
+MAX_BYTES = 100_000  # the server's text limit in these tests (LSTMGEN_TRAIN_MAX_BYTES)
+MAX_WAITING = 3
+CALL_TIMEOUT_S = 120
+
+
+class RecordingHub:
+    """A stand-in for huggingface.co: answers 404 to everything (401 to whoami without a known token) and
+    records (method, path, Authorization) of every request."""
+
+    def __init__(self):
+        import http.server
+
+        self.requests: list[tuple[str, str, str]] = []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                hub.requests.append((self.command, self.path, self.headers.get("authorization", "")))
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                body = json.dumps({"error": "Repository not found"}).encode()
+                self.send_response(401 if self.path.startswith("/api/whoami") else 404)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = do_PUT = answer
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def saw_owner_token(self) -> bool:
+        return any(OWNER_TOKEN in auth for _, _, auth in self.requests)
+
+
+@pytest.fixture(scope="module")
+def hub():
+    hub = RecordingHub()
+    yield hub
+    hub.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def space(hub, tmp_path_factory):
+    """`python app.py` as a Space runs it, with the owner's secret set. Yields (url, log path)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("space") / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LSTMGEN_", "GRADIO_"))}
+    env.update(SYSTEM="spaces", SPACE_ID="owner/lstmgen", SPACE_HOST="owner-lstmgen.hf.space", HF_TOKEN=OWNER_TOKEN,
+               HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path_factory.mktemp("hf_home")), HF_HUB_DISABLE_TELEMETRY="1",
+               GRADIO_ANALYTICS_ENABLED="False", OAUTH_CLIENT_ID="space-client", OAUTH_CLIENT_SECRET="space-secret",
+               OAUTH_SCOPES="openid profile write-repos", OPENID_PROVIDER_URL=hub.url,
+               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+               LSTMGEN_TRAIN_MIN_SECONDS="1", LSTMGEN_TRAIN_MAX_BYTES=str(MAX_BYTES),
+               LSTMGEN_TRAIN_MAX_WAITING=str(MAX_WAITING), GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
+    with open(log, "w") as out:
+        server = subprocess.Popen([sys.executable, "app.py", "--no-hub", "--port", str(port)], cwd=PROJECT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(480):
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert server.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.25)
+        yield url, log, Path(env["GRADIO_TEMP_DIR"])
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def client(url, address: str = "10.0.0.1"):
+    """A visitor's gradio_client, seen by the app at `address` (what the Space's proxy appends)."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, headers={"X-Forwarded-For": address})
+
+
+def ui_call(url, handler: str, data: list, session: str, address: str = "10.0.0.1") -> tuple[list, str | None]:
+    """Call a UI event handler as the browser does (POST queue/join with its fn_index, then read the
+    session's event stream). Returns (every update's output data, the error message or None)."""
+    config = httpx.get(url + "config").json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d["api_name"] == handler)
+    headers = {"X-Forwarded-For": address}
+    joined = httpx.post(url + "gradio_api/queue/join", headers=headers, timeout=30, json={
+        "data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None})
+    assert joined.status_code == 200, joined.text
+    updates = []
+    with httpx.stream("GET", url + f"gradio_api/queue/data?session_hash={session}", headers=headers,
+                      timeout=CALL_TIMEOUT_S) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[5:])
+            if message.get("msg") == "process_generating" and message.get("success"):
+                updates.append(message["output"]["data"])
+            if message.get("msg") == "process_completed":
+                output = message.get("output") or {}
+                if message.get("success"):
+                    updates.append(output.get("data"))
+                    return updates, None
+                return updates, output.get("error") or ""
+    raise AssertionError("the event stream ended without a result")
+
+
+def train_in_ui(url, session, address, text=VISITOR_TEXT, dataset="", upload=None, seconds=2):
+    # on_train's inputs: upload, pasted text, dataset id, its column, tokenizer, size, seconds
+    return ui_call(url, "on_train", [upload, text if not dataset and not upload else "", dataset, "text", "char",
+                                     "tiny", seconds], session, address)
+
+
+# --------------------------------------------------------------------------- 1. publishing
+
+
+def test_an_anonymous_visitor_cannot_publish_and_the_owners_token_is_never_used(space, hub):
+    url, _, _ = space
+    session = secrets.token_hex(8)
+    updates, error = train_in_ui(url, session, "10.0.1.1")
+    assert error is None and any(u and "Done" in str(u[0]) for u in updates), (error, updates[-1:])
+    hub.requests.clear()
+    # The repo name of one of the app's own models, on the owner's account; then a plain name.
+    _, error = ui_call(url, "on_publish", [None, "owner/char-shakespeare"], session, "10.0.1.1")
+    assert error and "sign in with Hugging Face first" in error
+    _, error = ui_call(url, "on_publish", [None, "my-lstm"], session, "10.0.1.1")
+    assert error and "sign in with Hugging Face first" in error
+    assert hub.requests == [] and not hub.saw_owner_token()
+
+
+def test_a_visitor_names_only_a_repo_on_their_own_account(tmp_path):
+    from lstmgen import publish
+
+    for name in ("owner/char-shakespeare", "a/b", "-x", "x.", "a--b", "a..b", "x" * 97, "my lstm", ""):
+        with pytest.raises(publish.PublishError):
+            publish.check_repo_name(name)
+    assert publish.check_repo_name(" my-lstm_2.0 ") == "my-lstm_2.0"
+
+
+def test_the_servers_own_login_is_used_only_when_the_operator_opts_in(monkeypatch):
+    from lstmgen import publish
+
+    monkeypatch.setenv("HF_TOKEN", OWNER_TOKEN)
+    monkeypatch.delenv(publish.SERVER_TOKEN_ENV, raising=False)
+    assert publish.publishing_token(None) is None
+    assert publish.publishing_token("hf_visitor") == "hf_visitor"
+    monkeypatch.setenv(publish.SERVER_TOKEN_ENV, "1")
+    assert publish.publishing_token(None) == OWNER_TOKEN
+
+
+# --------------------------------------------------------------------------- 2. the dataset box
+
+
+@pytest.mark.parametrize("dataset", ["/etc", "../../etc", "~", "~/.cache", "data", "lstmgen", "tests/../data",
+                                     "./data", "C:\\secrets", "text", "csv", "a/b/c"])
+def test_the_dataset_box_refuses_anything_but_a_hub_id_before_loading(space, dataset):
+    url, _, _ = space
+    updates, error = train_in_ui(url, secrets.token_hex(8), f"10.0.2.{abs(hash(dataset)) % 250}", dataset=dataset)
+    assert error and ("Hugging Face dataset id" in error or "not a Hub dataset" in error), error
+    assert not any("training" in str(u) for u in updates)
+
+
+def test_the_servers_upload_folder_is_not_a_dataset(space):
+    url, _, gradio_temp = space
+    updates, error = train_in_ui(url, secrets.token_hex(8), "10.0.2.251", dataset=str(gradio_temp))
+    assert error and "Hugging Face dataset id" in error
+
+
+def test_a_hub_dataset_is_read_anonymously_never_with_the_owners_token(space, hub):
+    url, _, _ = space
+    hub.requests.clear()
+    _, error = train_in_ui(url, secrets.token_hex(8), "10.0.2.252", dataset="someone/private-data")
+    assert error and "could not be read" in error and "Error" not in error  # a sentence, no exception text
+    asked = [r for r in hub.requests if "someone/private-data" in r[1]]
+    assert asked, hub.requests  # it did ask the (stand-in) Hub …
+    assert not hub.saw_owner_token() and all(auth == "" for _, _, auth in asked)  # … as a stranger
+
+
+# --------------------------------------------------------------------------- 3. a visitor's model is the visitor's
+
+
+def test_a_visitors_model_is_reachable_only_with_its_key(space):
+    url, _, _ = space
+    alice, bob = client(url, "10.0.3.1"), client(url, "10.0.3.2")
+    job = alice.submit(VISITOR_TEXT, "char", "tiny", 2, api_name="/train")
+    last = job.result(timeout=CALL_TIMEOUT_S)
+    key = last["model"]
+    assert last["status"] == "done" and key.startswith("yours-") and len(key.removeprefix("yours-")) * 6 >= 128
+    # Alice uses it; Bob cannot see it, nor find it by guessing; errors name only everyone's models.
+    assert alice.predict(key, "ROMEO:", 0.8, 20, api_name="/generate")["float32"]["tokens"] == 20
+    listed = bob.predict(api_name="/models")
+    assert set(listed) == {"char", "subword", "word"} and key not in json.dumps(listed)
+    for guess in ("yours-" + secrets.token_urlsafe(16), key[:-1], key.upper()):
+        with pytest.raises(Exception) as refused:
+            bob.predict(guess, "ROMEO:", api_name="/generate")
+        assert str(refused.value) == f"unknown model {guess!r}: choose one of char, subword, word"
+    # Nothing shown to anyone names a path on the server.
+    shown = json.dumps(listed) + json.dumps(last)
+    assert str(PROJECT) not in shown and "/tmp" not in shown and "lstmgen-visitors" not in shown
+    # The key is the capability: Bob, given it, can use the model.
+    assert bob.predict(key, "ROMEO:", 0.8, 20, api_name="/generate")["float32"]["tokens"] == 20
+
+
+# --------------------------------------------------------------------------- 4. uploads
+
+
+def test_uploads_over_the_limit_are_refused_and_a_used_upload_is_deleted(space):
+    url, _, _ = space
+    too_big = httpx.post(url + "gradio_api/upload", files={"files": ("big.txt", b"a" * (MAX_BYTES + 1), "text/plain")})
+    assert too_big.status_code >= 400
+    uploaded = httpx.post(url + "gradio_api/upload", files={"files": ("mine.txt", VISITOR_TEXT.encode(), "text/plain")})
+    path = uploaded.json()[0]
+    assert Path(path).is_file()
+    file_data = {"path": path, "orig_name": "mine.txt", "meta": {"_type": "gradio.FileData"}}
+    updates, error = train_in_ui(url, secrets.token_hex(8), "10.0.4.1", upload=file_data)
+    assert error is None, error
+    assert not Path(path).exists()  # read once, then deleted
+
+
+# --------------------------------------------------------------------------- 5. fair sharing
+
+
+def test_one_training_per_visitor_first_come_first_served_and_generation_goes_on(space):
+    url, _, _ = space
+    started: dict[str, float] = {}
+    finished: dict[str, dict] = {}
+    places: dict[str, list] = {}
+
+    def visitor(address, seconds):
+        job = client(url, address).submit(VISITOR_TEXT, "char", "tiny", seconds, api_name="/train")
+        for update in job:
+            if update["status"] == "waiting":
+                places.setdefault(address, []).append(update["place"])
+            elif address not in started:
+                started[address] = time.monotonic()
+        finished[address] = job.result(timeout=CALL_TIMEOUT_S)
+
+    first = threading.Thread(target=visitor, args=("10.0.5.1", 8))
+    first.start()
+    while "10.0.5.1" not in started:
+        time.sleep(0.1)
+    # The same visitor from a second client (a new session), even with a forged first hop, is refused.
+    for forged in ("10.0.5.1", "203.0.113.9, 10.0.5.1"):
+        with pytest.raises(Exception, match="already running or waiting"):
+            client(url, forged).submit(VISITOR_TEXT, "char", "tiny", 2, api_name="/train").result(timeout=30)
+    # Three others arrive in order and wait in that order; a fourth finds the line full.
+    others = [f"10.0.5.{i}" for i in (2, 3, 4)]
+    threads = []
+    for address in others:
+        threads.append(threading.Thread(target=visitor, args=(address, 1)))
+        threads[-1].start()
+        while address not in places:
+            time.sleep(0.05)
+    with pytest.raises(Exception, match="the line is full"):
+        client(url, "10.0.5.9").submit(VISITOR_TEXT, "char", "tiny", 2, api_name="/train").result(timeout=30)
+    # Generation is not held up by the line: another visitor generates at once.
+    began = time.monotonic()
+    result = client(url, "10.0.5.10").predict("char", "ROMEO:", 0.8, 50, api_name="/generate")
+    assert result["float32"]["tokens"] == 50 and time.monotonic() - began < 30
+    for thread in [first, *threads]:
+        thread.join(CALL_TIMEOUT_S)
+    assert [places[a][0] for a in others] == [1, 2, 3]
+    assert sorted(others, key=started.get) == others  # they trained in the order they came
+    assert all(finished[a]["status"] == "done" for a in ["10.0.5.1", *others])
+
+
+def test_train_has_one_concurrency_limit_and_its_own_group():
+    import app
+    from lstmgen import service
+
+    demo = app.build_demo(service.load_all(records=[], use_hub=False))
+    trains = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") in ("train", "on_train")]
+    generates = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") in ("generate", "on_generate_trained")]
+    assert len(trains) == 2 and {fn.concurrency_id for fn in trains} == {"train"}
+    assert {fn.concurrency_limit for fn in trains} == {app.studio.limits.max_waiting + 5}
+    assert "train" not in {fn.concurrency_id for fn in generates}
+
+
+# --------------------------------------------------------------------------- 6. bounded requests, quiet errors
+
+
+def test_a_huge_request_is_refused_unread(space):
+    url, _, _ = space
+    body = b'{"data": ["' + b"a" * 100_000_000 + b'", "char", "tiny", 10]}'
+    began = time.monotonic()
+    try:
+        answer = httpx.post(url + "gradio_api/call/train", content=body, headers={"content-type": "application/json"},
+                            timeout=60)
+        assert answer.status_code == 413
+    except httpx.HTTPError:
+        pass  # the server may close the connection before the whole body is sent: refused either way
+    assert time.monotonic() - began < 30
+    assert httpx.get(url + "config").status_code == 200
+
+
+def test_a_text_over_the_limit_gets_a_message(space):
+    url, _, _ = space
+    with pytest.raises(Exception, match=f"the limit is {MAX_BYTES:,}"):
+        client(url, "10.0.6.1").submit("a" * (MAX_BYTES + 1), "char", "tiny", 2, api_name="/train").result(timeout=60)
+
+
+def test_zz_no_visitor_error_left_a_traceback_in_the_servers_log(space):
+    _, log, _ = space
+    text = log.read_text()
+    assert "refused" in text  # the refusals above were logged …
+    assert "Traceback" not in text, text[-3000:]  # … in one line each
+
+
+# --------------------------------------------------------------------------- the studio's bounds, directly
+
+
+def test_a_hub_dataset_is_streamed_anonymously_and_stopped_at_the_byte_and_time_limits(monkeypatch):
+    import datasets
+
+    from lstmgen.data import CorpusError, read_hub_dataset
+
+    calls = []
+
+    class Rows:
+        column_names = ["text"]
+
+        def __init__(self, delay):
+            self.delay = delay
+
+        def __iter__(self):
+            while True:  # a dataset without end
+                time.sleep(self.delay)
+                yield {"text": "x" * 999}
+
+    def fake_load(path, **options):
+        calls.append((path, options))
+        return Rows(options.pop("_delay", 0.0) or fake_load.delay)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    fake_load.delay = 0.0
+    with pytest.raises(CorpusError, match="more than 10,000 bytes of text; the limit is 10,000"):
+        read_hub_dataset("someone/endless", max_bytes=10_000, timeout_s=30)
+    assert calls[0][0] == "someone/endless"
+    assert calls[0][1]["streaming"] is True and calls[0][1]["token"] is False
+    fake_load.delay = 0.05
+    began = time.monotonic()
+    with pytest.raises(CorpusError, match="took longer than 1 seconds"):
+        read_hub_dataset("someone/slow", max_bytes=10**9, timeout_s=1)
+    assert time.monotonic() - began < 3
+
+
+def test_a_datasets_text_is_read_in_the_visitors_turn(tmp_path):
+    from lstmgen import studio
+
+    runs = studio.Studio(root=tmp_path, sweep_every_s=0)
+    first = runs.train(VISITOR_TEXT, "char", "tiny", 10, client="a", session="a")
+    assert next(first)["status"] == "tokenizing"
+    while next(first)["status"] != "training":
+        pass
+    read_at = []
+    second = runs.train(lambda: read_at.append(time.monotonic()) or VISITOR_TEXT, "char", "tiny", 10, client="b")
+    assert next(second)["status"] == "waiting" and read_at == []  # not read while waiting
+    runs.stop("a")
+    *_, done = first
+    assert done["status"] == "done"
+    updates = list(second)
+    assert read_at and updates[0]["status"] == "reading your text" and updates[-1]["status"] == "done"
+
+
+def test_nothing_of_a_visitor_outlives_its_models_hour(tmp_path, monkeypatch):
+    import app
+    from lstmgen import studio
+
+    gone = []
+    runs = studio.Studio(limits=studio.Limits(keep_s=1.5), root=tmp_path / "visitors", sweep_every_s=0.2,
+                         on_evict=gone.append)
+    *_, done = runs.train(VISITOR_TEXT, "char", "tiny", 10, client="a")
+    key = done["model"]
+    assert runs.get(key) is not None and any((tmp_path / "visitors").iterdir())
+    time.sleep(2.5)  # the sweeper deletes it, without anyone asking
+    assert gone == [key] and runs.get(key) is None and not any((tmp_path / "visitors").iterdir())
+    # Gradio's copy of the model's zip (the download) goes with it.
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    copy = tmp_path / "gradio" / "0123abcd" / f"{key}.zip"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"zip")
+    app._forget(key)
+    assert not copy.exists()
+    runs.close()
+    assert not (tmp_path / "visitors").exists()
+
+
+def test_the_served_models_are_safe_under_concurrent_eviction(tmp_path):
+    from lstmgen import studio
+
+    runs = studio.Studio(limits=studio.Limits(keep_s=3600, max_models=2), root=tmp_path, sweep_every_s=0)
+    for i in range(40):  # models appear and go while readers look them up
+        runs.models[f"k{i}"] = studio.VisitorModel(tmp_path / f"k{i}" / "model", time.time(), object())
+    errors = []
+
+    def reader():
+        try:
+            for _ in range(2000):
+                for i in range(40):
+                    runs.get(f"k{i}")
+        except Exception as error:  # noqa: BLE001 - any error fails the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    runs.evict()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(runs.models) == 2
