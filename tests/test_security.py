@@ -444,3 +444,12 @@ def test_the_served_models_are_safe_under_concurrent_eviction(tmp_path):
     for thread in threads:
         thread.join()
     assert not errors and len(runs.models) == 2
+
+
+def test_a_hub_that_cannot_be_reached_gets_a_sentence_not_an_exception(tmp_path):
+    from lstmgen import publish
+
+    # These tests run with HF_HUB_OFFLINE=1: huggingface_hub refuses every call, as an unreachable Hub would.
+    with pytest.raises(publish.PublishError) as refused:
+        publish.push_to_account(tmp_path, "my-lstm", "hf_visitor_token", timeout_s=30)
+    assert str(refused.value) == "the Hugging Face Hub could not be reached: try again later"
