@@ -219,8 +219,11 @@ def test_next_token_candidates_and_probability_colouring_show(browser, url, arti
         pieces = {side: page.eval_on_selector_all(
             f"#char-{side}-colour .token", "spans => spans.map(s => [s.innerText, getComputedStyle(s).backgroundColor])")
             for side in ("float32", "int8")}
+        # (Each side is coloured by its own model's probability: near a band's edge, 0.899 against 0.901, the two
+        # can differ; before the float side's probabilities were fixed almost every piece differed.)
         same = next((i for i, (f, q) in enumerate(zip(*pieces.values())) if f[0] != q[0]), len(pieces["int8"]))
-        assert same > 5 and pieces["float32"][:same] == pieces["int8"][:same], pieces
+        alike = sum(f == q for f, q in zip(pieces["float32"][:same], pieces["int8"][:same]))
+        assert same > 5 and alike >= 0.95 * same, pieces
         shot = artifacts / "app-inside.png"
         page.screenshot(path=str(shot), full_page=True)
         assert_not_blank(shot)
