@@ -63,25 +63,59 @@ def _validated(model, prompt, **sampling) -> service.Request:
 
 
 def _settings_doc() -> str:
-    return "\n".join(f"    {name}: {describe(SamplingConfig, name)}" for name in
-                     ("temperature", "length", "top_k", "top_p", "seed", "allow_special"))
+    import dataclasses
+
+    return "\n".join(f"    {f.name}: {describe(SamplingConfig, f.name)}" for f in dataclasses.fields(SamplingConfig))
 
 
-def generate(model: str, prompt: str = "", temperature: float = SamplingConfig.temperature,
-             length: int = SamplingConfig.length, top_k: int = SamplingConfig.top_k, top_p: float = SamplingConfig.top_p,
-             seed: int | None = None, allow_special: bool = SamplingConfig.allow_special) -> dict:
-    request = _validated(model, prompt, temperature=temperature, length=length, top_k=top_k, top_p=top_p, seed=seed,
-                         allow_special=allow_special)
+def _sampling_endpoint(fn):
+    """`fn(model, prompt, **sampling)` as an endpoint with one parameter per SamplingConfig setting after
+    model and prompt, in declaration order, each with its declared type and default: gradio documents the
+    API from the signature, so a new setting needs no edit here (declare it last: callers pass settings
+    by position)."""
+    import dataclasses
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(SamplingConfig)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter("model", kind, annotation=str),
+                  inspect.Parameter("prompt", kind, default="", annotation=str)]
+    parameters += [inspect.Parameter(f.name, kind, default=f.default, annotation=hints[f.name])
+                   for f in dataclasses.fields(SamplingConfig)]
+    returns = inspect.signature(fn).return_annotation
+    signature = inspect.Signature(parameters, return_annotation=returns)
+
+    def arguments(args, kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        return values.pop("model"), values.pop("prompt"), values
+
+    if inspect.isgeneratorfunction(fn):  # gradio streams a generator function's updates
+        def endpoint(*args, **kwargs):
+            model, prompt, sampling = arguments(args, kwargs)
+            yield from fn(model, prompt, **sampling)
+    else:
+        def endpoint(*args, **kwargs):
+            model, prompt, sampling = arguments(args, kwargs)
+            return fn(model, prompt, **sampling)
+    endpoint.__name__ = endpoint.__qualname__ = fn.__name__
+    endpoint.__signature__ = signature
+    endpoint.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
+    return endpoint
+
+
+@_sampling_endpoint
+def generate(model: str, prompt: str = "", **sampling) -> dict:
+    request = _validated(model, prompt, **sampling)
     *_, result = service.side_by_side(request, stream_every_s=float("inf"))
     return {"prompt": request.prompt, **result.summary()}
 
 
-def generate_stream(model: str, prompt: str = "", temperature: float = SamplingConfig.temperature,
-                    length: int = SamplingConfig.length, top_k: int = SamplingConfig.top_k,
-                    top_p: float = SamplingConfig.top_p, seed: int | None = None,
-                    allow_special: bool = SamplingConfig.allow_special) -> Iterator[dict]:
-    request = _validated(model, prompt, temperature=temperature, length=length, top_k=top_k, top_p=top_p, seed=seed,
-                         allow_special=allow_special)
+@_sampling_endpoint
+def generate_stream(model: str, prompt: str = "", **sampling) -> Iterator[dict]:
+    request = _validated(model, prompt, **sampling)
     for result in service.side_by_side(request):
         yield {"prompt": request.prompt, **result.summary()}
 
@@ -116,7 +150,7 @@ def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 
         model: the model's name (see /models)
         prompt: the text so far, with the limits of /generate
         k: how many candidates, 1 to 50
-        temperature: above 0 and at most 2; the distribution generation would sample from
+        temperature: above 0 and at most {high}; the distribution generation would sample from
     """
     import gradio as gr
 
@@ -125,6 +159,9 @@ def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 
         return service.next_tokens(request, k)
     except RequestError as error:
         raise gr.Error(str(error), print_exception=False) from None
+
+
+next_tokens.__doc__ = next_tokens.__doc__.replace("{high}", str(LIMITS["temperature"][1]))
 
 
 def list_models() -> dict:
@@ -185,8 +222,25 @@ HEADER = ("# lstmgen\nSmall LSTM networks that write text one piece at a time. E
 
 
 # Coloured text reads as running text: no padded box around each piece.
-CSS = (".running-text .textfield { display: block !important; word-break: normal !important; }\n"
-       ".running-text .token { display: inline; padding: 0 !important; margin: 0 !important; border-radius: 0 !important; }")
+CSS = (".running-text .textfield { display: block !important; word-break: normal !important; font-size: 0 !important; }\n"
+       ".running-text .token-container, .running-text .token { display: inline !important; padding: 0 !important;"
+       " margin: 0 !important; border-radius: 0 !important; }\n"
+       # font-size 0 above hides the whitespace between the pieces' elements; each piece's text keeps its size
+       ".running-text .text { font-size: var(--text-md); background-color: inherit; line-height: 1.6; }\n"
+       ".running-text .line-break { display: block !important; }")
+
+
+# Gradio's plots hard-code the Vega-Lite schema v5.17.0 in the page while bundling Vega-Lite 6, so vega-embed warns
+# on every plot. The specs it draws are unchanged between the two versions; this drops that one message and no other.
+HEAD = """<script>
+(() => {
+  const warn = console.warn.bind(console);
+  console.warn = (...args) => {
+    if (args.map(String).join(" ").includes("The input spec uses Vega-Lite v5")) return;
+    warn(...args);
+  };
+})();
+</script>"""
 
 
 def _unit(served: ServedModel, plural: bool = False) -> str:
@@ -295,7 +349,8 @@ def _tab(gr, served: ServedModel):
             temperature = gr.Slider(*LIMITS["temperature"], value=SamplingConfig.temperature, step=0.05,
                                     label="Creativity", info="Low: safe and repetitive. High: surprising. 0 always "
                                     "takes the most likely piece (temperature).")
-            length = gr.Slider(*LIMITS["length"], value=record.length, step=1, label=f"Length ({many} to add)")
+            length = gr.Slider(*LIMITS["length"], value=record.length, step=1, label=f"Length ({many} to add)",
+                               elem_id=f"{name}-length")
     gr.Examples(list(record.examples), inputs=prompt, label="Examples")
     with gr.Accordion("More settings", open=False):
         with gr.Row():
@@ -587,7 +642,7 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None):
     with gr.Blocks(title="lstmgen: LSTM text generation", delete_cache=(min(300, keep_s), keep_s)) as demo:
         gr.Markdown(HEADER)
         on_load = []
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every tab stays in sight (no "⋯" menu)
             for name, served in served_models.items():
                 with gr.Tab(served.record.title, id=name, elem_id=f"tab-{name}"):
                     on_load.append(_tab(gr, served))
@@ -614,7 +669,7 @@ def launch(demo, **options):
     from starlette.middleware import Middleware
 
     max_bytes = studio.limits.max_bytes
-    return demo.launch(max_file_size=max_bytes, css=CSS,
+    return demo.launch(max_file_size=max_bytes, css=CSS, head=HEAD,
                        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=2 * max_bytes + 1_000_000)]},
                        **options)
 

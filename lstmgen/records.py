@@ -75,7 +75,7 @@ SHAKESPEARE = Corpus(
 # 128 streams of 50 steps (the reference's protocol): `eval_batch_size` and `eval_seq_len`.
 RECORDS = {r.name: r for r in [
     ModelRecord(
-        name="char", long_name="char-shakespeare", title="Char · Shakespeare",
+        name="char", long_name="char-shakespeare", title="Shakespeare · letters",
         corpus=SHAKESPEARE, tokenizer=TokenizerSpec("char"),
         model=ModelConfig(embed_size=128, hidden_size=512, num_layers=3, dropout=0.5, input_dropout=0.1,
                           weight_drop=0.5),
@@ -87,7 +87,7 @@ RECORDS = {r.name: r for r in [
                   "First Citizen:\n"),
         card_prompt="ROMEO:", length=300),
     ModelRecord(
-        name="subword", long_name="subword-shakespeare", title="Subword · tiktoken",
+        name="subword", long_name="subword-shakespeare", title="Shakespeare · word pieces",
         corpus=replace(SHAKESPEARE, note="Tiny Shakespeare as GPT-2 BPE tokens (compact vocabulary), 90% / 10% split"),
         # Tokens used once are spelled in bytes, so unseen words are spelled, not guessed.
         tokenizer=TokenizerSpec("subword", min_freq=2),
@@ -99,7 +99,7 @@ RECORDS = {r.name: r for r in [
                   "LADY MACBETH:\n"),
         card_prompt="ROMEO:", length=120),
     ModelRecord(
-        name="word", long_name="word-harrypotter", title="Word · Harry Potter",
+        name="word", long_name="word-harrypotter", title="Harry Potter · words",
         corpus=Corpus(
             name="harry_potter_books", files=tuple(f"harrypotter/{i}.txt" for i in range(1, 8)),
             cuts=(0.7, 0.85), cut_by="tokens",

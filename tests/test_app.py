@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
               pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
 CALL_TIMEOUT_S = 60
-PARAMETERS = ["model", "prompt", "temperature", "length", "top_k", "top_p", "seed", "allow_special"]
+PARAMETERS = ["model", "prompt", "temperature", "length", "top_k", "top_p", "seed", "allow_special", "min_p"]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_view_api_documents_the_five_named_endpoints(client):
         defaults = {p["parameter_name"]: p["parameter_default"] for p in named[endpoint]["parameters"]
                     if p["parameter_has_default"]}
         assert defaults == {"prompt": "", "temperature": 0.8, "length": 200, "top_k": 0, "top_p": 1.0, "seed": None,
-                            "allow_special": False}
+                            "allow_special": False, "min_p": 0.0}
     generate_doc = named["/generate"]["description"]
     assert "float model and its int8 copy" in generate_doc and "0 is greedy" in generate_doc
     assert "at most 2000 characters" in generate_doc and "token_probabilities" in generate_doc
@@ -259,7 +259,17 @@ BAD_INPUTS = [
     (dict(prompt="x" * (MAX_PROMPT_CHARS + 1)), "prompt is 2,001 characters; the limit is 2,000"),
     (dict(model="subword", prompt="🙂" * 600), "prompt is 2,400 tokens for the subword model; the limit is 2,000"),
     (dict(allow_special="sometimes"), "allow_special must be true or false"),
+    (dict(min_p=1.5), "min_p must be between 0.0 and 1.0, got 1.5"),
 ]
+
+
+def test_min_p_reaches_both_models_through_the_api(client):
+    """min_p (the engine's declared fallback: sampled through lstmgen.sampling on its logits) keeps only the
+    tokens at least min_p times as likely as the top one: min_p 1 writes what greedy writes."""
+    greedy = call(client, **request(temperature=0, length=12))
+    kept_top = call(client, **request(temperature=1.5, length=12, seed=3), min_p=1.0)
+    for side in ("float32", "int8"):
+        assert kept_top[side]["text"] == greedy[side]["text"]
 
 
 @pytest.mark.parametrize("bad, message", BAD_INPUTS, ids=[str(b)[:40] for b, _ in BAD_INPUTS])
@@ -358,7 +368,7 @@ def test_a_model_that_failed_to_load_is_reported_and_the_others_work(demo_with_a
 
     client = Client(url, verbose=False)
     info = call(client, api_name="/models")
-    assert info["subword"] == {"name": "subword", "preset": "subword-shakespeare", "title": "Subword · tiktoken",
+    assert info["subword"] == {"name": "subword", "preset": "subword-shakespeare", "title": "Shakespeare · word pieces",
                                "loaded": False, "error": "this model could not be loaded on the server"}
     assert info["char"]["loaded"] and info["word"]["loaded"]
     with pytest.raises(Exception, match="the subword model could not be loaded on the server: choose another"):

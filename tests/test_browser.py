@@ -66,6 +66,11 @@ def open_app(browser, url, **context_args):
     page.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # Console errors count, and the plots' warnings (Gradio's own client also warns "Method not implemented."
+    # when it closes an event stream: not the app's).
+    page.on("console", lambda message: errors.append(f"console {message.type}: {message.text}")
+            if (message.type == "error" and "favicon" not in message.text)
+            or (message.type == "warning" and "vega" in message.text.lower()) else None)
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_role("tab", name=TAB_TITLES["char"]).wait_for()
     return context, page, errors
@@ -79,7 +84,7 @@ def switch_to(page, name: str) -> None:
 FIDELITY = "#{name}-fidelity [data-testid=markdown]"  # the text only, not the status tracker's timer
 
 
-def run_and_wait(page, name: str) -> str:
+def run_and_wait(page, name: str, length: int | None = None) -> str:
     """Click Generate and wait for the run to finish: the fidelity line changes and counts all the
     requested steps (it is written when the run is done). Returns that line."""
     fidelity = page.locator(FIDELITY.format(name=name))
@@ -90,7 +95,7 @@ def run_and_wait(page, name: str) -> str:
             const text = document.querySelector(selector)?.innerText ?? "";
             return text !== before && text.includes(`of the time (${length} `);
         }""",
-        arg=[FIDELITY.format(name=name), RECORDS[name].length, before], timeout=WAIT_MS)
+        arg=[FIDELITY.format(name=name), length or RECORDS[name].length, before], timeout=WAIT_MS)
     return fidelity.inner_text()
 
 
@@ -151,6 +156,18 @@ def test_phone_width_has_no_horizontal_overflow(browser, url, artifacts):
     context, page, errors = open_app(browser, url, viewport={"width": 390, "height": 844}, is_mobile=True,
                                      device_scale_factor=2)
     try:
+        # Every tab is in sight: no tab hides behind a "⋯" menu.
+        for title in [*TAB_TITLES.values(), "Train your own"]:
+            assert page.get_by_role("tab", name=title).is_visible(), title
+        assert not page.get_by_role("button", name="More tabs").is_visible()
+        # Generate sits right below the prompt, on the first screen.
+        prompt, run = (page.locator(f"#char-{part}").bounding_box() for part in ("prompt", "generate"))
+        assert prompt["y"] + prompt["height"] <= run["y"] < prompt["y"] + prompt["height"] + 60
+        assert run["y"] + run["height"] <= 844, f"Generate is {run['y']:.0f} px down a 844 px screen"
+        # The two outputs come first, stacked; what the model expects next comes after them.
+        outputs = [page.locator(f"#char-{side}").bounding_box() for side in ("float32", "int8")]
+        candidates = page.locator("#char-next-float").bounding_box()
+        assert outputs[0]["y"] + outputs[0]["height"] <= outputs[1]["y"] + 1 <= candidates["y"]
         generate_in_tab(page, "char", "ROMEO:")
         shot = artifacts / "app-phone.png"
         page.screenshot(path=str(shot), full_page=True)
@@ -270,6 +287,13 @@ def test_train_your_own_from_an_upload_to_a_download(browser, url, artifacts, tm
         page.wait_for_function("() => (document.querySelector('#train-float32 textarea')?.value ?? '').length > 20",
                                timeout=WAIT_MS)
         assert page.locator("#train-int8 textarea").input_value().startswith("ROMEO:")
+        assert "pieces a second" in page.locator("#train-float32-stats").inner_text()
+        # On a phone the trained model's two outputs stack.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(500)
+        full, compressed = (page.locator(f"#train-{side}").bounding_box() for side in ("float32", "int8"))
+        assert full["y"] + full["height"] <= compressed["y"] + 1 and compressed["width"] < 390
+        page.set_viewport_size({"width": 1280, "height": 1400})
         shot = artifacts / "app-train.png"
         page.screenshot(path=str(shot), full_page=True)
         assert_not_blank(shot)
@@ -282,5 +306,40 @@ def test_train_your_own_from_an_upload_to_a_download(browser, url, artifacts, tm
         with zipfile.ZipFile(zipped) as z:
             assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= set(z.namelist())
         assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def shipped_url():
+    """The app as `python app.py --no-hub` serves it: the three shipped models."""
+    demo = app.build_demo(service.load_all(use_hub=False))
+    url = launch(demo)
+    yield url
+    demo.close()
+
+
+def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, shipped_url):
+    """Writes docs/app.png, the picture at the top of the README: the char tab after a run with a set seed,
+    the colouring on, with what the model expects next."""
+    context, page, errors = open_app(browser, shipped_url, viewport={"width": 1280, "height": 1250})
+    try:
+        page.locator("#char-prompt textarea").fill("ROMEO:\nBut soft, what light")
+        page.locator("#tab-char").get_by_text("More settings", exact=True).click()
+        page.locator("#tab-char").get_by_label("Random seed").fill("7")
+        page.locator("#tab-char").get_by_text("More settings", exact=True).click()
+        page.locator("#char-length input[type=number]").fill("240")
+        page.locator("#char-length input[type=number]").press("Enter")
+        fidelity = run_and_wait(page, "char", length=240)
+        assert "Random seed 7" in fidelity
+        page.locator("#char-colour input").check()
+        page.locator("#char-float32-colour").wait_for(state="visible")
+        text = page.locator("#char-float32-colour").inner_text()
+        assert "ROMEO:" in text and "sure (≥ 90%)" in text
+        page.wait_for_function("() => (document.querySelector('#char-next-float')?.innerText ?? '').includes('%')")
+        shot = Path(__file__).resolve().parent.parent / "docs" / "app.png"
+        page.screenshot(path=str(shot), full_page=False)
+        assert_not_blank(shot)
+        assert not errors, f"JavaScript errors or warnings on the page: {errors}"
     finally:
         context.close()
