@@ -548,6 +548,7 @@ def _train_tab(gr) -> None:
                 yield _train_status(update), plot, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         except (studio_lib.TrainingError, CorpusError) as error:
             _refused("a training", error)
+            yield f"⚠️ {error}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=False)
             raise gr.Error(str(error), print_exception=False) from None
         if not update.get("model"):
             return

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +21,8 @@ from app_support import build_model_folders, launch
 from lstmgen import service
 from lstmgen.records import RECORDS
 from lstmgen.service import LIMITS, MAX_PROMPT_CHARS
+
+PROJECT = Path(__file__).resolve().parent.parent
 
 # Gradio's queue emits these (Pandas4Warning) on every queued call; they say nothing about the app.
 pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
@@ -486,3 +490,37 @@ def test_a_fourth_model_record_gets_its_own_tab_and_endpoint(served, tmp_path, s
         demo.close()
         app.models.clear()  # give the module's server its models back
         app.models.update(served)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_nothing_is_left_behind_when_the_app_stops(tmp_path, stop):
+    """`python app.py` stopped as a Space restart (SIGTERM) or Ctrl-C (SIGINT) does: the visitors' folder goes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from app_support import free_port
+
+    port = free_port()
+    env = dict(os.environ, TMPDIR=str(tmp_path), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen([sys.executable, "app.py", "--no-hub", "--port", str(port)], cwd=PROJECT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(480):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stderr.read()[-2000:]
+                time.sleep(0.25)
+        assert list(tmp_path.glob("lstmgen-visitors-*"))  # made at start
+        server.send_signal(getattr(signal, stop))
+        server.wait(30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert not list(tmp_path.glob("lstmgen-visitors-*"))
+    assert "Traceback" not in server.stderr.read()

@@ -263,6 +263,11 @@ def test_train_your_own_from_an_upload_to_a_download(browser, url, artifacts, tm
     context, page, errors = open_app(browser, url, viewport={"width": 1280, "height": 1400}, accept_downloads=True)
     try:
         page.get_by_role("tab", name="Train your own").click()
+        # A text too short to learn from gets the reason in words, not a bare "Error" badge.
+        page.locator("#train-text textarea").fill("too short")
+        page.locator("#train-start").click()
+        page.get_by_text("the text is 9 bytes; a model needs at least 1,000 to learn from").first.wait_for(state="visible")
+        page.locator("#train-text textarea").fill("")
         page.locator("#train-file input[type=file]").set_input_files(str(text_file))
         page.locator("#tab-train").get_by_label("tiny", exact=False).first.check()
         page.locator("#tab-train input[type=number]").first.fill("10")

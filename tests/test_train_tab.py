@@ -325,3 +325,31 @@ def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_tok
     refused = push("my-lstm", "hf_read_token")
     assert "cannot create or write to my-lstm" in refused["error"]
     assert "sign in with Hugging Face first" in push("my-lstm", "")["error"]
+
+
+def test_the_trained_models_validation_figures_are_its_loss_on_the_held_out_text(trained):
+    """/train's last update gives the kept model's loss on the last 10% of the text, float and int8: here
+    recomputed directly, one plain log-softmax over the whole held-out text (16 streams, as measured)."""
+    import torch
+
+    from lstmgen.hub import resolve
+    from lstmgen.ort_engine import OrtModel
+    from lstmgen.records import prepare
+
+    final = trained[-1]
+    loaded = resolve(str(app.studio.folder(final["model"])), use_hub=False)
+    held_out = prepare(studio.visitor_record("check", "char", "tiny", 10), TEXT_50KB).val_ids
+    assert loaded.tokenizer.encode(TEXT_50KB[int(len(TEXT_50KB) * 0.9):]).ids == list(held_out)
+    streams = 16
+    rows = torch.tensor(held_out[: len(held_out) // streams * streams]).view(streams, -1)
+
+    def direct_loss(model) -> float:
+        with torch.inference_mode():
+            logits, _ = model(rows[:, :-1])
+            log_p = logits.double() - logits.double().exp().sum(-1, keepdim=True).log()
+            return float(-log_p.gather(-1, rows[:, 1:, None]).mean())
+
+    assert final["val_loss"] == pytest.approx(direct_loss(loaded.model), abs=1e-4)
+    assert final["val_loss_int8"] == pytest.approx(direct_loss(OrtModel(loaded.model, "int8")), abs=1e-4)
+    kept = json.loads((app.studio.folder(final["model"]) / "metrics.json").read_text())["final"]
+    assert final["val_loss"] == kept["val_float"]["loss"]  # the kept (best) model's figure, not the last step's
