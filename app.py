@@ -615,6 +615,13 @@ def _visitor_text(upload, pasted, dataset, column):
     return lambda: read_hub_dataset(dataset_id, column, max_bytes=limits.max_bytes, timeout_s=limits.dataset_timeout_s)
 
 
+# The named API is also an MCP server (launch(mcp_server=True), at /gradio_api/mcp/): an AI assistant can
+# generate, predict the next token, score a text and read cells. Training is left out of its tool list unless
+# the operator sets LSTMGEN_MCP_TRAIN=1 (an assistant calling /train by name goes through the same limits as
+# any REST caller).
+MCP_TRAIN_ENV = "LSTMGEN_MCP_TRAIN"
+
+
 def _train_slots() -> int:
     """/train's one concurrency limit (its button and its API share it): the running training, those waiting
     in the studio's line, and a few more so that a refusal (line full, one per visitor) is answered at once
@@ -657,6 +664,10 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None):
             demo.load(fn, inputs, outputs, api_visibility="private", concurrency_id="next_tokens", show_progress="hidden")
         # gradio injects the request where a parameter's type says gr.Request; it is imported late (main).
         train.__annotations__["request"] = gr.Request
+        if os.environ.get(MCP_TRAIN_ENV, "").lower() in ("1", "true", "yes"):
+            train.__dict__.pop("_mcp_type", None)
+        else:
+            train._mcp_type = "not listed"  # gradio lists as MCP tools only functions without a type, or "tool"
         gr.api(train, api_name="train", concurrency_id="train", concurrency_limit=_train_slots())
     # Each request decodes on one core; a few at a time keep latency low, the queue holds the rest.
     demo.queue(default_concurrency_limit=4, max_size=64)
@@ -670,7 +681,7 @@ def launch(demo, **options):
     from starlette.middleware import Middleware
 
     max_bytes = studio.limits.max_bytes
-    return demo.launch(max_file_size=max_bytes, css=CSS, head=HEAD,
+    return demo.launch(max_file_size=max_bytes, css=CSS, head=HEAD, mcp_server=True,
                        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=2 * max_bytes + 1_000_000)]},
                        **options)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -78,7 +79,8 @@ def hub():
 
 @pytest.fixture(scope="module")
 def space(hub, tmp_path_factory):
-    """`python app.py` as a Space runs it, with the owner's secret set. Yields (url, log path)."""
+    """`python app.py` as a Space runs it, with the owner's secret set. Yields (url, log path, Gradio's upload
+    folder)."""
     port = free_port()
     log = tmp_path_factory.mktemp("space") / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LSTMGEN_", "GRADIO_"))}
@@ -337,7 +339,11 @@ def test_a_text_over_the_limit_gets_a_message(space):
 
 def test_zz_no_visitor_error_left_a_traceback_in_the_servers_log(space):
     _, log, _ = space
-    text = log.read_text()
+    # Gradio's MCP server in Space mode leaves an asyncio event loop that Python reports when it collects it
+    # ("Exception ignored in: <function BaseEventLoop.__del__ …> … Invalid file descriptor: -1"): Gradio's own,
+    # whatever the visitors do. That one report is set aside; any other traceback fails the test.
+    text = re.sub(r"Exception ignored in: <function BaseEventLoop.__del__.*?ValueError: Invalid file descriptor: -1\n",
+                  "", log.read_text(), flags=re.S)
     assert "refused" in text  # the refusals above were logged …
     assert "Traceback" not in text, text[-3000:]  # … in one line each
 
