@@ -164,6 +164,70 @@ def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 
 next_tokens.__doc__ = next_tokens.__doc__.replace("{high}", str(LIMITS["temperature"][1]))
 
 
+def _served(model) -> ServedModel:
+    """The model this caller may use, or a clear gr.Error."""
+    import gradio as gr
+
+    try:
+        return service.pick_model(_reachable(model), model)
+    except RequestError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+def _answer(fn, *args):
+    import gradio as gr
+
+    try:
+        return fn(*args)
+    except RequestError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+def cells(model: str, text: str, layer: int = 1, cell: int = 1) -> dict:
+    """One LSTM cell's value after each token of a text, in the float model and its int8 copy: the cell's
+    memory (c, the cell state) and its output (h, the hidden state). Layers and cells are numbered from 1
+    (see /cell_features for the cells that track something). Returns {"pieces": the text each token adds,
+    "float32": {"c": [...], "h": [...]}, "int8": {...}, "layer", "cell"}.
+
+    Inputs (checked on the server):
+        model: the model's name (see /models), or your trained model's key
+        text: at most 10,000 characters and 10,000 tokens
+        layer: 1 to the model's number of layers
+        cell: 1 to the model's hidden size
+    """
+    served = _served(model)
+    return _answer(service.cell_values, served, text, layer, cell)
+
+
+def cell_features(model: str) -> dict:
+    """The cells that track something in the text: for each text feature (characters since the line began,
+    inside quotes, position in the sentence, …) the cells whose value correlates best with it over the
+    model's held-out text (Pearson r; cell state c and hidden state h both considered), with a sentence
+    each ("cell 266 of layer 3 counts characters since the line began (r = 0.93)"). Returns {"rows":
+    [{"feature", "description", "layer", "cell", "state", "r", "sentence"}, ...], "constant": features that
+    never vary in that text, "source", "tokens"}.
+
+    Inputs (checked on the server):
+        model: the model's name (see /models), or your trained model's key
+    """
+    return _answer(service.cell_features, _served(model))
+
+
+def score(model: str, text: str) -> dict:
+    """How surprising the float model and its int8 copy find a text: each token's probability given the
+    tokens before it (temperature 1, nothing masked; the first token has none), the total loss in nats,
+    loss per token, bits per character and perplexity, and a sentence comparing them with the model's
+    held-out figure. Returns {"float32": {"pieces", "probabilities", "total_nats", "tokens", "loss",
+    "bits_per_char", "perplexity", "comparison"}, "int8": {...}}.
+
+    Inputs (checked on the server):
+        model: the model's name (see /models), or your trained model's key
+        text: at most 10,000 characters and 10,000 tokens
+    """
+    served = _served(model)
+    return _answer(service.score_text, served, text)
+
+
 def list_models() -> dict:
     """The models everyone can use: for each its source (Hub repo and revision, or bundled), size,
     parameters and validation figures of the float and int8 copies, or that it could not be loaded. A model you trained (/train) is not
@@ -360,6 +424,10 @@ def _tab(gr, served: ServedModel):
             top_p = gr.Slider(*LIMITS["top_p"], value=SamplingConfig.top_p, step=0.01,
                               label="Leave out the unlikely ones",
                               info="Keep the most likely until they add up to this share; 1 keeps all (top-p).")
+            min_p = gr.Slider(*LIMITS["min_p"], value=SamplingConfig.min_p, step=0.01,
+                              label="Leave out the far less likely ones",
+                              info="Keep only pieces at least this share as likely as the most likely one; 0 keeps "
+                                   "all (min-p).")
             # A Textbox, not a Number: inside the closed accordion an empty gr.Number comes up showing 0
             # once opened and then sends 0, so every later run would use seed 0 instead of a random one.
             seed = gr.Textbox(value="", label="Random seed", placeholder="new each time", max_lines=1,
@@ -392,6 +460,7 @@ def _tab(gr, served: ServedModel):
     with gr.Accordion(f"How sure it was of each {one} (table)", open=False):
         table = gr.Dataframe(headers=["#", f"full model's {one}", "its probability", f"compressed copy's {one}",
                                       "its probability"], interactive=False)
+    _inside(gr, gr.State(name), outputs["float32"][0], prompt, one, prefix=name)
     with gr.Accordion("About this model", open=False):
         gr.Markdown(_model_card(served))
         gr.LinePlot(_loss_frame(served), x="pass", y="loss", color="text", title="How it learned",
@@ -401,10 +470,10 @@ def _tab(gr, served: ServedModel):
         temperature = temperature if temperature > 0 else 1.0  # greedy has no spread to show: show temperature 1
         return _candidates(next_tokens(name, prompt, 10, temperature), one)
 
-    def on_generate(prompt, temperature, length, top_k, top_p, seed, allow_special):
+    def on_generate(prompt, temperature, length, top_k, top_p, seed, allow_special, min_p):
         seed = seed.strip() if isinstance(seed, str) else seed  # "" (or blanks) = random
         request = _validated(name, prompt, temperature=temperature, length=length, top_k=top_k, top_p=top_p,
-                             seed=seed or None, allow_special=allow_special)
+                             seed=seed or None, allow_special=allow_special, min_p=min_p)
         for result in service.side_by_side(request):
             summary, row = result.summary(), []
             for side, part in (("float32", result.float), ("int8", result.int8)):
@@ -423,13 +492,107 @@ def _tab(gr, served: ServedModel):
     prompt.change(on_predict, [prompt, temperature], next_outputs, api_visibility="private",
                   trigger_mode="always_last", show_progress="hidden", concurrency_id="next_tokens")
     flat = [c for side in ("float32", "int8") for c in outputs[side]]
-    event = run.click(on_generate, [prompt, temperature, length, top_k, top_p, seed, allow_special],
+    event = run.click(on_generate, [prompt, temperature, length, top_k, top_p, seed, allow_special, min_p],
                       [*flat, fidelity, table], api_visibility="private", concurrency_id="generate")
     stop.click(None, cancels=[event])
     colour.change(lambda on: [gr.update(visible=not on), gr.update(visible=on)] * 2, colour,
                   [outputs["float32"][0], outputs["float32"][1], outputs["int8"][0], outputs["int8"][1]],
                   api_visibility="private", queue=False)
     return on_predict, [prompt, temperature], next_outputs  # the candidates for the first prompt, at page load
+
+
+def _cell_colours(pieces: list[str], values: list[float]) -> list[tuple[str, float]]:
+    """Pieces with their cell's value scaled to [-1, 1] for the colouring (blue negative, red positive)."""
+    top = max((abs(v) for v in values), default=0.0) or 1.0
+    return [(piece, round(v / top, 4)) for piece, v in zip(pieces, values)]
+
+
+def _feature_rows(found: dict) -> list[list]:
+    return [[row["sentence"], row["layer"], row["cell"], row["state"], round(row["r"], 3)] for row in found["rows"]]
+
+
+def _inside(gr, model, text_box, prompt_box, unit: str, prefix: str | None = None) -> None:
+    """The cell explorer and "score your own text", for the model named by the `model` State (a tab's name,
+    or the visitor's key)."""
+    def eid(part):
+        return f"{prefix}-{part}" if prefix else None
+
+    with gr.Accordion("Inside the network: what its cells keep", open=False, elem_id=eid("cells")) as explorer:
+        gr.Markdown("Each cell of the network keeps a number as it reads. Some follow something you can name. "
+                    "Click a row to see that cell along the text above: **red** where its value is high, "
+                    "**blue** where it is low. <small>Cells are ranked by how well their value (the memory c, "
+                    "or the output h) correlates (Pearson r) with each feature over text the model never "
+                    "learned from.</small>")
+        table = gr.Dataframe(headers=["what it follows", "layer", "cell", "c or h", "r"], interactive=False,
+                             elem_id=eid("cell-table"), wrap=True)
+        with gr.Row():
+            layer = gr.Number(value=1, precision=0, label="Layer", minimum=1, min_width=80)
+            cell = gr.Number(value=1, precision=0, label="Cell", minimum=1, min_width=80)
+            which = gr.Radio([("memory (c)", "c"), ("output (h)", "h")], value="c", label="Which value")
+            show = gr.Button("Show this cell", min_width=120)
+        with gr.Row(equal_height=True):
+            cell_views = [gr.HighlightedText(label=label, show_legend=False, combine_adjacent=False,
+                                             elem_classes=["running-text"], elem_id=eid(f"cell-{side}"))
+                          for side, label in (("float32", "Full model"), ("int8", "Compressed copy"))]
+        pointed = gr.Markdown(elem_id=eid("cell-pointed"))
+        values = gr.State(None)
+    with gr.Accordion("How surprising is your text?", open=False, elem_id=eid("score")):
+        mine = gr.Textbox(label="Paste any text", lines=4, max_lines=10, max_length=service.MAX_TEXT_CHARS,
+                          elem_id=eid("score-text"))
+        rate = gr.Button("Score it", elem_id=eid("score-run"))
+        verdict = gr.Markdown(elem_id=eid("score-verdict"))
+        with gr.Row(equal_height=True):
+            score_views = [gr.HighlightedText(label=label, show_legend=True, show_inline_category=False,
+                                              combine_adjacent=False, color_map={lbl: c for _, lbl, c in BANDS},
+                                              elem_classes=["running-text"], elem_id=eid(f"score-{side}"))
+                           for side, label in (("float32", "Full model"), ("int8", "Compressed copy"))]
+
+    def on_open(key):
+        return _feature_rows(cell_features(key)) if key else []
+
+    def on_show(key, text, prompt, layer, cell, which):
+        if not key:
+            raise gr.Error("train a model first", print_exception=False)
+        found = cells(key, text or prompt, layer, cell)
+        views = [_cell_colours(found["pieces"], found[side][which]) for side in ("float32", "int8")]
+        name = "memory (c)" if which == "c" else "output (h)"
+        return (*views, found, f"Cell {found['cell']} of layer {found['layer']}, its {name}. Click a {unit} "
+                "to read its value.")
+
+    def on_row(evt: gr.SelectData):
+        _, layer, cell, which, _ = evt.row_value  # the clicked row of the table
+        return int(layer), int(cell), str(which)
+
+    def on_point(found, which, evt: gr.SelectData):
+        if not found:
+            return ""
+        i = evt.index if isinstance(evt.index, int) else evt.index[0]
+        piece = found["pieces"][i].replace("\n", "↵")
+        return (f"After {piece!r}: **{found['float32'][which][i]:+.3f}** in the full model, "
+                f"{found['int8'][which][i]:+.3f} in the compressed copy.")
+
+    def on_score(key, text):
+        if not key:
+            raise gr.Error("train a model first", print_exception=False)
+        found = score(key, text)
+        views = [[(piece, None if p is None else next(label for low, label, _ in BANDS if p >= low))
+                  for piece, p in zip(found[side]["pieces"], found[side]["probabilities"])]
+                 for side in ("float32", "int8")]
+        f, q = found["float32"], found["int8"]
+        return (f"**{f['comparison'][:1].upper() + f['comparison'][1:]}.** <small>Full model: {f['bits_per_char']:.3f} "
+                f"bits per character, perplexity {f['perplexity']:.2f}; compressed copy: {q['bits_per_char']:.3f} "
+                f"bits per character, perplexity {q['perplexity']:.2f}.</small>", *views)
+
+    show_event = dict(inputs=[model, text_box, prompt_box, layer, cell, which], outputs=[*cell_views, values, pointed],
+                      api_visibility="private", concurrency_id="inside")
+    table.select(on_row, None, [layer, cell, which], api_visibility="private", queue=False).then(
+        on_show, **show_event)
+    show.click(on_show, **show_event)
+    for view in cell_views:
+        view.select(on_point, [values, which], pointed, api_visibility="private", queue=False)
+    rate.click(on_score, [model, mine], [verdict, *score_views], api_visibility="private", concurrency_id="inside")
+    # The table fills when the explorer opens: nothing is computed for a visitor who never looks.
+    explorer.expand(on_open, model, table, api_visibility="private", concurrency_id="inside")
 
 
 def _curve_frame(update: dict):
@@ -517,6 +680,7 @@ def _train_tab(gr) -> None:
                     sides += [gr.Textbox(label=label, lines=6, interactive=False, elem_id=f"train-{side}"),
                               gr.Markdown(elem_id=f"train-{side}-stats")]
         fidelity = gr.Markdown(elem_id="train-fidelity")
+        _inside(gr, trained, sides[0], prompt, "piece", prefix="train")
         download = gr.DownloadButton("Download the model folder (.zip)", elem_id="train-download")
         with gr.Row():
             from gradio.utils import get_space
@@ -660,6 +824,9 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None):
         gr.api(generate_stream, api_name="generate_stream", concurrency_id="generate")
         gr.api(next_tokens, api_name="next_tokens", concurrency_id="next_tokens")
         gr.api(list_models, api_name="models", concurrency_limit=None)
+        gr.api(cells, api_name="cells", concurrency_id="inside")
+        gr.api(cell_features, api_name="cell_features", concurrency_id="inside")
+        gr.api(score, api_name="score", concurrency_id="inside")
         for fn, inputs, outputs in filter(None, on_load):
             demo.load(fn, inputs, outputs, api_visibility="private", concurrency_id="next_tokens", show_progress="hidden")
         # gradio injects the request where a parameter's type says gr.Request; it is imported late (main).
@@ -751,4 +918,7 @@ def _stop_on_sigterm() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C while starting: stop quietly (the visitors' folder goes with atexit)
+        raise SystemExit(130) from None

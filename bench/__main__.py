@@ -37,12 +37,15 @@ from lstmgen.data import read_corpus
 from lstmgen.evaluate import evaluate
 from lstmgen.files import WEIGHTS_FILE
 from lstmgen.export import step_model
-from lstmgen.generate import Decoder, banned_ids, coupled_ids, generate_ids
+from lstmgen.generate import banned_ids, coupled_ids, generate_ids
 from lstmgen.hub import LoadedModel, resolve
 from lstmgen.ort_engine import OrtModel, OrtStep
-from lstmgen.quantize import quantize_dynamic, size_bytes
+from lstmgen.quantize import size_bytes
 from lstmgen.records import RECORDS, ModelRecord, prepare
 from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
+
+from bench.engines import quantize_dynamic, step_numpy
+from bench.measure import int8_weight_bytes, median_spread, read_bandwidth
 
 PROMPT_CHARS = 200  # the prompt of the time-to-first-token figure
 
@@ -51,10 +54,6 @@ def long_prompt(record: ModelRecord, chars: int = PROMPT_CHARS) -> str:
     """About `chars` characters of the record's own example prompts, for the time-to-first-token figure."""
     text = " ".join(e for e in record.examples if e) or "the "
     return ((text + " ") * (chars // (len(text) + 1) + 1))[:chars]
-
-
-def median_spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
 def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
@@ -90,13 +89,15 @@ def independent_side_by_side(floats, int8, prompt_ids, config: SamplingConfig, b
     the side-by-side run as it was before the coupling."""
     randomness = RandomStream(config.seed)
     u = randomness.next()[0]
-    decoders = [Decoder(floats, prompt_ids, config, banned, u=u), Decoder(int8, prompt_ids, config, banned, u=u)]
+    streams = [floats.stream(config, banned), int8.stream(config, banned)]
+    for stream in streams:
+        stream.prompt(prompt_ids, u)
     for i in range(config.length):
-        tokens = [d.draw(u) for d in decoders]
+        tokens = [s.draw(u) for s in streams]
         if i + 1 < config.length:
             u = randomness.next()[0]
-            for decoder, token in zip(decoders, tokens):
-                decoder.advance(token, u)
+            for stream, token in zip(streams, tokens):
+                stream.step(token, u)
 
 
 def side_by_side_cost(floats, int8, prompt_ids, tokens: int, repeats: int, banned) -> dict:
@@ -122,7 +123,7 @@ def step_breakdown(model, weights: str, prompt_ids, tokens: int, repeats: int, b
     def network_only():
         plain.forward(prompt_ids)
         for token in sequence[:-1]:
-            plain.step_numpy(token)
+            step_numpy(plain, token)
 
     whole, network = [], []
     for _ in range(repeats):  # taking turns, so that a busy moment slows both
@@ -143,21 +144,6 @@ def float_weight_bytes(model) -> int:
     lstm = sum(p.numel() * p.element_size() for p in model.lstm.parameters())
     decoder = sum(p.numel() * p.element_size() for p in model.decoder.parameters())
     return lstm + decoder + model.embedding.weight[0].numel() * model.embedding.weight.element_size()
-
-
-def int8_weight_bytes(model) -> int:
-    """int8 copy: one byte per LSTM / output weight, biases in float, one embedding row."""
-    lstm = sum(p.numel() for n, p in model.lstm.named_parameters() if n.startswith("weight"))
-    lstm_bias = sum(p.numel() * 4 for n, p in model.lstm.named_parameters() if n.startswith("bias"))
-    decoder = model.decoder.weight.numel() + model.decoder.bias.numel() * 4
-    return lstm + lstm_bias + decoder + model.embedding.weight.size(1)
-
-
-def read_bandwidth(num_bytes: int, repeats: int = 20) -> float:
-    """Bytes per second for summing a buffer of `num_bytes` (the same size as the weights)."""
-    buffer = torch.rand(max(num_bytes // 4, 1024))
-    seconds = timed(lambda: buffer.sum(), repeats, warmup=3)
-    return buffer.numel() * 4 / min(seconds)
 
 
 def val_slice_losses(loaded: LoadedModel, int8, record: ModelRecord, limit: int) -> dict | None:
@@ -300,7 +286,7 @@ def bench_model(name: str, threads_options: list[int], tokens: int, repeats: int
     floor = {}
     first = result["by_threads"][str(threads_options[0])]
     for label, num_bytes, speed in (("float", float_bytes, first["float"]), ("int8", q_bytes, first["int8"])):
-        bandwidth = read_bandwidth(num_bytes)
+        bandwidth = read_bandwidth(num_bytes, repeats=20)["numpy_int64_sum_gb_s"] * 1e9
         floor_us = num_bytes / bandwidth * 1e6
         step_us = 1e6 / speed["median"]
         floor[label] = {"bytes_per_step": num_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "floor_us": floor_us,

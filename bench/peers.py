@@ -49,7 +49,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from bench.measure import int8_weight_bytes, median_spread, read_bandwidth
 
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-bench.txt"
 NAMES = {"char": "char-shakespeare", "subword": "subword-shakespeare", "word": "word-harrypotter"}
@@ -73,10 +74,6 @@ ORT_INT8 = "ORT int8 (DynamicQuantizeLSTM)"
 ORT_INT8_CHANNEL = "ORT int8 (DynamicQuantizeLSTM) per channel"
 OV_INT8 = "OpenVINO int8 (NNCF)"
 PEERS_INT8 = (ORT_INT8, ORT_INT8_CHANNEL, OV_INT8)
-
-
-def median_spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
 # --------------------------------------------------------------------------- engines
@@ -104,7 +101,7 @@ class Engine:
 
 
 def torch_engine(name: str, model, like) -> Engine:
-    from lstmgen.generate import make_step
+    from lstmgen.streams import make_step
 
     started = time.perf_counter()
     step = make_step(model)
@@ -190,34 +187,6 @@ def openvino_engine(name: str, ov_model, threads: int, build_s: float = 0.0) -> 
 # --------------------------------------------------------------------------- the floor
 
 
-def int8_weight_bytes(model) -> int:
-    """Bytes an int8 step reads: one byte per LSTM and output-layer weight (the embedding: one row)."""
-    lstm = sum(p.numel() for n, p in model.lstm.named_parameters() if n.startswith("weight"))
-    return lstm + model.decoder.weight.numel() + model.embedding.weight.size(1)
-
-
-def read_bandwidth(num_bytes: int, repeats: int = 50) -> dict:
-    """Bytes per second at which a buffer of `num_bytes` is read, hot in cache as the weights are between
-    steps: viewed as int64 and summed (numpy's int64 sum streams; a uint8 sum widens every byte and
-    measures the widening, ~2.7 GB/s). The torch int8 -> int32 sum is reported beside it as a check."""
-    buffer = np.random.default_rng(0).integers(0, 255, size=-(-num_bytes // 8) * 8, dtype=np.uint8)
-    as_int64 = buffer.view(np.int64)
-    as_torch = torch.from_numpy(buffer.view(np.int8))
-
-    def best(fn) -> float:
-        for _ in range(5):
-            fn()
-        seconds = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            fn()
-            seconds.append(time.perf_counter() - started)
-        return buffer.nbytes / min(seconds)
-
-    return {"numpy_int64_sum_gb_s": best(lambda: as_int64.sum()) / 1e9,
-            "torch_int8_sum_gb_s": best(lambda: as_torch.sum(dtype=torch.int32)) / 1e9}
-
-
 # --------------------------------------------------------------------------- fidelity
 
 
@@ -267,6 +236,8 @@ def sampling_share(model, banned, threads: int, rounds: int, steps: int) -> dict
     from lstmgen.ort_engine import OrtModel, OrtStep
     from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
 
+    from bench.engines import step_numpy
+
     config = SamplingConfig(temperature=0.8, length=steps, seed=0)
     plain = OrtStep(step_model(model, "int8", layer_states=True), threads=threads)
     int8 = OrtModel(model, "int8", threads=threads)
@@ -279,7 +250,7 @@ def sampling_share(model, banned, threads: int, rounds: int, steps: int) -> dict
         started = clock()
         plain.forward(prompt)
         for token in sequence[:-1]:
-            plain.step_numpy(token)
+            step_numpy(plain, token)
         return clock() - started
 
     def generation():
@@ -338,8 +309,9 @@ def bench_model(short: str, threads_options: list[int], rounds: int, steps: int,
     from lstmgen.export import initializer_bytes, quantize_onnx_dynamic, step_model
     from lstmgen.generate import banned_ids
     from lstmgen.hub import resolve
-    from lstmgen.ort_engine import peer_step_proto
-    from lstmgen.quantize import quantize_dynamic, size_bytes
+    from lstmgen.quantize import size_bytes
+
+    from bench.engines import peer_step_proto, quantize_dynamic
 
     name = NAMES.get(short, short)
     with contextlib.redirect_stdout(sys.stderr):

@@ -3,6 +3,7 @@
     python -m lstmgen generate --model char-shakespeare --prompt "ROMEO:" --temperature 0.8 --length 300 [--int8] [--seed N]
     python -m lstmgen evaluate --model char-shakespeare --split val [--int8] [--data DIR]
     python -m lstmgen export --onnx char-shakespeare out/ [--weights float,int8]   (one stateful step, ONNX)
+    python -m lstmgen cells --model char [--no-hub] [--all]   (the cells that track text features best)
 
 --model takes a preset, a Hub repo id or a local folder (local folder, else Hub, else bundled weights).
 """
@@ -13,6 +14,7 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 from .data import DATA_ENV, read_corpus
 from .errors import run_politely
@@ -30,6 +32,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("export", help="ONNX export of one decoding step (python -m lstmgen export -h)")
+    commands.add_parser("cells", help="the best cell per text feature (python -m lstmgen cells -h)")
     for name in ("generate", "evaluate"):
         command = commands.add_parser(name)
         command.add_argument("--model", required=True, help="preset, Hub repo id or local folder")
@@ -47,12 +50,62 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+README_SNIPPET = '''\
+import numpy as np, onnxruntime as ort
+
+session = ort.InferenceSession("{path}", providers=["CPUExecutionProvider"])
+h = np.zeros(({layers}, 1, {hidden}), np.float32); c = np.zeros_like(h)
+token = np.array([[{token}]], np.int64)  # a token id of the model's tokenizer
+for _ in range(20):  # greedy
+    logits, h, c = session.run(None, {{"token": token, "h": h, "c": c}})
+    token[0, 0] = int(logits.argmax())
+    print(int(token[0, 0]))
+'''
+
+
+def export_command(argv) -> int:
+    """`python -m lstmgen export --onnx MODEL OUT`: lstmgen.export's files, for a model resolved here (the
+    exporter itself knows no Hub)."""
+    from .export import DEFAULT_BLOCK, WEIGHT_KINDS, export
+    from .export import __doc__ as export_doc
+
+    parser = argparse.ArgumentParser(prog="python -m lstmgen export", description=export_doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--onnx", nargs=2, metavar=("MODEL", "OUT"), required=True,
+                        help="a preset, Hub repo id or local folder, and the folder to write")
+    parser.add_argument("--weights", default="float,int8", help=f"comma-separated: {', '.join(WEIGHT_KINDS)}")
+    parser.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="int8/int4: inputs per weight scale")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    parser.add_argument("--no-hub", action="store_true", help="skip the Hub: local folder or bundled weights")
+    args = parser.parse_args(argv)
+    name, out = args.onnx
+    kinds = tuple(k.strip() for k in args.weights.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in WEIGHT_KINDS]
+    if unknown:
+        parser.error(f"unknown --weights {', '.join(unknown)}: choose from {', '.join(WEIGHT_KINDS)}")
+    with contextlib.redirect_stdout(sys.stderr):  # from_pretrained prints to stdout
+        loaded = resolve(name, revision=args.revision, use_hub=not args.no_hub)
+    model = loaded.model
+    paths = export(model, out, kinds, block=args.block)
+    token = loaded.tokenizer.encode("the").ids[:1] or [0]
+    (Path(out) / "config.json").write_text(json.dumps(
+        {"source": loaded.source, "vocab_size": model.vocab_size, "num_layers": model.num_layers,
+         "hidden_size": model.hidden_size, "files": {k: p.name for k, p in zip(kinds, paths)}}, indent=2))
+    for kind, path in zip(kinds, paths):
+        print(f"{kind}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    print("\nRun it with ONNX Runtime (pip install onnxruntime):\n")
+    print(README_SNIPPET.format(path=paths[0], layers=model.num_layers, hidden=model.hidden_size, token=token[0]))
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["export"]:
-        from .export import main as export_main
+        return export_command(argv[1:])
+    if argv[:1] == ["cells"]:
+        from .cells import main as cells_main
 
-        return export_main(argv[1:])
+        return cells_main(argv[1:])
     args = parse_args(argv)
     # Checked before loading anything, with the limits the app uses.
     sampling = checked(SamplingConfig, **given(args, SamplingConfig)) if args.command == "generate" else None

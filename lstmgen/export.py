@@ -6,56 +6,49 @@ MODEL is a preset, a Hub repo id or a local folder; OUT a folder that gets `step
 `step.int8.onnx` (int8 weights), each with `config.json`'s shapes in its metadata. Inputs:
 `token` int64 (1, 1), `h` and `c` float32 (layers, 1, hidden); outputs `logits` float32 (vocab,),
 `h_out` and `c_out` float32 (layers, 1, hidden). Carry `h_out`, `c_out` into the next step; zeros
-start a text.
+start a text. (GraphNames holds every input's and output's name.)
 
-The graph is written from the weights with onnx.helper, not traced: no torch exporter is involved
-(torch's TorchScript exporter is deprecated, its dynamo exporter needs onnxscript), building takes
-milliseconds, and the graph is the one ONNX Runtime runs fastest at batch 1 (lstmgen/ort_engine.py
-measures the choices): each layer's four gate products are one matrix product over [x, h]
-concatenated, with the sigmoid gates side by side, so a step is one product per layer plus the
-output layer and a few element-wise ops.
+The graph is written from the weights with onnx.helper, not traced, by small builders: the output
+layer, the embedding, one LSTM layer, the sampler. Each layer's four gate products are one matrix
+product over [x, h] concatenated, with the sigmoid gates side by side, so a step is one product per
+layer plus the output layer and a few element-wise ops. Why each choice, with its measurements:
+bench/step_graph.md.
 
 Weights ("--weights"):
 - float: the model's float32 weights (a tied output layer is a Gemm over the embedding's own rows).
-- int8: weights in 8 bits, symmetric, each matrix in the format that measured fastest at equal or
-  better fidelity (matrix_format): MatMulNBits (an ONNX Runtime contrib op, one scale per `block`
-  inputs of each output, the input quantized per block at run time, VNNI products) where the blocks
-  tile the inputs exactly, else DynamicQuantizeMatMul over int8 rows with one scale each.
+- int8: weights in 8 bits, symmetric, each matrix in the format matrix_format picks: MatMulNBits (an
+  ONNX Runtime contrib op, one scale per `block` inputs of each output, the input quantized per block
+  at run time) where the blocks tile the inputs exactly, else DynamicQuantizeMatMul over int8 rows
+  with one scale each.
 - int8-nbits / int8-dq: every matrix in one of those two formats.
 - int8-dynamic: the float graph through onnxruntime.quantization.quantize_dynamic (standard ONNX
-  ops DynamicQuantizeLinear and MatMulInteger, one scale per tensor or per channel).
-- int4: as int8-nbits with 4-bit weights (half the bytes; a visible fidelity cost).
+  ops DynamicQuantizeLinear and MatMulInteger).
+- int4: as int8-nbits with 4-bit weights.
 
-The embedding ("embedding"): in the int8 kinds its rows are int8, one scale per row, a step
-gathering one. A tied model (the subword and word presets) keeps one int8 matrix for both roles where
-the output layer is a MatMulNBits one (the subword preset's 384 inputs); a DynamicQuantizeMatMul
-output layer (the word preset's 400) stores its matrix transposed, and gathering a column of it cost
-~26 µs a step, so by default the embedding keeps int8 rows of its own (`share_tied=True` shares).
-Where the vocabulary is no larger than the embedding width (the char preset: 65 tokens, 128 wide),
-`project_input` stores layer 0's input product for every token instead (65 x 2,048 floats): a step
-gathers one row, and reads 256 KB fewer int8 weights (1 MB in float), ~5% of the int8 step.
+The embedding: in the int8 kinds its rows are int8, one scale per row, a step gathering one. A tied
+model shares the output layer's int8 matrix where that is a MatMulNBits one (a row gather; the
+transposed DynamicQuantizeMatMul matrix would need a column); `share_tied` overrides. Where the
+vocabulary is no larger than layer 0's input width, layer 0's input product is stored for every
+token instead, and a step gathers one row of it.
 
 The engine's graphs (lstmgen/ort_engine.py; exported files have neither):
 - `layer_states=True`: one h and one c input and output per layer ((1, 1, hidden) each), and every
-  tensor (1, 1, features) to the logits: no Split, Concat or Reshape copy a step (~4 µs).
+  tensor (1, 1, features) to the logits: no Split, Concat or Reshape copy a step.
 - `sampler=True` (with layer_states): the sampling distribution and the draw, in the step. Inputs
   `inverse_temperature` (1,), `bias` (padded vocab,: the output layer's bias, which the engine sets to
   b / T plus the mask, -inf for a masked token) and `u` (1,: the uniform number of the draw); outputs
   `probs` (softmax((W h) / T + bias), padded with zeros to whole blocks of `sampler_block` tokens) and
   `token_out`, the inverse CDF at u in two levels (blocks of 128, or one running sum where the
   vocabulary has at most 512 tokens). The temperature divides the hidden state, not the logits:
-  W (h / T) + b / T is (W h + b) / T, and the int8 product's input quantization is scale-free.
+  W (h / T) + b / T is (W h + b) / T, and the int8 product's input quantization is scale-free. The
+  settings the sampler serves are declared beside each setting (lstmgen.sampling.SamplingConfig).
   `probabilities=True` adds `model_probs`, the model's own distribution (temperature 1, nothing
   masked), for the app's "how sure was it" (inputs `temperature` and `mask` then carry what the bias
-  does not). ONNX Runtime's CumSum over a whole vocabulary costs ~29 µs (one element at a time), and
-  every op costs ~0.5 µs however small, hence the two levels and the few ops.
+  does not).
 """
-
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +60,34 @@ FILE_NAMES = {"float": "step.onnx", "int8": "step.int8.onnx"}
 DEFAULT_BLOCK = 128
 DEFAULT_SAMPLER_BLOCK = 128  # tokens per block of the sampler's cumulative sum
 SINGLE_LEVEL_MAX = 512  # up to this vocabulary size, the sampler's draw is one running sum (one block)
+
+
+@dataclass(frozen=True)
+class GraphNames:
+    """The step graph's inputs and outputs, by name: the graphs are built with these, and
+    lstmgen.ort_engine binds its buffers to them."""
+
+    token: str = "token"  # int64 (1, 1)
+    h: str = "h"  # the exported files' state: (layers, 1, hidden) each
+    c: str = "c"
+    h_out: str = "h_out"
+    c_out: str = "c_out"
+    logits: str = "logits"
+    inverse_temperature: str = "inverse_temperature"  # the sampler's inputs (1,), (padded vocab,), (1,)
+    bias: str = "bias"
+    u: str = "u"
+    temperature: str = "temperature"  # with probabilities: (1,) and the mask (padded vocab,)
+    mask: str = "mask"
+    probs: str = "probs"  # the sampler's outputs
+    token_out: str = "token_out"
+    model_probs: str = "model_probs"
+
+    def layer(self, state: str, i: int) -> str:
+        """Layer i's state in the engine's graphs (one (1, 1, hidden) tensor each): h0, c0, h_out0, c_out0."""
+        return f"{getattr(self, state)}{i}"
+
+
+NAMES = GraphNames()
 
 
 def _weights(model) -> dict:
@@ -128,8 +149,8 @@ def matrix_format(kind: str, k: int, block: int = DEFAULT_BLOCK) -> str:
     """How one weight matrix with `k` inputs is stored in a graph of weights `kind`:
     "float"; "nbits8" / "nbits4" (MatMulNBits, blockwise scales); "dq" (DynamicQuantizeMatMul's
     per-tensor kernel over int8 rows that each have their own scale, applied after the product).
-    "int8" picks per matrix what measured fastest at equal or better fidelity: MatMulNBits where its
-    blocks tile the inputs exactly, else "dq" (MatMulNBits pads a 400-input row to 512: 20% slower)."""
+    "int8" picks per matrix what measured fastest at equal or better fidelity (bench/step_graph.md):
+    MatMulNBits where its blocks tile the inputs exactly, else "dq" (MatMulNBits would pad the rows)."""
     if kind in ("float", "int8-dynamic"):
         return "float"
     if kind == "int8":
@@ -138,12 +159,12 @@ def matrix_format(kind: str, k: int, block: int = DEFAULT_BLOCK) -> str:
 
 
 class _Graph:
-    def __init__(self, weights: str, block: int, accuracy: str):
+    def __init__(self, weights: str, block: int):
         from onnx import TensorProto, helper
 
         self.helper, self.nodes, self.inits = helper, [], []
         self.float_type = TensorProto.FLOAT
-        self.kind, self.block, self.accuracy = weights, block, accuracy
+        self.kind, self.block = weights, block
         self.count = 0
 
     def name(self, stem: str) -> str:
@@ -183,7 +204,7 @@ class _Graph:
             layer.update(w=self.const(stem + "_w", np.ascontiguousarray(w.T)), b=self.const(stem + "_b", bias))
         elif fmt == "dq":
             # One scale per output row, applied after the product: the op's per-column scales take a
-            # slower kernel (measured 1.2-1.5x on a 400 x 13,134 output layer), its per-tensor one
+            # slower kernel (bench/step_graph.md), its per-tensor one
             # does not. The bias goes in divided by the scale: (acc + b / s) * s = acc * s + b.
             q, scale = quantize_rows(w)
             layer.update(w=self.const(stem + "_w", np.ascontiguousarray(q.T)),
@@ -212,17 +233,16 @@ class _Graph:
             y = self.op("DynamicQuantizeMatMul", [x, layer["w"], layer["one"], layer["zero"], layer["b"]],
                         domain=MS_DOMAIN)[0]
             return self.op("Mul", [y, layer["scale"]], out)[0]
-        level = {"int8": 4, "float": 1, "unset": 0}[self.accuracy]
         return self.op("MatMulNBits", [x, layer["w"], layer["scale"], "", "", layer["b"]], out, domain=MS_DOMAIN,
                        K=layer["k"], N=layer["n"], bits=layer["bits"], block_size=layer["block"],
-                       accuracy_level=level)[0]
+                       accuracy_level=4)[0]  # int8 products of the quantized input (VNNI)
 
     def embedding_rows(self, embedding: np.ndarray) -> str:
         """The token's embedding row (1, 1, E) from int8 rows with one scale per row."""
         q, scale = quantize_rows(embedding)
-        row = self.op("Cast", [self.op("Gather", [self.const("embedding_int8", q), "token"], axis=0)[0]],
+        row = self.op("Cast", [self.op("Gather", [self.const("embedding_int8", q), NAMES.token], axis=0)[0]],
                       to=self.float_type)[0]
-        row_scale = self.op("Gather", [self.const("embedding_scale", scale), "token"], axis=0)[0]  # (1, 1)
+        row_scale = self.op("Gather", [self.const("embedding_scale", scale), NAMES.token], axis=0)[0]  # (1, 1)
         return self.op("Mul", [row, row_scale])[0]  # (1, 1, E) * (1, 1) broadcasts as (1, 1, 1)
 
     def shared_embedding(self, head: dict) -> str | None:
@@ -230,17 +250,17 @@ class _Graph:
         not allow it, 4-bit weights being too coarse for the embedding)."""
         k = head["k"]
         if head["format"] == "float rows":
-            return self.op("Gather", [head["w"], "token"], axis=0)[0]
+            return self.op("Gather", [head["w"], NAMES.token], axis=0)[0]
         if head["format"] == "dq":
             # B is (E, vocab): the token's column, times the token's row scale.
-            column = self.op("Cast", [self.op("Gather", [head["w"], "token"], axis=1)[0]], to=self.float_type)[0]
-            scaled = self.op("Mul", [column, self.op("Gather", [head["scale"], "token"], axis=0)[0]])[0]  # (E, 1, 1)
+            column = self.op("Cast", [self.op("Gather", [head["w"], NAMES.token], axis=1)[0]], to=self.float_type)[0]
+            scaled = self.op("Mul", [column, self.op("Gather", [head["scale"], NAMES.token], axis=0)[0]])[0]  # (E, 1, 1)
             return self.op("Reshape", [scaled, self.const("embedding_shape", np.array([1, 1, k], np.int64))])[0]
         if head["format"] == "nbits8":
             # B is (vocab, blocks, block) uint8 with zero point 128, scales (vocab, blocks).
-            blocks = self.op("Cast", [self.op("Gather", [head["w"], "token"], axis=0)[0]], to=self.float_type)[0]
+            blocks = self.op("Cast", [self.op("Gather", [head["w"], NAMES.token], axis=0)[0]], to=self.float_type)[0]
             centred = self.op("Sub", [blocks, self.const("zero_point", np.array(128.0, np.float32))])[0]
-            scale = self.op("Unsqueeze", [self.op("Gather", [head["scale"], "token"], axis=0)[0],
+            scale = self.op("Unsqueeze", [self.op("Gather", [head["scale"], NAMES.token], axis=0)[0],
                                           self.const("last_axis", np.array([-1], np.int64))])[0]  # (1, 1, blocks, 1)
             row = self.op("Reshape", [self.op("Mul", [centred, scale])[0],
                                       self.const("embedding_shape", np.array([1, 1, head["blocks"] * head["block"]],
@@ -270,33 +290,33 @@ def _sampler(g: _Graph, head: dict, x: str, blocks: int, block: int, probabiliti
     # (W h + b) / T = W (h / T) + b / T, the int8 product's input quantization being scale-free. The
     # bias becomes an input (the engine writes b / T + mask into it), its default the model's bias.
     bias = next(t for t in g.inits if t.name == head["b"])
-    bias.name = head["b"] = "bias"
-    inputs = [helper.make_tensor_value_info("inverse_temperature", TensorProto.FLOAT, [1]),
-              helper.make_tensor_value_info("bias", TensorProto.FLOAT, list(bias.dims)),
-              helper.make_tensor_value_info("u", TensorProto.FLOAT, [1])]
+    bias.name = head["b"] = NAMES.bias
+    inputs = [helper.make_tensor_value_info(NAMES.inverse_temperature, TensorProto.FLOAT, [1]),
+              helper.make_tensor_value_info(NAMES.bias, TensorProto.FLOAT, list(bias.dims)),
+              helper.make_tensor_value_info(NAMES.u, TensorProto.FLOAT, [1])]
     padded = blocks * block
-    z = g.apply(g.op("Mul", [x, "inverse_temperature"])[0], head, None if probabilities else "logits")  # (1, 1, padded)
+    z = g.apply(g.op("Mul", [x, NAMES.inverse_temperature])[0], head, None if probabilities else NAMES.logits)  # (1, 1, padded)
     if probabilities:  # the bias holds no mask: the model's own logits are z * T, then the mask
-        inputs += [helper.make_tensor_value_info("temperature", TensorProto.FLOAT, [1]),
-                   helper.make_tensor_value_info("mask", TensorProto.FLOAT, [padded])]
-        g.op("Softmax", [g.op("Mul", [z, "temperature"], ["logits"])[0]], ["model_probs"], axis=-1)
-        z = g.op("Add", [z, "mask"])[0]
-    probs = g.op("Softmax", [z], ["probs"], axis=-1)[0]
+        inputs += [helper.make_tensor_value_info(NAMES.temperature, TensorProto.FLOAT, [1]),
+                   helper.make_tensor_value_info(NAMES.mask, TensorProto.FLOAT, [padded])]
+        g.op("Softmax", [g.op("Mul", [z, NAMES.temperature], [NAMES.logits])[0]], [NAMES.model_probs], axis=-1)
+        z = g.op("Add", [z, NAMES.mask])[0]
+    probs = g.op("Softmax", [z], [NAMES.probs], axis=-1)[0]
     # The draw: the inverse CDF at u (the softmax sums to 1) in two levels: the block whose running
     # start is the last at or below u, then the token inside it the same way. Counting starts at or
     # below u never runs past the end; where rounding puts u beyond a block's own sum, the count lands
     # on its last token, and the engine draws again in numpy if that token has probability 0. Each
-    # op here costs ~0.5 µs however small, so there are few of them.
+    # op has a fixed cost however small (bench/step_graph.md), so there are few of them.
     rows = g.op("Reshape", [probs, const("blocks", np.array([blocks, block], np.int64))])[0]
     one = const("one", np.array(1, np.int64))
 
     def last_start_at_or_below_u(starts):
-        at_or_below = g.op("Cast", [g.op("LessOrEqual", [starts, "u"])[0]], to=TensorProto.INT64)[0]
+        at_or_below = g.op("Cast", [g.op("LessOrEqual", [starts, NAMES.u])[0]], to=TensorProto.INT64)[0]
         return g.op("Sub", [g.op("ReduceSum", [at_or_below], keepdims=1)[0], one])[0]
 
     row_axis = const("row_axis", np.array(1, np.int64))
     if blocks == 1:  # a small vocabulary: one running sum
-        g.op("Identity", [last_start_at_or_below_u(g.op("CumSum", [rows, row_axis], exclusive=1)[0])], ["token_out"])
+        g.op("Identity", [last_start_at_or_below_u(g.op("CumSum", [rows, row_axis], exclusive=1)[0])], [NAMES.token_out])
         return inputs
     sums = g.op("ReduceSum", [rows, const("block_axis", np.array([1], np.int64))], keepdims=0)[0]
     starts = g.op("CumSum", [sums, const("block_starts_axis", np.array(0, np.int64))], exclusive=1)[0]
@@ -304,7 +324,7 @@ def _sampler(g: _Graph, head: dict, x: str, blocks: int, block: int, probabiliti
     local = g.op("Add", [g.op("CumSum", [g.op("Gather", [rows, b], axis=0)[0], row_axis], exclusive=1)[0],
                          g.op("Gather", [starts, b], axis=0)[0]])[0]  # (1, block): the token starts
     index = last_start_at_or_below_u(local)  # (1, 1)
-    g.op("Add", [g.op("Mul", [b, const("block_size", np.array(block, np.int64))])[0], index], ["token_out"])
+    g.op("Add", [g.op("Mul", [b, const("block_size", np.array(block, np.int64))])[0], index], [NAMES.token_out])
     return inputs
 
 
@@ -316,120 +336,155 @@ def is_tied(model) -> bool:
     return embedding is decoder or (embedding.shape == decoder.shape and bool(torch.equal(embedding, decoder)))
 
 
-def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accuracy: str = "int8",
-               per_channel: bool = True, fuse: bool = True, embedding: str = "int8", sampler: bool = False,
-               sampler_block: int | None = None, share_tied: bool | None = None,
-               project_input: bool | None = None, layer_states: bool = False, probabilities: bool = False):
-    """The ONNX ModelProto of one decoding step of `model` (an LSTMLanguageModel, float weights).
-    `fuse=False` keeps each layer's input and hidden products apart (two products and an Add);
-    `embedding` "int8" (int8 kinds only; shared with a tied output layer) or "float"; `sampler` adds
-    the sampling inputs and outputs (see the module's docstring); `share_tied` whether a tied model's
-    int8 embedding reads the output layer's int8 matrix (default: where that is a row gather, i.e. a
-    MatMulNBits head; a DynamicQuantizeMatMul head stores the matrix transposed, and gathering a column
-    of it cost ~26 µs a step on the word model, 177.6 against 151.1 µs, so its embedding gets int8
-    rows of its own: 13.25 MB against 7.94 MB shared)."""
-    from onnx import TensorProto, checker, helper
-
+def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, embedding: str = "int8",
+               share_tied: bool | None = None, layer_states: bool = False, sampler: bool = False,
+               sampler_block: int | None = None, probabilities: bool = False):
+    """The ONNX ModelProto of one decoding step of `model` (an LSTMLanguageModel, float weights, left as
+    it is). `weights` and `block` as in the module's docstring; `embedding` "int8" (int8 kinds only) or
+    "float"; `share_tied` whether a tied model's int8 embedding reads the output layer's int8 matrix
+    (default: where that is a row gather, a MatMulNBits head); `layer_states`, `sampler`, `sampler_block`
+    and `probabilities` make the engine's graphs (the module's docstring)."""
     if weights not in WEIGHT_KINDS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHT_KINDS)}, not {weights!r}")
     if embedding not in ("int8", "float"):
         raise ValueError(f"embedding must be int8 or float, not {embedding!r}")
+    if sampler and not layer_states:
+        raise ValueError("the sampler is built for the engine's graphs: layer_states=True")
     w = _weights(model)
     layers, hidden, vocab = w["num_layers"], w["hidden"], w["vocab"]
-    g = _Graph(weights, block, accuracy)
-    head_weight, head_bias = w["head"]
-    if sampler_block is None:  # one running sum where the vocabulary is small, else two levels
-        sampler_block = -(-vocab // 16) * 16 if vocab <= SINGLE_LEVEL_MAX else DEFAULT_SAMPLER_BLOCK
-    padded = -(-vocab // sampler_block) * sampler_block if sampler else vocab
-    if padded > vocab:  # the sampler's blocks tile the logits: extra outputs that are always -inf
-        head_weight = np.concatenate([head_weight, np.zeros((padded - vocab, hidden), np.float32)])
-        head_bias = np.concatenate([head_bias, np.full(padded - vocab, -np.inf, np.float32)])
-    tied = is_tied(model)
-    head = g.prepare(head_weight, head_bias, "decoder", rows=weights == "float" and tied)
-    # Tensors stay (1, 1, features) throughout: no reshapes on the way in or out but the logits'.
-    int8_embedding = embedding == "int8" and weights not in ("float", "int8-dynamic")
-    if share_tied is None:  # where the shared row is a row of the head's matrix (a column costs ~26 µs a step)
-        share_tied = head["format"] == "nbits8"
-    first_weight, first_bias = w["layers"][0]
-    inputs_0 = first_weight.shape[1] - hidden
-    if project_input is None:  # where the table is no larger than the float input matrix it replaces
-        project_input = vocab <= inputs_0
-    x = None
-    if project_input:  # layer 0's input product for every token, in float32: a step gathers one row
-        embedding_kind = "projected"
-        table = w["embedding"] @ first_weight[:, :inputs_0].T + first_bias
-        projected = g.op("Gather", [g.const("input_projection", table.astype(np.float32)), "token"], axis=0)[0]
-    else:
-        x = g.shared_embedding(head) if tied and (head["format"] == "float rows" or int8_embedding and share_tied) else None
-        embedding_kind = "shared" if x is not None else "int8" if int8_embedding else "float"
-    if x is None and not project_input:
-        embedding = w["embedding"]
-        if matrix_format(weights, first_weight.shape[1], block) == "dq":
-            # Layer 0's product quantizes [x, h] with one scale: rows of typical largest value ~0.6 beside
-            # h in (-1, 1) would get fewer levels than h. Scaling the rows to h's range, and their weights
-            # by the inverse (exact in float), balances the two: top-1 agreement with float on the word
-            # model 99.05% -> 99.14% (12,000 validation tokens), at no cost in speed.
-            balance = 1.0 / float(np.abs(embedding).max(1).mean())
-            embedding = embedding * balance
-            w["layers"][0] = (np.concatenate([first_weight[:, :inputs_0] / balance, first_weight[:, inputs_0:]], 1),
-                              first_bias)
-        x = (g.embedding_rows(embedding) if int8_embedding
-             else g.op("Gather", [g.const("embedding", embedding), "token"], axis=0)[0])
-    if layer_states:
-        h_in, c_in = [f"h{i}" for i in range(layers)], [f"c{i}" for i in range(layers)]
-    else:
-        h_in = g.op("Split", ["h"], layers, axis=0) if layers > 1 else ["h"]
-        c_in = g.op("Split", ["c"], layers, axis=0) if layers > 1 else ["c"]
+    g, tied = _Graph(weights, block), is_tied(model)
+    head, padded, sampler_block = _output_layer(g, w, tied, sampler, sampler_block)
+    x, projected, embedding_kind, first_layer = _embedding(g, w, head, tied, embedding, share_tied)
+    h_in, c_in = _state_inputs(g, layers, layer_states)
     sizes = g.const("gate_split", np.array([3 * hidden, hidden], np.int64))
     hs, cs = [], []
-    for i, (weight, bias) in enumerate(w["layers"]):
-        last = i == layers - 1
-        if i == 0 and project_input:
-            gates = g.op("Add", [projected, g.linear(h_in[0], weight[:, inputs_0:], None, "lstm_hh_l0")])[0]
-        elif fuse:
-            gates = g.linear(g.op("Concat", [x, h_in[i]], axis=2)[0], weight, bias, f"lstm_l{i}")
-        else:
-            inputs = weight.shape[1] - hidden
-            gates = g.op("Add", [g.linear(x, weight[:, :inputs], bias, f"lstm_ih_l{i}"),
-                                 g.linear(h_in[i], weight[:, inputs:], None, f"lstm_hh_l{i}")])[0]
-        sig, cand = g.op("Split", [gates, sizes], 2, axis=2)
-        in_gate, forget, out_gate = g.op("Split", [g.op("Sigmoid", [sig])[0]], 3, axis=2)
-        cand = g.op("Tanh", [cand])[0]
-        c_name = [f"c_out{i}"] if layer_states else ["c_out"] if last and layers == 1 else 1
-        h_name = [f"h_out{i}"] if layer_states else ["h_out"] if last and layers == 1 else 1
-        c_new = g.op("Add", [g.op("Mul", [forget, c_in[i]])[0], g.op("Mul", [in_gate, cand])[0]], c_name)[0]
-        x = g.op("Mul", [out_gate, g.op("Tanh", [c_new])[0]], h_name)[0]
+    for i, (weight, bias) in enumerate([first_layer] + w["layers"][1:]):
+        h_out, c_out = NAMES.layer("h_out", i), NAMES.layer("c_out", i)
+        if not layer_states:  # the exported files: one layer's state is the output itself, else concatenated
+            h_out, c_out = (NAMES.h_out, NAMES.c_out) if layers == 1 else (None, None)
+        x, c_new = _layer(g, x, h_in[i], c_in[i], weight, bias, sizes, f"lstm_l{i}",
+                          projected if i == 0 else None, h_out, c_out)
         hs.append(x)
         cs.append(c_new)
     if layers > 1 and not layer_states:
-        g.op("Concat", hs, ["h_out"], axis=0)
-        g.op("Concat", cs, ["c_out"], axis=0)
-    inputs = [helper.make_tensor_value_info("token", TensorProto.INT64, [1, 1])]
-    # The engine's graphs (layer_states) keep every tensor (1, 1, features): an output reshaped to
-    # (vocab,) is a copy of the logits each step.
-    vector = [1, 1, padded] if layer_states else [padded]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, vector)]
-    if layer_states:
-        one = [1, 1, hidden]
-        inputs += [helper.make_tensor_value_info(f"{k}{i}", TensorProto.FLOAT, one) for k in "hc" for i in range(layers)]
-        outputs += [helper.make_tensor_value_info(f"{k}_out{i}", TensorProto.FLOAT, one)
-                    for k in "hc" for i in range(layers)]
-    else:
-        state = [layers, 1, hidden]
-        inputs += [helper.make_tensor_value_info(k, TensorProto.FLOAT, state) for k in "hc"]
-        outputs += [helper.make_tensor_value_info(f"{k}_out", TensorProto.FLOAT, state) for k in "hc"]
+        g.op("Concat", hs, [NAMES.h_out], axis=0)
+        g.op("Concat", cs, [NAMES.c_out], axis=0)
+    inputs, outputs = _interface(layers, hidden, padded, layer_states, sampler, probabilities)
     if sampler:
         inputs += _sampler(g, head, x, padded // sampler_block, sampler_block, probabilities)
-        if not layer_states:
-            raise ValueError("the sampler is built for the engine's graphs: layer_states=True")
-        outputs += [helper.make_tensor_value_info("probs", TensorProto.FLOAT, vector),
-                    helper.make_tensor_value_info("token_out", TensorProto.INT64, [1, 1])]
-        if probabilities:
-            outputs.append(helper.make_tensor_value_info("model_probs", TensorProto.FLOAT, vector))
     elif layer_states:
-        g.apply(x, head, "logits")
+        g.apply(x, head, NAMES.logits)
     else:
-        g.op("Reshape", [g.apply(x, head), g.const("vocab", np.array([padded], np.int64))], ["logits"])
+        g.op("Reshape", [g.apply(x, head), g.const("vocab", np.array([padded], np.int64))], [NAMES.logits])
+    properties = {"lstmgen.weights": weights, "lstmgen.layers": str(layers), "lstmgen.hidden": str(hidden),
+                  "lstmgen.vocab": str(vocab), "lstmgen.block": str(block), "lstmgen.embedding": embedding_kind}
+    if sampler:
+        properties["lstmgen.sampler_block"] = str(sampler_block)
+    return _model_proto(g, inputs, outputs, weights, properties)
+
+
+def _output_layer(g: _Graph, w: dict, tied: bool, sampler: bool, sampler_block: int | None):
+    """The output layer's initializers (no nodes yet: a tied embedding may read them first), the logits'
+    length (padded to whole sampler blocks, the extra logits always -inf) and the sampler's block."""
+    head_weight, head_bias = w["head"]
+    vocab, hidden = w["vocab"], w["hidden"]
+    if sampler_block is None:  # one running sum where the vocabulary is small, else two levels
+        sampler_block = -(-vocab // 16) * 16 if vocab <= SINGLE_LEVEL_MAX else DEFAULT_SAMPLER_BLOCK
+    padded = -(-vocab // sampler_block) * sampler_block if sampler else vocab
+    if padded > vocab:
+        head_weight = np.concatenate([head_weight, np.zeros((padded - vocab, hidden), np.float32)])
+        head_bias = np.concatenate([head_bias, np.full(padded - vocab, -np.inf, np.float32)])
+    head = g.prepare(head_weight, head_bias, "decoder", rows=g.kind == "float" and tied)
+    return head, padded, sampler_block
+
+
+def _embedding(g: _Graph, w: dict, head: dict, tied: bool, embedding: str, share_tied: bool | None):
+    """Layer 0's input: (x, projected, the embedding's kind, layer 0's (weight, bias)). Where the
+    vocabulary is no larger than layer 0's input width, `projected` is layer 0's input product looked
+    up per token (x None); else x is the token's embedding row: the tied output layer's (shared), int8
+    rows of its own, or float rows. Layer 0's weights come back rescaled where its product is a
+    DynamicQuantizeMatMul (see `balance`); `w` is only read."""
+    first_weight, first_bias = w["layers"][0]
+    inputs_0 = first_weight.shape[1] - w["hidden"]
+    if w["vocab"] <= inputs_0:  # the table is no larger than the float input matrix it replaces
+        table = w["embedding"] @ first_weight[:, :inputs_0].T + first_bias
+        projected = g.op("Gather", [g.const("input_projection", table.astype(np.float32)), NAMES.token], axis=0)[0]
+        return None, projected, "projected", (first_weight, first_bias)
+    int8_embedding = embedding == "int8" and g.kind not in ("float", "int8-dynamic")
+    if share_tied is None:  # where the shared row is a row of the head's matrix, not a column
+        share_tied = head["format"] == "nbits8"
+    if tied and (head["format"] == "float rows" or int8_embedding and share_tied):
+        x = g.shared_embedding(head)
+        if x is not None:
+            return x, None, "shared", (first_weight, first_bias)
+    rows = w["embedding"]
+    if matrix_format(g.kind, first_weight.shape[1], g.block) == "dq":
+        # Layer 0's product quantizes [x, h] with one scale: rows of typical largest value ~0.6 beside h
+        # in (-1, 1) would get fewer levels than h. The rows are scaled to h's range and their weights by
+        # the inverse (exact in float), which balances the two at no cost in speed.
+        balance = 1.0 / float(np.abs(rows).max(1).mean())
+        rows = rows * balance
+        first_weight = np.concatenate([first_weight[:, :inputs_0] / balance, first_weight[:, inputs_0:]], 1)
+    if int8_embedding:
+        return g.embedding_rows(rows), None, "int8", (first_weight, first_bias)
+    return g.op("Gather", [g.const("embedding", rows), NAMES.token], axis=0)[0], None, "float", (first_weight, first_bias)
+
+
+def _state_inputs(g: _Graph, layers: int, layer_states: bool) -> tuple[list[str], list[str]]:
+    """Each layer's h and c: the engine's inputs one a layer, or the exported files' (layers, 1, hidden) split."""
+    if layer_states:
+        return [NAMES.layer("h", i) for i in range(layers)], [NAMES.layer("c", i) for i in range(layers)]
+    h_in = g.op("Split", [NAMES.h], layers, axis=0) if layers > 1 else [NAMES.h]
+    c_in = g.op("Split", [NAMES.c], layers, axis=0) if layers > 1 else [NAMES.c]
+    return h_in, c_in
+
+
+def _layer(g: _Graph, x: str | None, h: str, c: str, weight: np.ndarray, bias: np.ndarray, sizes: str, stem: str,
+           projected: str | None = None, h_out: str | None = None, c_out: str | None = None) -> tuple[str, str]:
+    """One LSTM layer's step: the four gates as one product over [x, h] (or `projected`, layer 0's input
+    product already looked up, plus the product over h), the sigmoid gates side by side (i, f, o), then
+    g. Returns (h, c), named `h_out` and `c_out` where given (graph outputs)."""
+    if projected is not None:
+        hidden = weight.shape[0] // 4
+        gates = g.op("Add", [projected, g.linear(h, weight[:, -hidden:], None, "lstm_hh_l0")])[0]
+    else:
+        gates = g.linear(g.op("Concat", [x, h], axis=2)[0], weight, bias, stem)
+    sig, cand = g.op("Split", [gates, sizes], 2, axis=2)
+    in_gate, forget, out_gate = g.op("Split", [g.op("Sigmoid", [sig])[0]], 3, axis=2)
+    cand = g.op("Tanh", [cand])[0]
+    c_new = g.op("Add", [g.op("Mul", [forget, c])[0], g.op("Mul", [in_gate, cand])[0]], [c_out] if c_out else 1)[0]
+    h_new = g.op("Mul", [out_gate, g.op("Tanh", [c_new])[0]], [h_out] if h_out else 1)[0]
+    return h_new, c_new
+
+
+def _interface(layers: int, hidden: int, padded: int, layer_states: bool, sampler: bool, probabilities: bool):
+    """The graph's inputs and outputs but the sampler's inputs (which _sampler declares): the engine's graphs
+    (layer_states) keep every tensor (1, 1, features), an output reshaped to (vocab,) being a copy of the
+    logits each step; the exported files take the state as (layers, 1, hidden) and give (vocab,) logits."""
+    from onnx import TensorProto, helper
+
+    def value(name, shape, kind=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, kind, shape)
+
+    vector = [1, 1, padded] if layer_states else [padded]
+    inputs, outputs = [value(NAMES.token, [1, 1], TensorProto.INT64)], [value(NAMES.logits, vector)]
+    if layer_states:
+        inputs += [value(NAMES.layer(k, i), [1, 1, hidden]) for k in "hc" for i in range(layers)]
+        outputs += [value(NAMES.layer(k, i), [1, 1, hidden]) for k in ("h_out", "c_out") for i in range(layers)]
+    else:
+        inputs += [value(getattr(NAMES, k), [layers, 1, hidden]) for k in "hc"]
+        outputs += [value(getattr(NAMES, k), [layers, 1, hidden]) for k in ("h_out", "c_out")]
+    if sampler:
+        outputs += [value(NAMES.probs, vector), value(NAMES.token_out, [1, 1], TensorProto.INT64)]
+        if probabilities:
+            outputs.append(value(NAMES.model_probs, vector))
+    return inputs, outputs
+
+
+def _model_proto(g: _Graph, inputs: list, outputs: list, weights: str, properties: dict):
+    """The graph as a ModelProto, with its properties; int8-dynamic through onnxruntime's quantizer."""
+    from onnx import checker, helper
+
     graph = helper.make_graph(g.nodes, "lstmgen_step", inputs, outputs, g.inits)
     imports = [helper.make_opsetid("", OPSET)]
     if weights not in ("float", "int8-dynamic"):
@@ -438,13 +493,9 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, accura
     proto.ir_version = 8  # ONNX Runtime 1.14+ reads it
     if weights in ("float", "int8-dynamic"):
         checker.check_model(proto)
-    properties = {"lstmgen.weights": weights, "lstmgen.layers": str(layers), "lstmgen.hidden": str(hidden),
-                  "lstmgen.vocab": str(vocab), "lstmgen.block": str(block), "lstmgen.embedding": embedding_kind}
-    if sampler:
-        properties["lstmgen.sampler_block"] = str(sampler_block)
     helper.set_model_props(proto, properties)
     if weights == "int8-dynamic":
-        proto = quantize_onnx_dynamic(proto, per_channel=per_channel)
+        proto = quantize_onnx_dynamic(proto)
     return proto
 
 
@@ -475,62 +526,9 @@ def export(model, out: str | Path, weights: tuple[str, ...] = ("float", "int8"),
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.eval()  # the graph is built from the weights; eval() only keeps the contract of a float step
     paths = []
     for kind in weights:
         path = out / FILE_NAMES.get(kind, f"step.{kind}.onnx")
         onnx.save(step_model(model, kind, **options), path)
         paths.append(path)
     return paths
-
-
-README_SNIPPET = '''\
-import numpy as np, onnxruntime as ort
-
-session = ort.InferenceSession("{path}", providers=["CPUExecutionProvider"])
-h = np.zeros(({layers}, 1, {hidden}), np.float32); c = np.zeros_like(h)
-token = np.array([[{token}]], np.int64)  # a token id of the model's tokenizer
-for _ in range(20):  # greedy
-    logits, h, c = session.run(None, {{"token": token, "h": h, "c": c}})
-    token[0, 0] = int(logits.argmax())
-    print(int(token[0, 0]))
-'''
-
-
-def main(argv=None) -> int:
-    """`python -m lstmgen export --onnx MODEL OUT`."""
-    import contextlib
-
-    parser = argparse.ArgumentParser(prog="python -m lstmgen export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--onnx", nargs=2, metavar=("MODEL", "OUT"), required=True,
-                        help="a preset, Hub repo id or local folder, and the folder to write")
-    parser.add_argument("--weights", default="float,int8", help=f"comma-separated: {', '.join(WEIGHT_KINDS)}")
-    parser.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="int8/int4: inputs per weight scale")
-    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
-    parser.add_argument("--no-hub", action="store_true", help="skip the Hub: local folder or bundled weights")
-    args = parser.parse_args(argv)
-    from .hub import resolve
-
-    name, out = args.onnx
-    kinds = tuple(k.strip() for k in args.weights.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in WEIGHT_KINDS]
-    if unknown:
-        parser.error(f"unknown --weights {', '.join(unknown)}: choose from {', '.join(WEIGHT_KINDS)}")
-    with contextlib.redirect_stdout(sys.stderr):  # from_pretrained prints to stdout
-        loaded = resolve(name, revision=args.revision, use_hub=not args.no_hub)
-    model = loaded.model
-    paths = export(model, out, kinds, block=args.block)
-    token = loaded.tokenizer.encode("the").ids[:1] or [0]
-    (Path(out) / "config.json").write_text(json.dumps(
-        {"source": loaded.source, "vocab_size": model.vocab_size, "num_layers": model.num_layers,
-         "hidden_size": model.hidden_size, "files": {k: p.name for k, p in zip(kinds, paths)}}, indent=2))
-    for kind, path in zip(kinds, paths):
-        print(f"{kind}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    print("\nRun it with ONNX Runtime (pip install onnxruntime):\n")
-    print(README_SNIPPET.format(path=paths[0], layers=model.num_layers, hidden=model.hidden_size, token=token[0]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,6 +24,7 @@ GPT2_RANKS_FILE = "gpt2.tiktoken"
 METRICS_FILE = "metrics.json"
 LOSS_CURVE_FILE = "loss_curve.png"
 CARD_FILE = "README.md"
+BEST_FOLDER = "best"  # the kept (best) model inside a training run's folder
 
 
 def write_json_atomic(data, path: Path) -> None:

@@ -7,23 +7,23 @@ IOBinding, so a step copies nothing: the token goes into a preallocated int64 ce
 logits ping-pong between two sets of buffers (the step reads set k and writes set 1 - k), which torch
 tensors share without copying.
 
-    engine = OrtModel(model, "int8").new_stream()
+    engine = OrtModel(model, "int8").new_engine()
     logits, state = engine.forward(prompt_ids)        # the prompt, one step a token
     logits, state = engine.step(token, state)         # each new token
 
 `step` returns torch tensors that view the engine's buffers: the logits stay valid until the step
 after next, as does the state; pass the returned state back (a state from elsewhere, such as a torch
-model's, is copied in first). One stream decodes one text at a time; streams share their session.
+model's, is copied in first). One engine decodes one text at a time; engines share their session (`fork`).
 
 Sampling: each step of a graph built with `sampler=True` (as OrtModel builds them) also computes its
 sampling distribution and draws from it with the uniform number it was given, so the Python side of
-a generated token is a few reads (lstmgen.generate.Decoder runs this loop):
+a generated token is a few reads (OrtStream, the stream interface of lstmgen.streams, runs this loop):
 
-    if engine.sampling(config, banned):               # False: top-k, top-p or 0 < temperature < 1e-3
-        engine.forward(prompt_ids, u=u)               #   (then use lstmgen.sampling on the logits)
+    if engine.sampling(config, banned):               # False: a setting sampling.fallbacks names
+        engine.forward(prompt_ids, u=u)               #   (OrtModel.stream then samples through lstmgen.sampling)
         token = engine.draw(u)                        # = draw(distribution(logits, config, banned), u)
         engine.probability(token)                     # = distribution(logits, config, banned)[token]
-        engine.model_probability(token, masked)       # = generate.model_probability(logits, token, masked)
+        engine.model_probability(token, masked)       # = streams.model_probability(logits, token, masked)
         engine.advance(token, u=next_u)               # the next step, drawing with next_u
 """
 
@@ -34,7 +34,9 @@ import os
 import numpy as np
 import torch
 
-from .sampling import inverse_cdf
+from .export import NAMES
+from .sampling import SamplingConfig, fallbacks, inverse_cdf
+from .streams import LogitsStream, masked_ids, model_probability
 
 
 def session_options(threads: int | None = None, spinning: bool | None = None):
@@ -69,15 +71,15 @@ class OrtStep:
         if session is None:
             data = proto if isinstance(proto, (bytes, bytearray)) else proto.SerializeToString()
             session = ort.InferenceSession(data, session_options(threads, spinning), providers=["CPUExecutionProvider"])
-            bias = _initializer(proto, "bias")
+            bias = _initializer(proto, NAMES.bias)
         self.session = session
         inputs = {i.name: i.shape for i in session.get_inputs()}
         outputs = {o.name: o.shape for o in session.get_outputs()}
         meta = session.get_modelmeta().custom_metadata_map
-        layer_states = "h0" in inputs
-        self.num_layers = int(meta["lstmgen.layers"]) if layer_states else inputs["h"][0]
-        self.hidden_size = inputs["h0" if layer_states else "h"][-1]
-        vector = tuple(outputs["logits"])  # (vocab,), or (1, 1, vocab) in the engine's graphs
+        layer_states = NAMES.layer("h", 0) in inputs
+        self.num_layers = int(meta["lstmgen.layers"]) if layer_states else inputs[NAMES.h][0]
+        self.hidden_size = inputs[NAMES.layer("h", 0) if layer_states else NAMES.h][-1]
+        vector = tuple(outputs[NAMES.logits])  # (vocab,), or (1, 1, vocab) in the engine's graphs
         padded = vector[-1]  # a sampler graph pads the logits to whole blocks (-inf there)
         self.vocab_size = int(meta.get("lstmgen.vocab", padded))
         state_shape = (self.num_layers, 1, self.hidden_size)
@@ -88,40 +90,40 @@ class OrtStep:
         self._logits = [a.reshape(-1) for a in self._logits_out]
         self._states = [(torch.from_numpy(self._h[k]), torch.from_numpy(self._c[k])) for k in range(2)]
         self._logits_t = [torch.from_numpy(a[: self.vocab_size]) for a in self._logits]
-        feeds = [("token", self.token)]  # bound in both sets
+        feeds = [(NAMES.token, self.token)]  # bound in both sets
         set_feeds, set_fetches = [], []  # binding k: reads state k, writes state 1 - k and set k's outputs
         for k in range(2):
             h_in, c_in, h_out, c_out = self._h[k], self._c[k], self._h[1 - k], self._c[1 - k]
             if layer_states:  # one (1, 1, hidden) view a layer
                 layer = range(self.num_layers)
-                set_feeds.append([(f"{n}{i}", a[i : i + 1]) for n, a in (("h", h_in), ("c", c_in)) for i in layer])
-                outs = [(f"{n}_out{i}", a[i : i + 1]) for n, a in (("h", h_out), ("c", c_out)) for i in layer]
+                set_feeds.append([(NAMES.layer(n, i), a[i : i + 1]) for n, a in (("h", h_in), ("c", c_in)) for i in layer])
+                outs = [(NAMES.layer(n, i), a[i : i + 1]) for n, a in (("h_out", h_out), ("c_out", c_out)) for i in layer]
             else:
-                set_feeds.append([("h", h_in), ("c", c_in)])
-                outs = [("h_out", h_out), ("c_out", c_out)]
-            set_fetches.append([("logits", self._logits_out[k])] + outs)
-        self.has_sampler = "probs" in outputs
-        self.has_probabilities = "model_probs" in outputs
+                set_feeds.append([(NAMES.h, h_in), (NAMES.c, c_in)])
+                outs = [(NAMES.h_out, h_out), (NAMES.c_out, c_out)]
+            set_fetches.append([(NAMES.logits, self._logits_out[k])] + outs)
+        self.has_sampler = NAMES.probs in outputs
+        self.has_probabilities = NAMES.model_probs in outputs
         if self.has_sampler:
             self._bias = bias  # the model's bias, in the output layer's format
             # The sampler's inputs, read by every step: set by `sampling`, u by `step`.
             self.inverse_temperature = np.ones(1, np.float32)
             self.bias = bias.copy()
             self.u = np.zeros(1, np.float32)
-            feeds += [("inverse_temperature", self.inverse_temperature), ("bias", self.bias), ("u", self.u)]
+            feeds += [(NAMES.inverse_temperature, self.inverse_temperature), (NAMES.bias, self.bias), (NAMES.u, self.u)]
             if self.has_probabilities:
                 self.temperature = np.ones(1, np.float32)
                 self.mask = np.zeros(padded, np.float32)
-                feeds += [("temperature", self.temperature), ("mask", self.mask)]
+                feeds += [(NAMES.temperature, self.temperature), (NAMES.mask, self.mask)]
             probs_out = [np.zeros(vector, np.float32) for _ in range(2)]
             model_probs_out = [np.zeros(vector, np.float32) for _ in range(2)]
             self._probs = [a.reshape(-1) for a in probs_out]
             self._model_probs = [a.reshape(-1) for a in model_probs_out]
             self._drawn = [np.zeros((1, 1), np.int64) for _ in range(2)]
             for k in range(2):
-                set_fetches[k] += [("probs", probs_out[k]), ("token_out", self._drawn[k])]
+                set_fetches[k] += [(NAMES.probs, probs_out[k]), (NAMES.token_out, self._drawn[k])]
                 if self.has_probabilities:
-                    set_fetches[k].append(("model_probs", model_probs_out[k]))
+                    set_fetches[k].append((NAMES.model_probs, model_probs_out[k]))
         self._bindings = []
         for feeds_k, fetches_k in zip(set_feeds, set_fetches):
             binding = session.io_binding()
@@ -144,8 +146,8 @@ class OrtStep:
         return cls(step_model(model, weights, **options), threads, spinning)
 
     def fork(self) -> "OrtStep":
-        """Another stream on the same session (ONNX Runtime runs a session from several threads at once):
-        its own buffers and bindings, so two decoders never overwrite each other's state."""
+        """Another engine on the same session (ONNX Runtime runs a session from several threads at once):
+        its own buffers and bindings, so two streams never overwrite each other's state."""
         return OrtStep(session=self.session, bias=getattr(self, "_bias", None))
 
     def init_state(self, batch_size: int = 1, device=None):
@@ -186,12 +188,6 @@ class OrtStep:
         self.advance(token, u)
         return self._logits_t[k], self._states[1 - k]
 
-    def step_numpy(self, token: int) -> np.ndarray:
-        """One step from the engine's current state; the logits as a numpy view."""
-        k = self._current
-        self.advance(token)
-        return self._logits[k][: self.vocab_size]
-
     def forward(self, ids, state=None, u: float | None = None):
         """A prompt, one step a token: (ids, state) -> (the last token's logits, state); `u` as in `step`,
         for the last one."""
@@ -212,21 +208,22 @@ class OrtStep:
     def sampling(self, config, banned: list[int] | None = None) -> bool:
         """Set the distribution the following steps compute and draw from: lstmgen.sampling's
         distribution(logits, config, banned). Returns False, changing nothing, where this engine cannot
-        serve `config` (no sampler in the graph, 0 < temperature < 1e-3, top-k or top-p on): use the
-        torch path then, on `step`'s logits (the model's own while the engine is left as it was made).
+        serve `config` (no sampler in the graph, or a setting's value the graph does not serve, as
+        SamplingConfig declares: sampling.fallbacks): sample through lstmgen.sampling then, on `step`'s
+        logits (the model's own while the engine is left as it was made), as OrtModel.stream does.
         Call it before the steps it should apply to (before `forward` for a prompt)."""
         temperature = float(config.temperature)
-        if (not self.has_sampler or 0 < temperature < 1e-3 or 0 < config.top_k < self.vocab_size
-                or config.top_p < 1.0):
+        if not self.has_sampler or fallbacks(config):
             return False
         mask = np.zeros(len(self.bias), np.float32)
         if banned is not None and len(banned) and not config.allow_special:  # a list or a LongTensor
             mask[torch.as_tensor(banned, dtype=torch.long).numpy()] = -np.inf
-        self._greedy = temperature == 0
-        inverse = 1.0 if self._greedy else 1.0 / temperature
+        self._greedy = temperature == 0  # an argmax over the masked logits at temperature 1
+        scale = 1.0 if self._greedy else temperature
+        inverse = 1.0 / scale
         self.inverse_temperature[0] = inverse
         if self.has_probabilities:  # the mask is added after the model's own logits are taken
-            self.temperature[0] = 1.0 / inverse
+            self.temperature[0] = scale
             np.multiply(self._bias, np.float32(inverse), out=self.bias)
             self.mask[:] = mask
         else:
@@ -277,7 +274,7 @@ class OrtStep:
         return self._probs[1 - self._current][: self.vocab_size].copy()
 
     def model_probability(self, token: int, masked=()) -> float:
-        """lstmgen.generate.model_probability for the last step: the model's own probability of `token`
+        """lstmgen.streams.model_probability for the last step: the model's own probability of `token`
         (temperature 1; the ids in `masked` left out and the rest renormalised, nothing masked by default),
         from the graph where it computes them (`probabilities=True`)."""
         k = 1 - self._current
@@ -293,9 +290,36 @@ class OrtStep:
             return float(probs[token]) / rest if rest > 0 else 0.0
         if self.has_sampler and not np.array_equal(self.bias, self._bias):
             raise RuntimeError("the logits are scaled and masked for sampling: build the graph with probabilities=True")
-        from .generate import model_probability  # generate drives engines; it never imports this module
-
         return model_probability(self._logits_t[k], token, masked)
+
+
+class OrtStream:
+    """The stream interface (lstmgen.streams) on an engine whose graph samples: each step computes the
+    distribution and draws with the u it was given; the Python side is a few reads."""
+
+    def __init__(self, engine: OrtStep, config: SamplingConfig, banned=None):
+        if not engine.sampling(config, banned):
+            raise ValueError(f"the graph does not serve {', '.join(fallbacks(config)) or 'sampling'}: "
+                             "use OrtModel.stream")
+        self.engine, self.masked = engine, masked_ids(config, banned)
+
+    def prompt(self, ids, u: float | None = None) -> None:
+        self.engine.forward(ids, u=u)
+
+    def step(self, token: int, u: float | None = None) -> None:
+        self.engine.advance(token, u)
+
+    def draw(self, u: float) -> int:
+        return self.engine.draw(u)
+
+    def probability(self, token: int) -> float:
+        return self.engine.probability(token)
+
+    def probabilities(self) -> np.ndarray:
+        return self.engine.probs_float32()
+
+    def model_probability(self, token: int) -> float:
+        return self.engine.model_probability(token, self.masked)
 
 
 def _initializer(proto, name: str) -> np.ndarray | None:
@@ -309,10 +333,11 @@ def _initializer(proto, name: str) -> np.ndarray | None:
 
 class OrtModel(torch.nn.Module):
     """A model for generation on ONNX Runtime, float or int8 weights: the calls of the torch model it
-    was built from (`model(ids, state)`, `init_state`, `eval`), plus `new_stream()`, an engine of its
-    own for each decoder (lstmgen.generate.Decoder uses it). The float weights are read once, when the
-    graph is built; nothing derived is stored. `probabilities`: each step also computes the model's own
-    distribution (one more softmax over the vocabulary), for model_probability."""
+    was built from (`model(ids, state)`, `init_state`, `eval`), `stream(config, banned)` (the stream
+    interface of lstmgen.streams) and `new_engine()`, an engine of its own for each stream. The float
+    weights are read once, when the graph is built; nothing derived is stored. `probabilities`: each
+    step also computes the model's own distribution (one more softmax over the vocabulary), for
+    model_probability."""
 
     def __init__(self, model, weights: str = "int8", threads: int | None = None, spinning: bool | None = None,
                  probabilities: bool = False, **options):
@@ -332,52 +357,34 @@ class OrtModel(torch.nn.Module):
         layer's where its format allows)."""
         return self._bytes
 
-    def new_stream(self) -> OrtStep:
+    def new_engine(self) -> OrtStep:
         return self._engine.fork()
+
+    def stream(self, config: SamplingConfig, banned=None, fast: bool = True):
+        """A stream on an engine of its own: sampled in the step graph where it serves `config`, else (the
+        fallback SamplingConfig declares) through lstmgen.sampling on the engine's logits. `fast`: the
+        torch model's option; an engine is always fast."""
+        engine = self.new_engine()
+        if engine.has_sampler and not fallbacks(config):
+            return OrtStream(engine, config, banned)
+        return LogitsStream(engine.forward, engine.step, config, banned, engine.model_probability)
 
     def init_state(self, batch_size: int, device=None):
         shape = (self.num_layers, batch_size, self.hidden_size)
         return torch.zeros(shape), torch.zeros(shape)
 
     def forward(self, ids: torch.Tensor, state=None):
-        """ids (batch, time) -> logits (batch, time, vocab) and the new state, one step a token per stream."""
+        """ids (batch, time) -> logits (batch, time, vocab) and the new state, one step a token per row."""
         batch, time = ids.shape
         logits = torch.empty(batch, time, self.vocab_size)
         h_all, c_all = state if state is not None else self.init_state(batch)
         hs, cs = [], []
-        engine = self.new_stream()
+        engine = self.new_engine()
         for b in range(batch):
-            stream_state = (h_all[:, b : b + 1], c_all[:, b : b + 1])
+            row_state = (h_all[:, b : b + 1], c_all[:, b : b + 1])
             for t, token in enumerate(ids[b].tolist()):
-                out, stream_state = engine.step(token, stream_state)
+                out, row_state = engine.step(token, row_state)
                 logits[b, t] = out
-            hs.append(stream_state[0].clone())
-            cs.append(stream_state[1].clone())
+            hs.append(row_state[0].clone())
+            cs.append(row_state[1].clone())
         return logits, (torch.cat(hs, 1), torch.cat(cs, 1))
-
-
-def peer_step_proto(model, opset: int = 17):
-    """The peers' step: torch.onnx.export (TorchScript exporter) of the model's own forward, nn.LSTM
-    becoming ONNX LSTM ops; what a user of ONNX Runtime would export. Inputs and outputs as ours."""
-    import io
-    import warnings
-
-    import onnx
-
-    class Step(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, token, h, c):
-            logits, (h, c) = self.model(token, (h, c))
-            return logits[0, -1], h, c
-
-    wrapper = Step(model).eval()  # a fresh wrapper trains (dropout on) until told otherwise
-    example = (torch.zeros(1, 1, dtype=torch.long), *model.init_state(1))
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, example, buffer, dynamo=False, opset_version=opset,
-                          input_names=["token", "h", "c"], output_names=["logits", "h_out", "c_out"])
-    return onnx.load_from_string(buffer.getvalue())

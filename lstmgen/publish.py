@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
+from .cells import MAX_TOKENS as CELLS_MAX_TOKENS, held_out_source, write_cells_json
 from .evaluate import evaluate
-from .files import CARD_FILE, CONFIG_FILE, LOSS_CURVE_FILE, METRICS_FILE, PRETRAINED_DIR, read_json, replace_folder, \
-    write_json_atomic
+from .files import BEST_FOLDER, CARD_FILE, CONFIG_FILE, LOSS_CURVE_FILE, METRICS_FILE, PRETRAINED_DIR, read_json, \
+    replace_folder, write_json_atomic
 from .model import LSTMLanguageModel
 from .ort_engine import OrtModel
 from .quantize import size_bytes
 from .tokenizers import load_tokenizer
-from .train import BEST_FOLDER
 
 MODEL_FOLDER = "model"
 VAL_SLICE_TOKENS = 4000
@@ -297,6 +297,9 @@ def finalize(out_dir: str | Path, record, data, config, stored_dtype: torch.dtyp
             "notes": notes, "command": command,
         }
         write_json_atomic(metrics, tmp / METRICS_FILE)
+        # The cells that track text features, measured once on the held-out text (the app's cell explorer).
+        held_out = data.val_ids[:CELLS_MAX_TOKENS]
+        write_cells_json(tmp, stored, tokenizer, held_out, held_out_source(len(held_out)))
         plot_loss_curve(history, tmp / LOSS_CURVE_FILE, record.long_name, continued_after)
         (tmp / CARD_FILE).write_text(model_card(record, metrics))
 

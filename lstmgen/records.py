@@ -14,12 +14,11 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .config import ModelConfig, TrainConfig
 from .data import Corpus, cut
 from . import files
 from .files import GPT2_RANKS_FILE, PRETRAINED_DIR
-from .model import ModelConfig
 from .tokenizers import CharTokenizer, SubwordTokenizer, Tokenizer, WordTokenizer, basic_english, basic_english_cased
-from .train import TrainConfig
 
 HUB_OWNER = os.environ.get("LSTMGEN_HUB_OWNER", "lstmgen")
 # GPT-2's BPE ranks (byte-identical to OpenAI's r50k/gpt2 file), shipped with the subword model:

@@ -8,7 +8,7 @@ the two make the same choice with probability 1 - TV(p, q), the most any couplin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -20,22 +20,49 @@ SEED_MAX = 2**31 - 1
 
 @dataclass
 class SamplingConfig:
-    """How to sample, and for how long: one declaration for the app, the API and the command line."""
+    """How to sample, and for how long: one declaration for the app, the API and the command line.
 
-    temperature: float = setting(0.8, "0 is greedy; higher is more adventurous", low=0.0, high=2.0)
-    length: int = setting(200, "new tokens to generate", low=1, high=1000)
-    top_k: int = setting(0, "sample among the k most likely tokens only (0 = off)", low=0, high=500)
+    Beside each setting, what the engine's step graph (lstmgen.export) serves of it: `graph` True (every
+    value) or a test of the value; a filter declares its `off` value instead (the graph serves it off).
+    Where a value is not served, the engine's stream samples through `distribution` on the step's logits
+    (`fallbacks` names the settings why): a setting that declares neither is never silently ignored by
+    the graph, it always falls back."""
+
+    temperature: float = setting(0.8, "0 is greedy; higher is more adventurous", low=0.0, high=2.0,
+                                 graph=lambda t: t == 0 or t >= 1e-3)  # below 1e-3, float32 overflows in the graph
+    length: int = setting(200, "new tokens to generate", low=1, high=1000, graph=True)  # the loop's, not the step's
+    top_k: int = setting(0, "sample among the k most likely tokens only (0 = off)", low=0, high=500, off=0)
     top_p: float = setting(1.0, "sample among the fewest tokens whose probability reaches p (1 = off)",
-                           low=0.01, high=1.0)
+                           low=0.01, high=1.0, off=1.0)
     seed: int | None = setting(None, "random seed; empty picks one (and reports it, so a run can be repeated)",
-                               low=0, high=SEED_MAX)
+                               low=0, high=SEED_MAX, graph=True)
     allow_special: bool = setting(False, "let the model emit special tokens such as <unk>; by default they are "
-                                         "masked before the draw and the rest renormalised")
+                                         "masked before the draw and the rest renormalised", graph=True)
+    min_p: float = setting(0.0, "sample among the tokens at least min_p times as likely as the most likely one "
+                                "(0 = off)", low=0.0, high=1.0, off=0.0)
+
+
+def fallbacks(config: SamplingConfig) -> list[str]:
+    """The settings of `config` whose values the step graph does not serve (see SamplingConfig): where
+    any, a stream samples through `distribution` on the logits."""
+    names = []
+    for f in fields(config):
+        serves, value = f.metadata.get("graph"), getattr(config, f.name)
+        served = serves is True or (callable(serves) and serves(value))
+        if not (served or ("off" in f.metadata and value == f.metadata["off"])):
+            names.append(f.name)
+    return names
+
+
+def without_filters(config: SamplingConfig) -> SamplingConfig:
+    """`config` with every filter off (the settings that declare an `off` value): the whole vocabulary,
+    tempered and masked as `config` says."""
+    return replace(config, **{f.name: f.metadata["off"] for f in fields(config) if "off" in f.metadata})
 
 
 def distribution(logits: torch.Tensor, config: SamplingConfig, banned=None) -> torch.Tensor:
     """The probabilities one step samples from, over the last dimension of `logits`: special tokens masked
-    (unless allowed), then temperature, top-k and top-p. Temperature 0 gives a one-hot distribution.
+    (unless allowed), then temperature, top-k, top-p and min-p. Temperature 0 gives a one-hot distribution.
     `banned`: the special ids, a list or (faster, made once per run) a LongTensor."""
     if banned is not None and len(banned) and not config.allow_special:
         banned = banned if isinstance(banned, torch.Tensor) else torch.tensor(banned)
@@ -58,6 +85,9 @@ def distribution(logits: torch.Tensor, config: SamplingConfig, banned=None) -> t
         drop = sorted_probs.cumsum(-1) - sorted_probs >= config.top_p
         probs = probs.scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
         probs = probs / probs.sum(-1, keepdim=True)
+    if config.min_p > 0.0:  # keep the tokens at least min_p times as likely as the top one (always kept)
+        probs = probs.masked_fill(probs < config.min_p * probs.amax(-1, keepdim=True), 0.0)
+        probs = probs / probs.sum(-1, keepdim=True)
     return probs
 
 
@@ -65,7 +95,10 @@ def draw(probs: torch.Tensor, u: float) -> int:
     """Inverse-CDF draw from a 1-D distribution with one uniform number u in [0, 1): a cumulative sum
     and a binary search, several times faster than torch.multinomial on large vocabularies."""
     cdf = probs.cumsum(0)
-    return min(int(torch.searchsorted(cdf, cdf[-1] * u, right=True)), probs.numel() - 1)
+    index = int(torch.searchsorted(cdf, cdf[-1] * u, right=True))
+    if index >= probs.numel() or probs[index] <= 0:  # u rounded up to the total: the last token of weight
+        index = int(torch.nonzero(probs > 0)[-1])
+    return index
 
 
 def inverse_cdf(weights: np.ndarray, u: float, block: int = 128) -> int | None:
@@ -89,17 +122,6 @@ def inverse_cdf(weights: np.ndarray, u: float, block: int = 128) -> int | None:
     if index >= len(row) or row[index] <= 0:  # rounding at the block's end: its last index of positive weight
         index = int(np.flatnonzero(row)[-1])
     return b * block + index
-
-
-def coupled_draw(p: torch.Tensor, q: torch.Tensor, x: int, u_keep: float, u_residual: float) -> int:
-    """The int8 side's token, given that the float side drew x from p: keep x with probability
-    min(1, q(x)/p(x)), else draw from max(q - p, 0) normalised. Marginally exactly q."""
-    if u_keep * float(p[x]) < float(q[x]):
-        return x
-    residual = (q.double() - p.double()).clamp_min(0.0)
-    if float(residual.sum()) <= 0.0:  # p == q up to rounding: nothing left to move
-        return x
-    return draw(residual, u_residual)
 
 
 class RandomStream:

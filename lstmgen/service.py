@@ -286,3 +286,83 @@ def next_tokens(request: Request, k) -> dict:
     served = request.served
     return compare.next_tokens(served.loaded.model, served.int8, served.loaded.tokenizer, request.prompt_ids, k,
                                request.sampling, banned_ids(served.loaded.tokenizer))
+
+
+# --------------------------------------------------------------------------- inside the LSTM
+
+MAX_TEXT_CHARS = 10_000  # a text to score or to read cells along (a prompt and its 1,000 generated tokens fit)
+MAX_TEXT_TOKENS = 10_000
+_CELLS: dict[int, dict] = {}  # id(model) -> its best cells (cells.json, or measured once at first use)
+_CELLS_LOCK = threading.Lock()
+
+
+def checked_text(served: ServedModel, text) -> list[int]:
+    """A text to score or read cells along, within the limits; its token ids."""
+    if not isinstance(text, str) or not text.strip():
+        raise RequestError("give some text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise RequestError(f"the text is {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}")
+    ids = served.loaded.tokenizer.encode(text).ids
+    if len(ids) > MAX_TEXT_TOKENS:
+        raise RequestError(f"the text is {len(ids):,} tokens for the {served.name} model; the limit is "
+                           f"{MAX_TEXT_TOKENS:,}")
+    if not ids:
+        raise RequestError("this model's vocabulary holds nothing of the text")
+    return ids
+
+
+def cell_features(served: ServedModel) -> dict:
+    """The model's best cells per text feature (lstmgen.cells): read from its cells.json, else measured once."""
+    from .cells import load_cells, sentence
+
+    key = id(served.loaded.model)
+    with _CELLS_LOCK:
+        if key not in _CELLS:
+            found = load_cells(served.loaded.folder, served.loaded.model, served.loaded.tokenizer, served.record)
+            _CELLS[key] = {**found, "rows": [{**row, "sentence": row.get("sentence") or sentence(row)}
+                                              for row in found["rows"]]}
+        found = _CELLS[key]
+    return {"model": served.name, "source": found.get("source"), "tokens": found.get("tokens"),
+            "rows": found["rows"], "constant": found.get("constant", [])}
+
+
+def _whole_number(value, name: str, low: int, high: int) -> int:
+    try:
+        number = int(value) if not isinstance(value, bool) and float(value) == int(value) else None
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    if number is None or not low <= number <= high:
+        raise RequestError(f"{name} must be a whole number from {low} to {high}")
+    return number
+
+
+def cell_values(served: ServedModel, text, layer, cell) -> dict:
+    """One cell's memory (c) and output (h) after each token of `text`, in the float model and its int8 copy.
+    Layers and cells are numbered from 1."""
+    from .cells import states, token_texts
+
+    model = served.loaded.model
+    layer = _whole_number(layer, "layer", 1, model.num_layers)
+    cell = _whole_number(cell, "cell", 1, model.hidden_size)
+    ids = checked_text(served, text)
+    out = {"model": served.name, "layer": layer, "cell": cell, "pieces": token_texts(served.loaded.tokenizer, ids)}
+    for side, engine in (("float32", model), ("int8", served.int8)):
+        values = states(engine, ids)
+        out[side] = {which: [round(float(v), 6) for v in values[which][layer - 1, :, cell - 1]] for which in ("c", "h")}
+    return out
+
+
+def score_text(served: ServedModel, text) -> dict:
+    """How surprising each model finds `text`, token by token, with the totals (lstmgen.cells.score)."""
+    from .cells import score
+
+    checked_text(served, text)
+    out = {"model": served.name}
+    for side, engine in (("float32", served.loaded.model), ("int8", served.int8)):
+        result = score(engine, served.loaded.tokenizer, text, served.loaded.metrics)
+        out[side] = {"pieces": result.texts, "probabilities": [None if p is None else round(p, 6)
+                                                                for p in result.probabilities],
+                     "total_nats": round(result.total_nats, 6), "tokens": result.tokens, "loss": round(result.loss, 6),
+                     "bits_per_char": round(result.bits_per_char, 6), "perplexity": round(result.perplexity, 4),
+                     "comparison": result.comparison}
+    return out

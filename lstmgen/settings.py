@@ -21,10 +21,12 @@ class SettingError(ValueError):
     """A value outside a setting's declared type or limits; the message is meant for the user."""
 
 
-def setting(default, help: str, low=None, high=None, choices=None, flag: str | None = None, cli: bool = True):
+def setting(default, help: str, low=None, high=None, choices=None, flag: str | None = None, cli: bool = True,
+            **more):
     """A dataclass field with its help text and limits. `flag` renames the command-line flag; `cli=False`
-    keeps the setting off the command line (values the program derives itself)."""
-    meta = {"help": help, "low": low, "high": high, "choices": choices, "flag": flag, "cli": cli}
+    keeps the setting off the command line (values the program derives itself). `more`: further facts a
+    module declares beside its settings (lstmgen.sampling: which values the step graph serves)."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "flag": flag, "cli": cli, **more}
     return dataclasses.field(default=default, metadata=meta)
 
 

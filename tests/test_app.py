@@ -90,11 +90,12 @@ def request(model="char", prompt="ROMEO:", temperature=0.8, length=40, top_k=0, 
 # --------------------------------------------------------------------------- the documented API
 
 
-def test_view_api_documents_the_five_named_endpoints(client):
+def test_view_api_documents_the_named_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)
     named = api["named_endpoints"]
-    # The UI's own handlers are private: only the five documented endpoints are named.
-    assert set(named) == {"/generate", "/generate_stream", "/next_tokens", "/models", "/train"}
+    # The UI's own handlers are private: only the documented endpoints are named.
+    assert set(named) == {"/generate", "/generate_stream", "/next_tokens", "/models", "/train", "/cells",
+                          "/cell_features", "/score"}
     assert [p["parameter_name"] for p in named["/train"]["parameters"]] == ["text", "tokenizer", "size", "seconds"]
     assert "the last update holds the new model's key" in named["/train"]["description"]
     for endpoint in ("/generate", "/generate_stream"):
@@ -524,3 +525,60 @@ def test_nothing_is_left_behind_when_the_app_stops(tmp_path, stop):
             server.kill()
     assert not list(tmp_path.glob("lstmgen-visitors-*"))
     assert "Traceback" not in server.stderr.read()
+
+
+# --------------------------------------------------------------------------- inside the LSTM: /cells, /cell_features, /score
+
+
+def test_cells_are_the_torch_models_own_states(client, folders):
+    from lstmgen.hub import resolve
+
+    loaded = resolve(str(folders["char"]), use_hub=False)
+    text = "ROMEO:\nBut soft"
+    found = call(client, "char", text, 1, 5, api_name="/cells")
+    ids = loaded.tokenizer.encode(text).ids
+    assert found["pieces"] == list(text) and found["layer"] == 1 and found["cell"] == 5
+    # nn.LSTM itself, one token at a time, keeping (h, c): independent of lstmgen's stepping.
+    state, h_seen, c_seen = None, [], []
+    with torch.inference_mode():
+        for token in ids:
+            _, state = loaded.model.lstm(loaded.model.embedding(torch.tensor([[token]])), state)
+            h_seen.append(float(state[0][0, 0, 4]))
+            c_seen.append(float(state[1][0, 0, 4]))
+    assert found["float32"]["h"] == pytest.approx(h_seen, abs=1e-5)
+    assert found["float32"]["c"] == pytest.approx(c_seen, abs=1e-5)
+    assert found["int8"]["c"] == pytest.approx(c_seen, abs=0.15 * (1 + max(map(abs, c_seen))))
+
+
+def test_cell_features_rank_cells_by_correlation(client):
+    found = call(client, "char", api_name="/cell_features")
+    assert found["rows"] and all(-1 <= row["r"] <= 1 for row in found["rows"])
+    assert all(f"cell {row['cell']} of layer {row['layer']}" in row["sentence"] for row in found["rows"])
+
+
+def test_score_equals_the_evaluators_loss(client, folders):
+    from lstmgen.evaluate import evaluate
+    from lstmgen.hub import resolve
+
+    loaded = resolve(str(folders["char"]), use_hub=False)
+    text = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
+    scored = call(client, "char", text, api_name="/score")
+    direct = evaluate(loaded.model, loaded.tokenizer.encode(text).ids, batch_size=1, seq_len=256)
+    assert scored["float32"]["total_nats"] == pytest.approx(direct.total_nats, abs=1e-4)
+    assert scored["float32"]["tokens"] == direct.tokens == len(text) - 1
+    probabilities = scored["float32"]["probabilities"]
+    assert probabilities[0] is None  # the first character has nothing before it
+    assert -sum(math.log(p) for p in probabilities[1:]) == pytest.approx(direct.total_nats, rel=1e-5)
+    assert scored["float32"]["bits_per_char"] == pytest.approx(direct.total_nats / math.log(2) / len(text), abs=1e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("char", "abc", 2, 1), "layer must be a whole number from 1 to 1"),
+    (("char", "abc", 1, 0), "cell must be a whole number from 1 to 32"),
+    (("char", "x" * 10_001, 1, 1), "the text is 10,001 characters; the limit is 10,000"),
+    (("char", "", 1, 1), "give some text"),
+    (("nope", "abc", 1, 1), "unknown model 'nope'"),
+])
+def test_cells_refuses_bad_input_clearly(client, args, message):
+    with pytest.raises(Exception, match=message):
+        call(client, *args, api_name="/cells")

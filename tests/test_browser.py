@@ -326,7 +326,7 @@ def shipped_url():
 
 def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, shipped_url):
     """Writes docs/app.png, the picture at the top of the README: the char tab after a run with a set seed,
-    the colouring on, with what the model expects next."""
+    the colouring on, with what the model expects next; and docs/cells.png, a cell along that text."""
     context, page, errors = open_app(browser, shipped_url, viewport={"width": 1280, "height": 1250})
     try:
         page.locator("#char-prompt textarea").fill("ROMEO:\nBut soft, what light")
@@ -345,6 +345,53 @@ def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, sh
         shot = Path(__file__).resolve().parent.parent / "docs" / "app.png"
         page.screenshot(path=str(shot), full_page=False)
         assert_not_blank(shot)
+        # The README's second picture: the best cell for "characters since the line began" along that text.
+        page.locator("#char-colour input").uncheck()
+        page.locator("#char-cells").get_by_text("Inside the network: what its cells keep").click()
+        page.locator("#char-cell-table").get_by_text("counts characters since the line began").first.click()
+        page.wait_for_function("() => document.querySelectorAll('#char-cell-float32 .token').length > 200")
+        page.locator("#char-cell-float32 .token").nth(30).locator("*").first.click()
+        page.locator("#char-cell-pointed").get_by_text("in the full model").wait_for()
+        shot = shot.with_name("cells.png")
+        page.locator("#char-cells").screenshot(path=str(shot))
+        assert_not_blank(shot)
+        assert not errors, f"JavaScript errors or warnings on the page: {errors}"
+    finally:
+        context.close()
+
+
+def test_the_cell_explorer_colours_the_text_by_the_cell_picked_and_scoring_says_how_surprising(browser, shipped_url,
+                                                                                              artifacts):
+    context, page, errors = open_app(browser, shipped_url, viewport={"width": 1280, "height": 1400})
+    colours = ("spans => spans.map(s => getComputedStyle(s).backgroundColor)")
+    try:
+        page.locator("#char-cells").get_by_text("Inside the network: what its cells keep").click()
+        table = page.locator("#char-cell-table")
+        table.get_by_text("counts characters since the line began").first.wait_for()
+        # The top feature's best cell, on the prompt (nothing generated yet): red late in a line, blue at its start.
+        table.get_by_text("counts characters since the line began").first.click()
+        page.wait_for_function("() => document.querySelectorAll('#char-cell-float32 .token').length > 5")
+        first = page.eval_on_selector_all("#char-cell-float32 .token", colours)
+        assert any(c.startswith("rgba(2") or "255, 0" in c for c in first) or len(set(first)) > 3, first
+        assert len(set(first)) > 3  # a gradient, not one colour
+        shot = artifacts / "app-cells.png"
+        page.locator("#char-cells").screenshot(path=str(shot))
+        assert_not_blank(shot)
+        # Another feature's cell colours the same text differently.
+        table.get_by_text("inside a word").first.click()
+        page.wait_for_function("([sel, before]) => JSON.stringify([...document.querySelectorAll(sel)]"
+                               ".map(s => getComputedStyle(s).backgroundColor)) !== before",
+                               arg=["#char-cell-float32 .token", __import__("json").dumps(first)])
+        # Pointing at a piece gives its value.
+        page.locator("#char-cell-float32 .token").nth(2).locator("*").first.click()
+        page.locator("#char-cell-pointed").get_by_text("in the full model").wait_for()
+        # Score your own text.
+        page.locator("#char-score").get_by_text("How surprising is your text?").click()
+        page.locator("#char-score-text textarea").fill("JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n")
+        page.locator("#char-score-run").click()
+        verdict = page.locator("#char-score-verdict")
+        verdict.get_by_text("bits per character").first.wait_for()
+        assert "Shakespeare-like" in verdict.inner_text()
         assert not errors, f"JavaScript errors or warnings on the page: {errors}"
     finally:
         context.close()

@@ -10,8 +10,9 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from lstmgen.export import WEIGHT_KINDS, dequantize_blockwise, export, main, quantize_blockwise, step_model  # noqa: E402
-from lstmgen.generate import SingleStep  # noqa: E402
+from lstmgen.__main__ import main  # noqa: E402
+from lstmgen.export import WEIGHT_KINDS, dequantize_blockwise, export, quantize_blockwise, step_model  # noqa: E402
+from lstmgen.streams import SingleStep  # noqa: E402
 from lstmgen.model import LSTMLanguageModel  # noqa: E402
 from lstmgen.ort_engine import OrtStep  # noqa: E402
 
@@ -131,7 +132,7 @@ def test_export_command(tmp_path, capsys):
 
     CharTokenizer([chr(60 + i) for i in range(VOCAB)]).save(folder)  # "<" ... "m": VOCAB characters
     out = tmp_path / "onnx"
-    assert main(["--onnx", str(folder), str(out), "--no-hub"]) == 0
+    assert main(["export", "--onnx", str(folder), str(out), "--no-hub"]) == 0
     assert (out / "step.onnx").is_file() and (out / "step.int8.onnx").is_file() and (out / "config.json").is_file()
     printed = capsys.readouterr().out
     assert "InferenceSession" in printed
@@ -153,7 +154,7 @@ def test_int8_model_generates_like_a_quantized_model():
     logits, (h, c) = int8(ids)
     assert logits.shape == expected.shape and torch.allclose(logits, expected, atol=1e-5)
     assert torch.allclose(h, h_t, atol=1e-6) and torch.allclose(c, c_t, atol=1e-6)
-    a, b = int8.new_stream(), int8.new_stream()
+    a, b = int8.new_engine(), int8.new_engine()
     state_a = state_b = None
     for token in TOKENS:  # interleaved streams keep their own states
         logits_a, state_a = a.step(token, state_a)
@@ -292,30 +293,32 @@ def test_sampler_draws_exactly_from_the_distribution(vocab):
 
 @pytest.mark.parametrize("vocab", [65, 13000])
 def test_coupled_draw_on_the_engine_is_exact_for_its_side(vocab):
-    """The int8 side of a coupled draw (generate.Decoder on an engine) has exactly its own distribution q,
+    """The int8 side of a coupled draw (streams.coupled_draw on an engine's stream) has exactly its own distribution q,
     whatever p the float side drew from, and keeps the float side's token as often as the maximal
     coupling does (1 - TV)."""
-    from lstmgen.generate import Decoder
-    from lstmgen.ort_engine import OrtModel
+    from lstmgen.ort_engine import OrtModel, OrtStream
     from lstmgen.sampling import RandomStream, SamplingConfig, distribution
+    from lstmgen.streams import coupled_draw
 
     model, engine = sampler_engine(vocab)
     config = SamplingConfig(temperature=0.8)
-    decoder = Decoder(OrtModel(model, "int8", block=16, sampler_block=32), [2, 7], config)
-    assert decoder.in_engine
-    q = decoder.distribution().numpy()
+    stream = OrtModel(model, "int8", block=16, sampler_block=32).stream(config)
+    stream.prompt([2, 7])
+    assert isinstance(stream, OrtStream)
+    q = stream.probabilities().astype(np.float64)
+    q /= q.sum()
     assert np.allclose(q, distribution(own_logits(engine, [2, 7]), config).numpy(), atol=1e-6)
     noise = torch.randn(vocab, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.5
     p = distribution(torch.from_numpy(q).log() + noise, config).float()
     cdf = p.double().cumsum(0)
     draws = 60_000 if vocab > 100 else 30_000
-    stream = RandomStream(7)
+    randomness = RandomStream(7)
     same = 0
     ys = np.empty(draws, np.int64)
     for i in range(draws):
-        u, u_keep, u_residual = stream.next()
+        u, u_keep, u_residual = randomness.next()
         x = min(int(torch.searchsorted(cdf, u * cdf[-1], right=True)), vocab - 1)
-        ys[i] = decoder.coupled_draw(x, float(p[x]), p.numpy(), u_keep, u_residual)
+        ys[i] = coupled_draw(stream, x, float(p[x]), p.numpy(), u_keep, u_residual)
         same += ys[i] == x
     assert chi_squared_p(np.bincount(ys, minlength=vocab), q) > 1e-3
     tv = 0.5 * np.abs(q - p.double().numpy()).sum()
@@ -332,7 +335,7 @@ def test_sampler_settings_greedy_and_the_models_own_probabilities(probabilities)
 
     model, engine = sampler_engine(65, probabilities=probabilities)
     for refused in (SamplingConfig(temperature=0.8, top_k=5), SamplingConfig(temperature=0.8, top_p=0.9),
-                    SamplingConfig(temperature=1e-4)):
+                    SamplingConfig(temperature=1e-4), SamplingConfig(temperature=0.8, min_p=0.1)):
         assert not engine.sampling(refused)
     logits = own_logits(engine, [1, 2])
     best = int(logits.argmax())
@@ -357,3 +360,14 @@ def test_sampler_settings_greedy_and_the_models_own_probabilities(probabilities)
 def test_exported_files_have_no_sampler(tmp_path):
     paths = export(tiny(True), tmp_path, ("int8",))
     assert [o.name for o in onnx.load(paths[0]).graph.output] == ["logits", "h_out", "c_out"]
+
+
+@pytest.mark.parametrize("module, unknown", [("lstmgen.ort_engine", "lstmgen.hub"), ("lstmgen.export", "lstmgen.hub"),
+                                             ("lstmgen.publish", "lstmgen.train"), ("lstmgen.records", "lstmgen.train")])
+def test_dependencies_point_one_way(module, unknown):
+    """The engine knows no Hub, publishing and the records know no trainer (a fresh interpreter each)."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print({unknown!r} in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -202,7 +202,7 @@ def test_renormalising_holds_where_the_masked_tokens_hold_nearly_all_the_mass(mo
     served = models["char"]
     copy = served.float32 if side == "float32" else served.int8  # the app's engine for that side
     prompt = served.loaded.tokenizer.encode("First Citize").ids  # "n" next, all but certainly
-    engine = copy.new_stream()
+    engine = copy.new_engine()
     engine.forward(prompt)
     logits = teacher_forced(copy, prompt)[-1]
     order = np.argsort(-softmax(logits))

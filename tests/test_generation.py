@@ -86,3 +86,22 @@ def test_subword_stream_equals_decoding_all_bytes_at_once(gpt2_ranks):
     streamed = "".join(decoder(i) for i in ids) + decoder.flush()
     raw = b"".join(tokenizer.encoding.decode_single_token_bytes(tokenizer.gpt2_ids[i]) for i in ids)
     assert streamed == raw.decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("config", [SamplingConfig(temperature=0.9, length=30, seed=5),
+                                    SamplingConfig(temperature=0.9, length=30, seed=5, min_p=0.05)],
+                         ids=["in the graph", "declared fallback"])
+def test_the_torch_model_and_the_engine_are_one_stream_interface(char_model, config):
+    """Both models implement lstmgen.streams.TokenStream, and the same seed writes the same text on both
+    (the float engine's distribution equals torch's to float rounding), sampled in the graph or not."""
+    from lstmgen.ort_engine import OrtModel, OrtStream
+    from lstmgen.sampling import fallbacks
+    from lstmgen.streams import LogitsStream, TokenStream
+
+    model, tokenizer = char_model
+    engine = OrtModel(model, "float", threads=1)
+    streams = [model.stream(config), engine.stream(config)]
+    assert all(isinstance(s, TokenStream) for s in streams)
+    assert isinstance(streams[1], LogitsStream if fallbacks(config) else OrtStream)
+    prompt = tokenizer.encode("abc").ids
+    assert list(generate_ids(model, prompt, config)) == list(generate_ids(engine, prompt, config))

@@ -5,7 +5,8 @@ import torch.nn as nn
 
 from lstmgen.evaluate import evaluate
 from lstmgen.model import LSTMLanguageModel
-from lstmgen.quantize import Int8TiedHead, int8_matmul_is_fast, quantize_dynamic, size_bytes
+from bench.engines import Int8TiedHead, int8_matmul_is_fast, quantize_dynamic
+from lstmgen.quantize import size_bytes
 from lstmgen.tokenizers import CharTokenizer
 from lstmgen.train import TrainConfig, Trainer
 

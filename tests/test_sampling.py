@@ -6,8 +6,20 @@ import math
 import pytest
 import torch
 
-from lstmgen.sampling import RandomStream, SamplingConfig, coupled_draw, distribution, draw
+from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
 from lstmgen.settings import SettingError, checked
+
+
+def coupled_draw(p: torch.Tensor, q: torch.Tensor, x: int, u_keep: float, u_residual: float) -> int:
+    """The reference maximal coupling (generate.coupled_draw is its stream form): the int8 side's token,
+    given that the float side drew x from p: keep x with probability min(1, q(x)/p(x)), else draw from
+    max(q - p, 0) normalised. Marginally exactly q."""
+    if u_keep * float(p[x]) < float(q[x]):
+        return x
+    residual = (q.double() - p.double()).clamp_min(0.0)
+    if float(residual.sum()) <= 0.0:  # p == q up to rounding: nothing left to move
+        return x
+    return draw(residual, u_residual)
 
 
 def chi_squared_ok(counts: torch.Tensor, probs: torch.Tensor, n: int, min_expected: float = 5.0) -> bool:
@@ -118,3 +130,97 @@ def test_sampling_settings_are_checked_in_one_place(values, message):
     with pytest.raises(SettingError, match=message.replace("(", r"\(")):
         checked(SamplingConfig, **values)
     assert checked(SamplingConfig, temperature="0.5", length=7.0).length == 7  # numbers as text or floats are fine
+
+
+# One test holds every implementation of the sampling distribution equal to its definition
+# (sampling.distribution): the torch model's stream, the engine's step graph, the engine's numpy code
+# (its normalisation, greedy pick and draws with a u the step was not given), and the engine's declared
+# fallback (settings the graph does not serve sample through sampling.distribution on its logits).
+# Each setting that shapes the distribution has values here; a new one fails the first assertion
+# until it is listed, so it is never left out of the comparison.
+SETTING_VALUES = {
+    "temperature": [0.0, 5e-4, 0.6, 1.3],
+    "top_k": [0, 5],
+    "top_p": [1.0, 0.8],
+    "min_p": [0.0, 0.2],
+    "allow_special": [False, True],
+}
+NOT_THE_DISTRIBUTIONS = {"length", "seed"}  # the loop's settings
+
+
+def setting_combinations():
+    import dataclasses
+    import itertools
+
+    names = [f.name for f in dataclasses.fields(SamplingConfig)]
+    assert set(names) == set(SETTING_VALUES) | NOT_THE_DISTRIBUTIONS, "list the new setting's values above"
+    for values in itertools.product(*SETTING_VALUES.values()):
+        yield SamplingConfig(**dict(zip(SETTING_VALUES, values)))
+
+
+@pytest.mark.parametrize("vocab", [65, 700])  # one running sum in the graph; two levels
+def test_every_implementation_samples_from_the_one_distribution(vocab):
+    import numpy as np
+
+    from lstmgen.model import LSTMLanguageModel
+    from lstmgen.ort_engine import OrtModel, OrtStream
+    from lstmgen.sampling import fallbacks
+    from lstmgen.streams import LogitsStream
+
+    torch.manual_seed(vocab)
+    model = LSTMLanguageModel(vocab, embed_size=16, hidden_size=16, num_layers=1).eval()
+    with torch.no_grad():  # random logits, spread about 3 per unit
+        model.decoder.weight.normal_(0, 1.0)
+        model.decoder.bias.normal_(0, 1.0)
+    engine = OrtModel(model, "float", threads=1)
+    prompt, banned = [3, 1, 4], torch.tensor([0, 5, vocab - 1])
+    with torch.inference_mode():
+        logits = model(torch.tensor([prompt]))[0][0, -1].double()
+    us = np.random.default_rng(vocab).random(200).tolist() + [0.0, 1 - 2**-53]
+    served = 0
+    for config in setting_combinations():
+        expected = distribution(logits, config, banned)
+        expected_tokens = [draw(expected, u) for u in us]
+        # The torch model's stream.
+        ours = model.stream(config, banned)
+        ours.prompt(prompt)
+        torch.testing.assert_close(torch.from_numpy(ours.probabilities()).double(), expected.float().double(),
+                                   atol=1e-6, rtol=0)
+        assert [ours.draw(u) for u in us] == expected_tokens
+        # The engine's stream: in the graph where every setting's value is served, else the declared fallback.
+        stream = engine.stream(config, banned)
+        assert isinstance(stream, OrtStream if not fallbacks(config) else LogitsStream), config
+        served += isinstance(stream, OrtStream)
+        stream.prompt(prompt)
+        got = stream.probabilities().astype(np.float64)
+        assert abs(got.sum() - 1) < 1e-5
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-5, rtol=0)
+        assert all(stream.probability(t) == pytest.approx(float(got[t]), abs=1e-7) for t in range(vocab))
+        numpy_tokens = [stream.draw(u) for u in us]  # the engine's numpy draw: no step was given these u
+        graph_tokens = []
+        for u in us:  # each step given its u: the graph's own draw
+            stream.prompt(prompt, u)
+            graph_tokens.append(stream.draw(u))
+        for tokens in (numpy_tokens, graph_tokens):
+            assert np.mean(np.array(tokens) == expected_tokens) >= 0.99, config
+            assert all(expected[t] > 0 for t in tokens), config  # never a token the distribution excludes
+        if isinstance(stream, OrtStream):  # the engine's numpy normalisation (float64) of the graph's softmax
+            np.testing.assert_allclose(stream.engine.probs(), expected.numpy(), atol=1e-5, rtol=0)
+    assert 0 < served < len(list(setting_combinations()))  # both paths were compared
+
+
+def test_the_filters_declare_their_off_value_and_the_graph_serves_only_what_is_declared():
+    """Each setting says what the step graph serves of it (lstmgen.sampling.fallbacks); with every filter off
+    (without_filters) a configuration is served, whatever its filters were."""
+    from lstmgen.sampling import fallbacks, without_filters
+
+    assert fallbacks(SamplingConfig()) == []
+    config = SamplingConfig(temperature=1e-4, top_k=5, top_p=0.5, min_p=0.1)
+    assert fallbacks(config) == ["temperature", "top_k", "top_p", "min_p"]
+    assert fallbacks(without_filters(config)) == ["temperature"] and without_filters(config).temperature == 1e-4
+    assert (without_filters(config).top_k, without_filters(config).top_p, without_filters(config).min_p) == (0, 1.0, 0.0)
+    # Token 1 is e^-3 = 0.050 times as likely as the top one, token 2 e^-4 = 0.018 times.
+    logits = torch.tensor([3.0, 0.0, -1.0])
+    kept = distribution(logits, SamplingConfig(temperature=1.0, min_p=0.04))
+    torch.testing.assert_close(kept, torch.tensor([math.e**3, 1.0, 0.0]) / (math.e**3 + 1))
+    assert distribution(logits, SamplingConfig(temperature=1.0, min_p=0.06)).tolist() == [1.0, 0.0, 0.0]
