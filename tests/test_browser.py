@@ -331,12 +331,15 @@ def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, sh
     try:
         page.locator("#char-prompt textarea").fill("ROMEO:\nBut soft, what light")
         page.locator("#tab-char").get_by_text("More settings", exact=True).click()
-        page.locator("#tab-char").get_by_label("Random seed").fill("7")
-        page.locator("#tab-char").get_by_text("More settings", exact=True).click()
+        seed_box = page.locator("#tab-char").get_by_label("Random seed")
+        seed_box.fill("7")
+        seed_box.blur()
         page.locator("#char-length input[type=number]").fill("240")
         page.locator("#char-length input[type=number]").press("Enter")
+        page.wait_for_timeout(300)  # the settings reach the page's state before Generate reads them
         fidelity = run_and_wait(page, "char", length=240)
         assert "Random seed 7" in fidelity
+        page.locator("#tab-char").get_by_text("More settings", exact=True).click()
         page.locator("#char-colour input").check()
         page.locator("#char-float32-colour").wait_for(state="visible")
         text = page.locator("#char-float32-colour").inner_text()
