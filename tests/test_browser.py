@@ -346,6 +346,7 @@ def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, sh
         assert "ROMEO:" in text and "sure (≥ 90%)" in text
         page.wait_for_function("() => (document.querySelector('#char-next-float')?.innerText ?? '').includes('%')")
         shot = Path(__file__).resolve().parent.parent / "docs" / "app.png"
+        page.wait_for_timeout(1000)  # the colouring fades in
         page.screenshot(path=str(shot), full_page=False)
         assert_not_blank(shot)
         # The README's second picture: the best cell for "characters since the line began" along that text.
@@ -356,6 +357,7 @@ def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, sh
         page.locator("#char-cell-float32 .token").nth(30).locator("*").first.click()
         page.locator("#char-cell-pointed").get_by_text("in the full model").wait_for()
         shot = shot.with_name("cells.png")
+        page.wait_for_timeout(1000)
         page.locator("#char-cells").screenshot(path=str(shot))
         assert_not_blank(shot)
         assert not errors, f"JavaScript errors or warnings on the page: {errors}"
