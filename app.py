@@ -53,13 +53,23 @@ def _reachable(model) -> dict[str, ServedModel]:
     return {**models, model: visitor.served} if visitor is not None and visitor.served is not None else models
 
 
-def _validated(model, prompt, **sampling) -> service.Request:
+def _answer(fn, *args, **kwargs):
+    """fn's answer; a request outside the limits becomes the visitor's one-line message (gr.Error)."""
     import gradio as gr
 
     try:
-        return service.validate(_reachable(model), model, prompt, **sampling)
+        return fn(*args, **kwargs)
     except RequestError as error:
         raise gr.Error(str(error), print_exception=False) from None
+
+
+def _validated(model, prompt, **sampling) -> service.Request:
+    return _answer(service.validate, _reachable(model), model, prompt, **sampling)
+
+
+def _served(model) -> ServedModel:
+    """The model this caller may use, or a clear gr.Error."""
+    return _answer(service.pick_model, _reachable(model), model)
 
 
 def _settings_doc() -> str:
@@ -152,35 +162,10 @@ def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 
         k: how many candidates, 1 to 50
         temperature: above 0 and at most {high}; the distribution generation would sample from
     """
-    import gradio as gr
-
-    request = _validated(model, prompt, temperature=temperature, seed=0)
-    try:
-        return service.next_tokens(request, k)
-    except RequestError as error:
-        raise gr.Error(str(error), print_exception=False) from None
+    return _answer(service.next_tokens, _validated(model, prompt, temperature=temperature, seed=0), k)
 
 
 next_tokens.__doc__ = next_tokens.__doc__.replace("{high}", str(LIMITS["temperature"][1]))
-
-
-def _served(model) -> ServedModel:
-    """The model this caller may use, or a clear gr.Error."""
-    import gradio as gr
-
-    try:
-        return service.pick_model(_reachable(model), model)
-    except RequestError as error:
-        raise gr.Error(str(error), print_exception=False) from None
-
-
-def _answer(fn, *args):
-    import gradio as gr
-
-    try:
-        return fn(*args)
-    except RequestError as error:
-        raise gr.Error(str(error), print_exception=False) from None
 
 
 def cells(model: str, text: str, layer: int = 1, cell: int = 1) -> dict:
@@ -195,8 +180,7 @@ def cells(model: str, text: str, layer: int = 1, cell: int = 1) -> dict:
         layer: 1 to the model's number of layers
         cell: 1 to the model's hidden size
     """
-    served = _served(model)
-    return _answer(service.cell_values, served, text, layer, cell)
+    return _answer(service.cell_values, _served(model), text, layer, cell)
 
 
 def cell_features(model: str) -> dict:
@@ -224,8 +208,7 @@ def score(model: str, text: str) -> dict:
         model: the model's name (see /models), or your trained model's key
         text: at most 10,000 characters and 10,000 tokens
     """
-    served = _served(model)
-    return _answer(service.score_text, served, text)
+    return _answer(service.score_text, _served(model), text)
 
 
 def list_models() -> dict:
@@ -728,7 +711,7 @@ def _train_tab(gr) -> None:
         *_, result = service.side_by_side(request, stream_every_s=float("inf"))
         summary = result.summary()
         return (prompt + result.float.text, _stats(summary["float32"]), prompt + result.int8.text,
-                _stats(summary["int8"]), _fidelity(summary, UNITS[studio.get(key).served.loaded.tokenizer.kind]))
+                _stats(summary["int8"]), _fidelity(summary, UNITS[request.served.loaded.tokenizer.kind]))
 
     def on_publish(key, name, oauth_token: gr.OAuthToken | None):
         folder = studio.folder(key)

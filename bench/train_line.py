@@ -37,22 +37,16 @@ def main() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     from gradio_client import Client
-    import httpx
 
     sys.path.insert(0, str(PROJECT / "tests"))
-    from app_support import free_port
+    from app_support import free_port, wait_until_serving
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     server = subprocess.Popen([sys.executable, "app.py", "--no-hub", "--port", str(port)], cwd=PROJECT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while True:
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.25)
+        wait_until_serving(url, server)
         visitor = Client(url, verbose=False, headers={"X-Forwarded-For": "10.9.0.100"})
         timed_generate(visitor, 1)  # warm up
         idle = timed_generate(visitor, args.rounds)

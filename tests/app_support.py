@@ -81,6 +81,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(url: str, server, timeout_s: float = 120.0) -> None:
+    """Wait until the app started as the subprocess `server` answers HTTP 200 at `url`; fail if it exits first."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert server.poll() is None, "the app exited before it answered"
+        assert time.monotonic() < deadline, f"the app did not answer within {timeout_s:g} s"
+        time.sleep(0.25)
+
+
 def launch(demo) -> str:
     """Launch on loopback without blocking, with the app's own limits (app.launch); returns the local URL."""
     import app

@@ -499,24 +499,15 @@ def test_nothing_is_left_behind_when_the_app_stops(tmp_path, stop):
     import signal
     import subprocess
     import sys
-    import time
 
-    import httpx
-
-    from app_support import free_port
+    from app_support import free_port, wait_until_serving
 
     port = free_port()
     env = dict(os.environ, TMPDIR=str(tmp_path), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
     server = subprocess.Popen([sys.executable, "app.py", "--no-hub", "--port", str(port)], cwd=PROJECT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(480):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert server.poll() is None, server.stderr.read()[-2000:]
-                time.sleep(0.25)
+        wait_until_serving(f"http://127.0.0.1:{port}/", server)
         assert list(tmp_path.glob("lstmgen-visitors-*"))  # made at start
         server.send_signal(getattr(signal, stop))
         server.wait(30)

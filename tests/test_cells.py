@@ -252,3 +252,34 @@ def test_the_command_prints_the_table_of_best_cells():
         assert main(["cells", "--model", "char", "--no-hub"]) == 0
     table = out.getvalue()
     assert "line_position" in table and "counts characters since the line began" in table
+
+
+def test_the_shipped_char_models_stored_correlations_are_the_cells_own(tmp_path):
+    """Each r in the char model's cells.json (the figures the explorer's table shows), recomputed with numpy's
+    corrcoef over the model's states along the same held-out text, stepped here from its weights."""
+    from lstmgen.hub import resolve
+    from lstmgen.records import find
+
+    record = find("char-shakespeare")
+    loaded = resolve(record, use_hub=False)
+    stored = cells.read_cells_json(record.bundled_folder)
+    ids = cells.held_out_ids(record, loaded.tokenizer, max_tokens=stored["tokens"])
+    values = cells.features(loaded.tokenizer, ids)
+    with torch.inference_mode():  # layer by layer, keeping every step
+        x = loaded.model.embedding(torch.tensor([ids]))
+        hs, cs = [], []
+        for layer in range(loaded.model.num_layers):
+            weights = [getattr(loaded.model.lstm, f"{kind}_l{layer}") for kind in ("weight_ih", "weight_hh", "bias_ih",
+                                                                                     "bias_hh")]
+            h = c = torch.zeros(1, loaded.model.hidden_size)
+            out_h, out_c = [], []
+            for t in range(x.size(1)):
+                h, c = torch.lstm_cell(x[:, t], (h, c), *weights)
+                out_h.append(h[0])
+                out_c.append(c[0])
+            hs.append(torch.stack(out_h))
+            cs.append(torch.stack(out_c))
+            x = hs[-1][None]
+    for row in stored["rows"][:8]:
+        series = (cs if row["state"] == "c" else hs)[row["layer"] - 1][:, row["cell"] - 1].double().numpy()
+        assert row["r"] == pytest.approx(np.corrcoef(series, values[row["feature"]])[0, 1], abs=1e-3), row

@@ -366,3 +366,22 @@ def test_parted_at_follows_tokens_not_characters(models):
             assert result.float.ids[parted] != result.int8.ids[parted]
             return
     pytest.fail("no seed made the word model's texts part")
+
+
+# --------------------------------------------------------------------------- speed
+
+
+@pytest.mark.parametrize("name", list(PROMPTS))
+def test_each_sides_speed_is_its_tokens_over_its_own_time_within_the_runs_wall_time(models, name):
+    """The speed under each text: tokens ÷ that model's own step time, and the two sides' times together fit
+    inside the wall time of the whole run (they take turns)."""
+    import time
+
+    began = time.perf_counter()
+    _, result, summary = run(models, name)
+    wall_ms = (time.perf_counter() - began) * 1000
+    for side in ("float32", "int8"):
+        shown = summary[side]
+        assert shown["tokens_per_s"] == pytest.approx(shown["tokens"] / (shown["total_ms"] / 1000), rel=1e-3)
+        assert 0 < shown["first_token_ms"] <= shown["total_ms"]
+    assert summary["float32"]["total_ms"] + summary["int8"]["total_ms"] <= wall_ms

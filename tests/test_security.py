@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app_support import free_port
+from app_support import free_port, wait_until_serving
 
 pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
               pytest.mark.filterwarnings("ignore::ResourceWarning")]
@@ -96,13 +96,7 @@ def space(hub, tmp_path_factory):
                                   stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        for _ in range(480):
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert server.poll() is None, log.read_text()[-3000:]
-                time.sleep(0.25)
+        wait_until_serving(url, server)
         yield url, log, Path(env["GRADIO_TEMP_DIR"])
     finally:
         server.terminate()
@@ -229,14 +223,19 @@ def test_a_visitors_model_is_reachable_only_with_its_key(space):
     listed = bob.predict(api_name="/models")
     assert set(listed) == {"char", "subword", "word"} and key not in json.dumps(listed)
     for guess in ("yours-" + secrets.token_urlsafe(16), key[:-1], key.upper()):
-        with pytest.raises(Exception) as refused:
-            bob.predict(guess, "ROMEO:", api_name="/generate")
-        assert str(refused.value) == f"unknown model {guess!r}: choose one of char, subword, word"
+        # Every endpoint that takes a model name: none reaches Alice's model, nor names it.
+        for args, endpoint in (((guess, "ROMEO:"), "/generate"), ((guess, "ROMEO:"), "/next_tokens"),
+                               ((guess, "ROMEO:", 1, 1), "/cells"), ((guess,), "/cell_features"),
+                               ((guess, "ROMEO: a text to score"), "/score")):
+            with pytest.raises(Exception) as refused:
+                bob.predict(*args, api_name=endpoint)
+            assert str(refused.value) == f"unknown model {guess!r}: choose one of char, subword, word", endpoint
     # Nothing shown to anyone names a path on the server.
     shown = json.dumps(listed) + json.dumps(last)
     assert str(PROJECT) not in shown and "/tmp" not in shown and "lstmgen-visitors" not in shown
     # The key is the capability: Bob, given it, can use the model.
     assert bob.predict(key, "ROMEO:", 0.8, 20, api_name="/generate")["float32"]["tokens"] == 20
+    assert bob.predict(key, "ROMEO: a text", api_name="/score")["model"] == key
 
 
 # --------------------------------------------------------------------------- 4. uploads

@@ -22,6 +22,7 @@ import pytest
 import torch
 import yaml
 
+from app_support import wait_until_serving
 from lstmgen import publish
 from lstmgen.data import batchify, num_batches
 from lstmgen.generate import generate
@@ -383,17 +384,7 @@ def test_a_new_word_model_trains_on_a_hub_shaped_dataset_and_the_app_serves_it_a
                               stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}/"
-        deadline = time.time() + 90
-        while True:
-            try:
-                import httpx
-
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline and server.poll() is None, "the app did not start"
-            time.sleep(0.25)
+        wait_until_serving(url, server, timeout_s=90)
         client = Client(url, verbose=False)
         models = client.predict(api_name="/models")
         assert list(models)[:3] == ["char", "subword", "word"] and models["word-imdb"]["loaded"] is True

@@ -104,22 +104,14 @@ def test_the_model_folder_is_what_train_space_writes_and_loads_anywhere(client, 
     # And `python app.py --model FOLDER` serves it under its name, with the same text for the same seed.
     from gradio_client import Client
 
-    from app_support import free_port
+    from app_support import free_port, wait_until_serving
 
     port = free_port()
     env = dict(__import__("os").environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
     server = subprocess.Popen([sys.executable, "app.py", "--no-hub", "--port", str(port), "--model", str(unpacked)],
                               cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        import httpx
-
-        for _ in range(360):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert server.poll() is None, "the app did not start"
-                __import__("time").sleep(0.25)
+        wait_until_serving(f"http://127.0.0.1:{port}/", server)
         again = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
             name, "ROMEO:", 0.8, 40, 0, 1.0, 5, False, api_name="/generate")
         assert again["float32"]["text"] == served["float32"]["text"]
