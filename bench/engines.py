@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from lstmgen.export import quantize_rows
 from lstmgen.streams import forward_step
 
 
@@ -26,7 +27,7 @@ def step_numpy(engine, token: int) -> np.ndarray:
     return engine._logits[k][: engine.vocab_size]
 
 
-class Int8TiedHead(nn.Module):
+class Int8TiedDecoder(nn.Module):
     """One int8 copy of a tied embedding / output matrix that serves both roles.
 
     torch's quantized Embedding and Linear cannot share a weight, so quantizing a tied model with
@@ -36,14 +37,13 @@ class Int8TiedHead(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         super().__init__()
-        weight = weight.detach().float()
-        scale = weight.abs().amax(1).clamp_min(1e-8) / 127
-        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).to(torch.int8))
-        self.register_buffer("scale", scale)
+        rows, scale = quantize_rows(weight.detach().float().numpy())  # the step graph's own row quantization
+        self.register_buffer("weight_int8", torch.from_numpy(rows))
+        self.register_buffer("scale", torch.from_numpy(scale))
         self.register_buffer("bias", bias.detach().float().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.size(-1)).float()
+        rows = x.reshape(-1, x.size(-1)).float()  # the input's rows, quantized at run time as ORT's ops do
         x_scale = rows.abs().amax(1, keepdim=True).clamp_min(1e-8) / 127
         x_int8 = torch.round(rows / x_scale).to(torch.int8)
         out = torch._int_mm(x_int8, self.weight_int8.T).float() * (x_scale * self.scale) + self.bias
@@ -54,18 +54,18 @@ class Int8TiedHead(nn.Module):
 
 
 class Int8TiedEmbedding(nn.Module):
-    """The embedding side of an Int8TiedHead (holds no weights of its own)."""
+    """The embedding side of an Int8TiedDecoder (holds no weights of its own)."""
 
-    def __init__(self, head: Int8TiedHead):
+    def __init__(self, decoder: Int8TiedDecoder):
         super().__init__()
-        self._head = (head,)  # a tuple, so the head is not registered (and counted) twice
+        self._decoder = (decoder,)  # a tuple, so the decoder is not registered (and counted) twice
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self._head[0].lookup(ids)
+        return self._decoder[0].lookup(ids)
 
 
 def int8_matmul_is_fast() -> bool:
-    """Whether torch._int_mm (the shared tied head's multiply) has a fast kernel on this CPU: it runs
+    """Whether torch._int_mm (the shared tied decoder's multiply) has a fast kernel on this CPU: it runs
     on oneDNN with AVX-512 VNNI; without VNNI (an AVX2-only CPU) it is a scalar loop, ~14x slower
     than fbgemm's int8 Linear on a 384 x 7,846 output layer (2 ms against 0.15 ms a step)."""
     return torch.cpu._is_vnni_supported()
@@ -95,8 +95,8 @@ def quantize_dynamic(model: nn.Module, embedding: bool = True, share_tied: bool 
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated; torchao cannot quantize nn.LSTM
         int8 = torch.ao.quantization.quantize_dynamic(float_copy, spec, dtype=torch.qint8)
     if share:
-        head = Int8TiedHead(model.decoder.weight, model.decoder.bias)
-        int8.decoder, int8.embedding = head, Int8TiedEmbedding(head)
+        decoder = Int8TiedDecoder(model.decoder.weight, model.decoder.bias)
+        int8.decoder, int8.embedding = decoder, Int8TiedEmbedding(decoder)
     return int8
 
 

@@ -3,7 +3,7 @@
 Text features, one table (FEATURES) for the library, the command line and cells.json. Every feature is a
 number per token: **token i's value is the state of the text after token i is read** (the state the model's
 cell has when it predicts token i + 1). The text of a token is what it adds to the decoded text
-(`tokenizer.stream_decoder()`: a word token adds its space, a subword token that ends inside a UTF-8
+(`tokenizer.detokenizer()`: a word token adds its space, a subword token that ends inside a UTF-8
 character adds nothing yet and keeps the state of the token before).
 
 Characters (char tokenizer):
@@ -198,11 +198,11 @@ def features_for(kind: str) -> list[Feature]:
 
 
 def token_texts(tokenizer, ids) -> list[str]:
-    """The text each token adds to the decoded text (lstmgen.tokenizers' stream decoder)."""
-    decoder = tokenizer.stream_decoder()
-    texts = [decoder(int(i)) for i in ids]
+    """The text each token adds to the decoded text (lstmgen.tokenizers. detokenizer)."""
+    detokenizer = tokenizer.detokenizer()
+    texts = [detokenizer(int(i)) for i in ids]
     if texts:
-        texts[-1] += decoder.flush()
+        texts[-1] += detokenizer.flush()
     return texts
 
 

@@ -109,7 +109,7 @@ def _weights(model) -> dict:
         return {
             "embedding": model.embedding.weight.detach().float().numpy().copy(),
             "layers": layers,
-            "head": (model.decoder.weight.detach().float().numpy().copy(), model.decoder.bias.detach().float().numpy().copy()),
+            "decoder": (model.decoder.weight.detach().float().numpy().copy(), model.decoder.bias.detach().float().numpy().copy()),
             "hidden": hidden, "num_layers": lstm.num_layers, "vocab": model.embedding.num_embeddings,
         }
 
@@ -245,27 +245,27 @@ class _Graph:
         row_scale = self.op("Gather", [self.const("embedding_scale", scale), NAMES.token], axis=0)[0]  # (1, 1)
         return self.op("Mul", [row, row_scale])[0]  # (1, 1, E) * (1, 1) broadcasts as (1, 1, 1)
 
-    def shared_embedding(self, head: dict) -> str | None:
+    def shared_embedding(self, decoder: dict) -> str | None:
         """The token's embedding row read from a tied output layer's int8 weights (None: its format does
         not allow it, 4-bit weights being too coarse for the embedding)."""
-        k = head["k"]
-        if head["format"] == "float rows":
-            return self.op("Gather", [head["w"], NAMES.token], axis=0)[0]
-        if head["format"] == "dq":
+        k = decoder["k"]
+        if decoder["format"] == "float rows":
+            return self.op("Gather", [decoder["w"], NAMES.token], axis=0)[0]
+        if decoder["format"] == "dq":
             # B is (E, vocab): the token's column, times the token's row scale.
-            column = self.op("Cast", [self.op("Gather", [head["w"], NAMES.token], axis=1)[0]], to=self.float_type)[0]
-            scaled = self.op("Mul", [column, self.op("Gather", [head["scale"], NAMES.token], axis=0)[0]])[0]  # (E, 1, 1)
+            column = self.op("Cast", [self.op("Gather", [decoder["w"], NAMES.token], axis=1)[0]], to=self.float_type)[0]
+            scaled = self.op("Mul", [column, self.op("Gather", [decoder["scale"], NAMES.token], axis=0)[0]])[0]  # (E, 1, 1)
             return self.op("Reshape", [scaled, self.const("embedding_shape", np.array([1, 1, k], np.int64))])[0]
-        if head["format"] == "nbits8":
+        if decoder["format"] == "nbits8":
             # B is (vocab, blocks, block) uint8 with zero point 128, scales (vocab, blocks).
-            blocks = self.op("Cast", [self.op("Gather", [head["w"], NAMES.token], axis=0)[0]], to=self.float_type)[0]
+            blocks = self.op("Cast", [self.op("Gather", [decoder["w"], NAMES.token], axis=0)[0]], to=self.float_type)[0]
             centred = self.op("Sub", [blocks, self.const("zero_point", np.array(128.0, np.float32))])[0]
-            scale = self.op("Unsqueeze", [self.op("Gather", [head["scale"], NAMES.token], axis=0)[0],
+            scale = self.op("Unsqueeze", [self.op("Gather", [decoder["scale"], NAMES.token], axis=0)[0],
                                           self.const("last_axis", np.array([-1], np.int64))])[0]  # (1, 1, blocks, 1)
             row = self.op("Reshape", [self.op("Mul", [centred, scale])[0],
-                                      self.const("embedding_shape", np.array([1, 1, head["blocks"] * head["block"]],
+                                      self.const("embedding_shape", np.array([1, 1, decoder["blocks"] * decoder["block"]],
                                                                             np.int64))])[0]
-            if head["blocks"] * head["block"] != k:  # padded inputs: keep the first k
+            if decoder["blocks"] * decoder["block"] != k:  # padded inputs: keep the first k
                 row = self.op("Slice", [row, self.const("start", np.array([0], np.int64)),
                                         self.const("stop", np.array([k], np.int64)),
                                         self.const("axis", np.array([2], np.int64))])[0]
@@ -280,7 +280,7 @@ def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), scale
 
 
-def _sampler(g: _Graph, head: dict, x: str, blocks: int, block: int, probabilities: bool) -> list:
+def _sampler(g: _Graph, decoder: dict, x: str, blocks: int, block: int, probabilities: bool) -> list:
     """The output layer and the sampling distribution, drawn from in the graph (see the module's docstring).
     Returns the extra graph inputs."""
     from onnx import TensorProto, helper
@@ -289,13 +289,13 @@ def _sampler(g: _Graph, head: dict, x: str, blocks: int, block: int, probabiliti
     # The temperature divides the last hidden state (hidden values), not the logits (vocabulary values):
     # (W h + b) / T = W (h / T) + b / T, the int8 product's input quantization being scale-free. The
     # bias becomes an input (the engine writes b / T + mask into it), its default the model's bias.
-    bias = next(t for t in g.inits if t.name == head["b"])
-    bias.name = head["b"] = NAMES.bias
+    bias = next(t for t in g.inits if t.name == decoder["b"])
+    bias.name = decoder["b"] = NAMES.bias
     inputs = [helper.make_tensor_value_info(NAMES.inverse_temperature, TensorProto.FLOAT, [1]),
               helper.make_tensor_value_info(NAMES.bias, TensorProto.FLOAT, list(bias.dims)),
               helper.make_tensor_value_info(NAMES.u, TensorProto.FLOAT, [1])]
     padded = blocks * block
-    z = g.apply(g.op("Mul", [x, NAMES.inverse_temperature])[0], head, None if probabilities else NAMES.logits)  # (1, 1, padded)
+    z = g.apply(g.op("Mul", [x, NAMES.inverse_temperature])[0], decoder, None if probabilities else NAMES.logits)  # (1, 1, padded)
     if probabilities:  # the bias holds no mask: the model's own logits are z * T, then the mask
         inputs += [helper.make_tensor_value_info(NAMES.temperature, TensorProto.FLOAT, [1]),
                    helper.make_tensor_value_info(NAMES.mask, TensorProto.FLOAT, [padded])]
@@ -342,7 +342,7 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, embedd
     """The ONNX ModelProto of one decoding step of `model` (an LSTMLanguageModel, float weights, left as
     it is). `weights` and `block` as in the module's docstring; `embedding` "int8" (int8 kinds only) or
     "float"; `share_tied` whether a tied model's int8 embedding reads the output layer's int8 matrix
-    (default: where that is a row gather, a MatMulNBits head); `layer_states`, `sampler`, `sampler_block`
+    (default: where that is a row gather, a MatMulNBits decoder); `layer_states`, `sampler`, `sampler_block`
     and `probabilities` make the engine's graphs (the module's docstring)."""
     if weights not in WEIGHT_KINDS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHT_KINDS)}, not {weights!r}")
@@ -353,8 +353,8 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, embedd
     w = _weights(model)
     layers, hidden, vocab = w["num_layers"], w["hidden"], w["vocab"]
     g, tied = _Graph(weights, block), is_tied(model)
-    head, padded, sampler_block = _output_layer(g, w, tied, sampler, sampler_block)
-    x, projected, embedding_kind, first_layer = _embedding(g, w, head, tied, embedding, share_tied)
+    decoder, padded, sampler_block = _output_layer(g, w, tied, sampler, sampler_block)
+    x, projected, embedding_kind, first_layer = _embedding(g, w, decoder, tied, embedding, share_tied)
     h_in, c_in = _state_inputs(g, layers, layer_states)
     sizes = g.const("gate_split", np.array([3 * hidden, hidden], np.int64))
     hs, cs = [], []
@@ -371,11 +371,11 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, embedd
         g.op("Concat", cs, [NAMES.c_out], axis=0)
     inputs, outputs = _interface(layers, hidden, padded, layer_states, sampler, probabilities)
     if sampler:
-        inputs += _sampler(g, head, x, padded // sampler_block, sampler_block, probabilities)
+        inputs += _sampler(g, decoder, x, padded // sampler_block, sampler_block, probabilities)
     elif layer_states:
-        g.apply(x, head, NAMES.logits)
+        g.apply(x, decoder, NAMES.logits)
     else:
-        g.op("Reshape", [g.apply(x, head), g.const("vocab", np.array([padded], np.int64))], [NAMES.logits])
+        g.op("Reshape", [g.apply(x, decoder), g.const("vocab", np.array([padded], np.int64))], [NAMES.logits])
     properties = {"lstmgen.weights": weights, "lstmgen.layers": str(layers), "lstmgen.hidden": str(hidden),
                   "lstmgen.vocab": str(vocab), "lstmgen.block": str(block), "lstmgen.embedding": embedding_kind}
     if sampler:
@@ -386,19 +386,19 @@ def step_model(model, weights: str = "float", block: int = DEFAULT_BLOCK, embedd
 def _output_layer(g: _Graph, w: dict, tied: bool, sampler: bool, sampler_block: int | None):
     """The output layer's initializers (no nodes yet: a tied embedding may read them first), the logits'
     length (padded to whole sampler blocks, the extra logits always -inf) and the sampler's block."""
-    head_weight, head_bias = w["head"]
+    decoder_weight, decoder_bias = w["decoder"]
     vocab, hidden = w["vocab"], w["hidden"]
     if sampler_block is None:  # one running sum where the vocabulary is small, else two levels
         sampler_block = -(-vocab // 16) * 16 if vocab <= SINGLE_LEVEL_MAX else DEFAULT_SAMPLER_BLOCK
     padded = -(-vocab // sampler_block) * sampler_block if sampler else vocab
     if padded > vocab:
-        head_weight = np.concatenate([head_weight, np.zeros((padded - vocab, hidden), np.float32)])
-        head_bias = np.concatenate([head_bias, np.full(padded - vocab, -np.inf, np.float32)])
-    head = g.prepare(head_weight, head_bias, "decoder", rows=g.kind == "float" and tied)
-    return head, padded, sampler_block
+        decoder_weight = np.concatenate([decoder_weight, np.zeros((padded - vocab, hidden), np.float32)])
+        decoder_bias = np.concatenate([decoder_bias, np.full(padded - vocab, -np.inf, np.float32)])
+    decoder = g.prepare(decoder_weight, decoder_bias, "decoder", rows=g.kind == "float" and tied)
+    return decoder, padded, sampler_block
 
 
-def _embedding(g: _Graph, w: dict, head: dict, tied: bool, embedding: str, share_tied: bool | None):
+def _embedding(g: _Graph, w: dict, decoder: dict, tied: bool, embedding: str, share_tied: bool | None):
     """Layer 0's input: (x, projected, the embedding's kind, layer 0's (weight, bias)). Where the
     vocabulary is no larger than layer 0's input width, `projected` is layer 0's input product looked
     up per token (x None); else x is the token's embedding row: the tied output layer's (shared), int8
@@ -411,10 +411,10 @@ def _embedding(g: _Graph, w: dict, head: dict, tied: bool, embedding: str, share
         projected = g.op("Gather", [g.const("input_projection", table.astype(np.float32)), NAMES.token], axis=0)[0]
         return None, projected, "projected", (first_weight, first_bias)
     int8_embedding = embedding == "int8" and g.kind not in ("float", "int8-dynamic")
-    if share_tied is None:  # where the shared row is a row of the head's matrix, not a column
-        share_tied = head["format"] == "nbits8"
-    if tied and (head["format"] == "float rows" or int8_embedding and share_tied):
-        x = g.shared_embedding(head)
+    if share_tied is None:  # where the shared row is a row of the decoder's matrix, not a column
+        share_tied = decoder["format"] == "nbits8"
+    if tied and (decoder["format"] == "float rows" or int8_embedding and share_tied):
+        x = g.shared_embedding(decoder)
         if x is not None:
             return x, None, "shared", (first_weight, first_bias)
     rows = w["embedding"]

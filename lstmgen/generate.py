@@ -116,9 +116,9 @@ def unique_pieces(pieces: list[str], limit: int = MAX_UNKNOWN_SHOWN) -> list[str
     return list(dict.fromkeys(pieces))[:limit]
 
 
-def primed_decoder(tokenizer: Tokenizer, prompt_ids: list[int]):
-    """A stream decoder that has seen the prompt, so the first new piece joins it correctly."""
-    decode = tokenizer.stream_decoder()
+def primed_detokenizer(tokenizer: Tokenizer, prompt_ids: list[int]):
+    """A detokenizer that has seen the prompt, so the first new piece joins it correctly."""
+    decode = tokenizer.detokenizer()
     for token in prompt_ids:
         decode(token)
     return decode
@@ -133,7 +133,7 @@ def stream(model, tokenizer: Tokenizer, prompt: str, config: SamplingConfig,
     encoding = tokenizer.encode(prompt)
     prompt_ids = encoding.ids or [tokenizer.start_id]
     stats.prompt_tokens, stats.unknown = len(prompt_ids), unique_pieces(encoding.unknown)
-    decode = primed_decoder(tokenizer, prompt_ids)
+    decode = primed_detokenizer(tokenizer, prompt_ids)
     for token in generate_ids(model, prompt_ids, config, banned_ids(tokenizer)):
         stats.new_tokens += 1
         if stats.new_tokens == 1:

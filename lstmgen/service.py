@@ -12,7 +12,7 @@ from typing import Iterator
 
 
 from . import compare
-from .generate import banned_ids, coupled_ids, primed_decoder, unique_pieces
+from .generate import banned_ids, coupled_ids, primed_detokenizer, unique_pieces
 from .hub import DEFAULT_HUB_TIMEOUT_S, LoadedModel, resolve
 from .ort_engine import OrtModel
 from .records import RECORDS, ModelRecord, find, record_from_metrics
@@ -240,15 +240,15 @@ def side_by_side(request: Request, stream_every_s: float | None = None) -> Itera
     result = SideBySide(served.name, config.seed, Side("float32", size_bytes=served.float_bytes),
                         Side("int8", size_bytes=served.int8_bytes), request.unknown, request.unknown_total)
     sides = (result.float, result.int8)
-    decoders = [primed_decoder(tokenizer, request.prompt_ids) for _ in sides]
+    detokenizers = [primed_detokenizer(tokenizer, request.prompt_ids) for _ in sides]
     banned = banned_ids(tokenizer)
     sampled, u_keeps = [], []
     last_yield = time.perf_counter()
     for step in coupled_ids(served.float32, served.int8, request.prompt_ids, config, banned):
-        for side, decoder, token, probability, seconds in zip(
-                sides, decoders, (step.float_token, step.int8_token), (step.float_probability, step.int8_probability),
+        for side, detokenizer, token, probability, seconds in zip(
+                sides, detokenizers, (step.float_token, step.int8_token), (step.float_probability, step.int8_probability),
                 (step.float_s, step.int8_s)):
-            piece = decoder(token)
+            piece = detokenizer(token)
             side.text += piece
             side.pieces.append(piece)
             side.ids.append(token)
@@ -261,8 +261,8 @@ def side_by_side(request: Request, stream_every_s: float | None = None) -> Itera
         if time.perf_counter() - last_yield >= stream_every_s:
             last_yield = time.perf_counter()
             yield result
-    for side, decoder in zip(sides, decoders):
-        tail = decoder.flush()
+    for side, detokenizer in zip(sides, detokenizers):
+        tail = detokenizer.flush()
         side.text += tail
         if side.pieces:
             side.pieces[-1] += tail

@@ -37,10 +37,10 @@ class Tokenizer:
         raise NotImplementedError
 
     def decode(self, ids: list[int]) -> str:
-        decoder = self.stream_decoder()
-        return "".join(decoder(i) for i in ids) + decoder.flush()
+        detokenizer = self.detokenizer()
+        return "".join(detokenizer(i) for i in ids) + detokenizer.flush()
 
-    def stream_decoder(self) -> "StreamDecoder":
+    def detokenizer(self) -> "Detokenizer":
         """A callable that turns ids, one at a time, into the text they add."""
         raise NotImplementedError
 
@@ -70,7 +70,9 @@ class Tokenizer:
         (folder / TOKENIZER_FILE).write_text(json.dumps(self.state(), ensure_ascii=False))
 
 
-class StreamDecoder:
+class Detokenizer:
+    """Turns token ids back into text one token at a time, holding back what cannot be written yet (half a
+    UTF-8 character, a word waiting for its capital)."""
     def __call__(self, token_id: int) -> str:
         raise NotImplementedError
 
@@ -107,14 +109,14 @@ class CharTokenizer(Tokenizer):
                 ids.append(i)
         return Encoding(ids, unknown)
 
-    def stream_decoder(self) -> StreamDecoder:
+    def detokenizer(self) -> Detokenizer:
         chars = self.chars
 
-        class _Decoder(StreamDecoder):
+        class _Detokenizer(Detokenizer):
             def __call__(self, token_id: int) -> str:
                 return chars[token_id]
 
-        return _Decoder()
+        return _Detokenizer()
 
     def piece(self, token_id: int) -> str:
         return self.chars[token_id]
@@ -352,10 +354,10 @@ class WordTokenizer(Tokenizer):
         word = prefix + self.casing.get(core, core)
         return capitalize_first(word) if starts_sentence else word
 
-    def stream_decoder(self) -> StreamDecoder:
+    def detokenizer(self) -> Detokenizer:
         words, eos, cased = self.words, self.EOS, self.cased
 
-        class _Decoder(StreamDecoder):
+        class _Detokenizer(Detokenizer):
             def __init__(self):
                 self.previous: str | None = None  # the token before, for spacing
                 self.sentences = _Sentences()  # where capitals are due
@@ -372,7 +374,7 @@ class WordTokenizer(Tokenizer):
                 word = cased(word, starts)
                 return word if glue else " " + word
 
-        return _Decoder()
+        return _Detokenizer()
 
     def piece(self, token_id: int) -> str:
         return self.words[token_id]
@@ -457,10 +459,10 @@ class SubwordTokenizer(Tokenizer):
     def gpt2_token_count(self, text: str) -> int:
         return len(self.encoding.encode_ordinary(text))
 
-    def stream_decoder(self) -> StreamDecoder:
+    def detokenizer(self) -> Detokenizer:
         encoding, gpt2_ids = self.encoding, self.gpt2_ids
 
-        class _Decoder(StreamDecoder):
+        class _Detokenizer(Detokenizer):
             def __init__(self):
                 # Tokens can end inside a UTF-8 character: hold bytes back until it is complete.
                 self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -471,7 +473,7 @@ class SubwordTokenizer(Tokenizer):
             def flush(self) -> str:
                 return self.utf8.decode(b"", final=True)
 
-        return _Decoder()
+        return _Detokenizer()
 
     def piece(self, token_id: int) -> str:
         data = self.encoding.decode_single_token_bytes(self.gpt2_ids[token_id])

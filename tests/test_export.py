@@ -176,7 +176,7 @@ def test_int8_model_size():
 @pytest.mark.parametrize("kind", ["int8", "int8-nbits", "int8-dq"])
 def test_tied_int8_graph_stores_one_matrix(kind):
     """A tied model's int8 graph gathers its embedding rows from the output layer's int8 weights: no
-    embedding of its own, in either head format (MatMulNBits blocks, DynamicQuantizeMatMul rows)."""
+    embedding of its own, in either decoder format (MatMulNBits blocks, DynamicQuantizeMatMul rows)."""
     from lstmgen.export import initializer_bytes
 
     model = tiny(True)
@@ -192,7 +192,7 @@ def test_tied_int8_graph_stores_one_matrix(kind):
     for token, (logits_t, _, _) in zip(TOKENS, torch_steps(model, TOKENS)):
         logits, h, c = run(None, {"token": np.array([[token]], np.int64), "h": h, "c": c})
         assert np.abs(logits - logits_t).max() <= 3e-2 * max(1.0, float(np.abs(logits_t).max()))
-    # By default only a MatMulNBits head (a row gather) is shared; a DynamicQuantizeMatMul one keeps rows.
+    # By default only a MatMulNBits decoder (a row gather) is shared; a DynamicQuantizeMatMul one keeps rows.
     default = {p.key: p.value for p in step_model(model, kind, block=16).metadata_props}["lstmgen.embedding"]
     assert default == ("int8" if kind == "int8-dq" else "shared")
 

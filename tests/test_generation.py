@@ -82,8 +82,8 @@ def test_subword_stream_equals_decoding_all_bytes_at_once(gpt2_ranks):
     tokenizer = SubwordTokenizer.build("abc", gpt2_ranks)
     model = LSTMLanguageModel(tokenizer.vocab_size, embed_size=8, hidden_size=8, num_layers=1).eval()
     ids = list(generate_ids(model, [tokenizer.start_id], SamplingConfig(temperature=1.0, length=60, seed=0)))
-    decoder = tokenizer.stream_decoder()
-    streamed = "".join(decoder(i) for i in ids) + decoder.flush()
+    detokenizer = tokenizer.detokenizer()
+    streamed = "".join(detokenizer(i) for i in ids) + detokenizer.flush()
     raw = b"".join(tokenizer.encoding.decode_single_token_bytes(tokenizer.gpt2_ids[i]) for i in ids)
     assert streamed == raw.decode("utf-8", errors="replace")
 

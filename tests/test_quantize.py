@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from lstmgen.evaluate import evaluate
 from lstmgen.model import LSTMLanguageModel
-from bench.engines import Int8TiedHead, int8_matmul_is_fast, quantize_dynamic
+from bench.engines import Int8TiedDecoder, int8_matmul_is_fast, quantize_dynamic
 from lstmgen.quantize import size_bytes
 from lstmgen.tokenizers import CharTokenizer
 from lstmgen.train import TrainConfig, Trainer
@@ -40,7 +40,7 @@ def assert_close_to_float(int8, model):
 def test_a_tied_model_can_keep_one_int8_matrix_for_embedding_and_output():
     model = random_model(tie_weights=True)
     int8 = quantize_dynamic(model, share_tied=True)
-    assert isinstance(int8.decoder, Int8TiedHead) and int8.embedding._head[0] is int8.decoder
+    assert isinstance(int8.decoder, Int8TiedDecoder) and int8.embedding._decoder[0] is int8.decoder
     assert size_bytes(int8) < 0.3 * size_bytes(model)
     assert_close_to_float(int8, model)
 
@@ -58,7 +58,7 @@ def test_a_tied_model_can_instead_run_its_output_layer_through_fbgemm_with_one_s
 
 def test_the_default_shares_the_tied_matrix_only_where_int8_matmul_is_fast():
     int8 = quantize_dynamic(random_model(tie_weights=True))
-    assert isinstance(int8.decoder, Int8TiedHead) == int8_matmul_is_fast()
+    assert isinstance(int8.decoder, Int8TiedDecoder) == int8_matmul_is_fast()
 
 
 def test_int8_predictions_of_a_trained_model_match_float(tmp_path):

@@ -84,11 +84,11 @@ def test_word_decoding_restores_casing_and_spacing():
         "“Really?” asked Harry, “I...” and Ron left"
 
 
-def test_word_stream_decoder_spaces_each_piece_as_it_comes():
+def test_word_detokenizer_spaces_each_piece_as_it_comes():
     """The app shows the word model's text token by token: each piece carries its own leading space."""
     tokenizer = cased_word_tokenizer(STORY)
-    decoder = tokenizer.stream_decoder()
-    pieces = [decoder(i) for i in tokenizer.encode("“I saw Harry’s owl,” said Ron <eos> and").ids]
+    detokenizer = tokenizer.detokenizer()
+    pieces = [detokenizer(i) for i in tokenizer.encode("“I saw Harry’s owl,” said Ron <eos> and").ids]
     assert pieces == ["“I", " saw", " Harry’s", " owl", ",", "”", " said", " Ron", "\n", "And"]
 
 
@@ -133,9 +133,9 @@ def test_shipped_word_model_restores_the_casing_of_held_out_text():
     held_out = cut(basic_english_cased(text), record.corpus.cuts)[2]
     held_out = held_out[held_out.index(".") + 1:]  # from the first sentence start on
     ids = tokenizer.encode_words([t.lower() for t in held_out]).ids
-    decoder = tokenizer.stream_decoder()
+    detokenizer = tokenizer.detokenizer()
     unk = tokenizer.special_ids["<unk>"]
-    decoded = [decoder(i).strip() for i in ids]  # every token, in order: the decoder follows the sentences
+    decoded = [detokenizer(i).strip() for i in ids]  # every token, in order: the detokenizer follows the sentences
     pairs = [(d, word) for i, d, word in zip(ids, decoded, held_out) if i != unk and any(c.isalpha() for c in word)]
     share = sum(d == word for d, word in pairs) / len(pairs)
     assert len(pairs) > 100_000 and share >= 0.95, f"casing matches for {share:.1%} of {len(pairs)} words"
@@ -175,11 +175,11 @@ def test_subword_matches_gpt2_ids(gpt2_ranks):
     assert [tokenizer.gpt2_ids[i] for i in tokenizer.encode("Hello world").ids] == [15496, 995]
 
 
-def test_stream_decoder_never_splits_a_character(gpt2_ranks):
+def test_detokenizer_never_splits_a_character(gpt2_ranks):
     tokenizer = SubwordTokenizer.build("", gpt2_ranks)
     ids = tokenizer.encode("🦓!").ids  # four byte tokens, then "!"
-    decoder = tokenizer.stream_decoder()
-    pieces = [decoder(i) for i in ids]
+    detokenizer = tokenizer.detokenizer()
+    pieces = [detokenizer(i) for i in ids]
     assert pieces[:3] == ["", "", ""] and pieces[3] == "🦓" and pieces[4] == "!"
 
 
