@@ -30,10 +30,10 @@ from lstmgen import publish as publish_lib
 from lstmgen import service
 from lstmgen import studio as studio_lib
 from lstmgen.data import CorpusError
-from lstmgen.sampling import SamplingConfig
+from lstmgen.sampling import SamplingConfig, is_greedy
 from lstmgen.hub import DEFAULT_HUB_TIMEOUT_S
-from lstmgen.service import LIMITS, MAX_PROMPT_CHARS, RequestError, ServedModel
-from lstmgen.settings import describe
+from lstmgen.service import LIMITS, MAX_PROMPT_CHARS, ServedModel
+from lstmgen.settings import SettingError, describe
 from lstmgen.web import BodyLimit, client_address
 
 models: dict[str, ServedModel] = {}  # the models everyone sees (a visitor's own model is reached by its key only)
@@ -59,7 +59,7 @@ def _answer(fn, *args, **kwargs):
 
     try:
         return fn(*args, **kwargs)
-    except RequestError as error:
+    except SettingError as error:  # the service's refusals (RequestError) and its settings' checks
         raise gr.Error(str(error), print_exception=False) from None
 
 
@@ -242,7 +242,7 @@ def train(text: str, tokenizer: str = "char", size: str = "small", seconds: floa
         for update in studio.train(text, tokenizer, size, seconds, client=client_address(request),
                                    session=getattr(request, "session_hash", None) or ""):
             yield _public(update)
-    except studio_lib.TrainingError as error:
+    except SettingError as error:  # the request's checks and the studio's refusals (TrainingError)
         _refused("train", error)
         raise gr.Error(str(error), print_exception=False) from None
 
@@ -450,7 +450,7 @@ def _tab(gr, served: ServedModel):
                     x_title="pass over the training text (epoch)", y_title="average surprise (loss)", height=260)
 
     def on_predict(prompt, temperature):
-        temperature = temperature if temperature > 0 else 1.0  # greedy has no spread to show: show temperature 1
+        temperature = 1.0 if is_greedy(temperature) else temperature  # greedy has no spread to show: show temperature 1
         return _candidates(next_tokens(name, prompt, 10, temperature), one)
 
     def on_generate(prompt, temperature, length, top_k, top_p, seed, allow_special, min_p):
@@ -693,7 +693,7 @@ def _train_tab(gr) -> None:
                     progress(min(1.0, update["elapsed_s"] / float(seconds)), desc="training")
                 plot = gr.update(value=_curve_frame(update), visible=True) if update.get("curve") else gr.skip()
                 yield _train_status(update), plot, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        except (studio_lib.TrainingError, CorpusError) as error:
+        except (SettingError, CorpusError) as error:
             _refused("a training", error)
             yield f"⚠️ {error}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=False)
             raise gr.Error(str(error), print_exception=False) from None

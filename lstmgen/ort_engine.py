@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .export import NAMES
-from .sampling import SamplingConfig, fallbacks, inverse_cdf
+from .sampling import SamplingConfig, fallbacks, inverse_cdf, is_greedy
 from .streams import LogitsStream, masked_ids, model_probability
 
 
@@ -218,7 +218,7 @@ class OrtStep:
         mask = np.zeros(len(self.bias), np.float32)
         if banned is not None and len(banned) and not config.allow_special:  # a list or a LongTensor
             mask[torch.as_tensor(banned, dtype=torch.long).numpy()] = -np.inf
-        self._greedy = temperature == 0  # an argmax over the masked logits at temperature 1
+        self._greedy = is_greedy(temperature)  # an argmax over the masked logits at temperature 1
         scale = 1.0 if self._greedy else temperature
         inverse = 1.0 / scale
         self.inverse_temperature[0] = inverse

@@ -29,7 +29,7 @@ class SamplingConfig:
     the graph, it always falls back."""
 
     temperature: float = setting(0.8, "0 is greedy; higher is more adventurous", low=0.0, high=2.0,
-                                 graph=lambda t: t == 0 or t >= 1e-3)  # below 1e-3, float32 overflows in the graph
+                                 graph=lambda t: is_greedy(t) or t >= 1e-3)  # below 1e-3, float32 overflows in the graph
     length: int = setting(200, "new tokens to generate", low=1, high=1000, graph=True)  # the loop's, not the step's
     top_k: int = setting(0, "sample among the k most likely tokens only (0 = off)", low=0, high=500, off=0)
     top_p: float = setting(1.0, "sample among the fewest tokens whose probability reaches p (1 = off)",
@@ -40,6 +40,12 @@ class SamplingConfig:
                                          "masked before the draw and the rest renormalised", graph=True)
     min_p: float = setting(0.0, "sample among the tokens at least min_p times as likely as the most likely one "
                                 "(0 = off)", low=0.0, high=1.0, off=0.0)
+
+
+def is_greedy(temperature: float) -> bool:
+    """Temperature 0 means greedy: each step takes the most likely token not masked, with probability 1
+    (the one place this rule is stated; the engine, the service and the app ask here)."""
+    return temperature == 0
 
 
 def fallbacks(config: SamplingConfig) -> list[str]:
@@ -67,7 +73,7 @@ def distribution(logits: torch.Tensor, config: SamplingConfig, banned=None) -> t
     if banned is not None and len(banned) and not config.allow_special:
         banned = banned if isinstance(banned, torch.Tensor) else torch.tensor(banned)
         logits = logits.index_fill(-1, banned, float("-inf"))
-    if config.temperature == 0:
+    if is_greedy(config.temperature):
         return torch.zeros_like(logits, dtype=torch.float32).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
     if config.temperature < 1e-3:
         # 1e-300 is 0 in float32: subtract the maximum and divide in float64, so the distribution

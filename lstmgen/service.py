@@ -16,19 +16,36 @@ from .generate import banned_ids, coupled_ids, primed_detokenizer, unique_pieces
 from .hub import DEFAULT_HUB_TIMEOUT_S, LoadedModel, resolve
 from .ort_engine import OrtModel
 from .records import RECORDS, ModelRecord, find, record_from_metrics
-from .sampling import SEED_MAX, SamplingConfig
-from .settings import SettingError, checked, limits
+from .sampling import SEED_MAX, SamplingConfig, is_greedy
+from .settings import SettingError, checked, limits, setting
 
 # The UI's sliders use these bounds; the server enforces them on every caller.
 LIMITS = limits(SamplingConfig)
-MAX_PROMPT_CHARS = 2000
 MAX_PROMPT_TOKENS = 2000  # a 2,000-character prompt of emoji is 8,000 subword byte tokens
-CANDIDATES_LIMITS = (1, 50)
+MAX_TEXT_TOKENS = 10_000
 STREAM_EVERY_S = 0.05  # how often a streaming caller gets an update
 
 
-class RequestError(ValueError):
-    """A request outside the documented limits; the message is meant for the user."""
+@dataclass(frozen=True)
+class Inputs:
+    """The service's inputs beside the sampling settings, declared like them (lstmgen.settings) and checked
+    the same way (`checked(Inputs, k=k)`); a model's own limits (its layers, its cells) are given as bounds."""
+
+    prompt: str = setting("", "the text to continue", high=2000)
+    # a text to score or read cells along: a prompt and its 1,000 generated tokens fit
+    text: str = setting("", "a text to score or to read the cells along", high=10_000, label="the text")
+    k: int = setting(10, "how many likely next tokens to list", low=1, high=50)
+    layer: int = setting(1, "the layer, numbered from 1", low=1)
+    cell: int = setting(1, "the cell, numbered from 1", low=1)
+
+
+MAX_PROMPT_CHARS = limits(Inputs)["prompt"][1]
+MAX_TEXT_CHARS = limits(Inputs)["text"][1]
+
+
+class RequestError(SettingError):
+    """A request the service refuses beyond its declared limits (a model that is not there, a prompt of too
+    many tokens); the message is meant for the user."""
 
 
 @dataclass
@@ -159,18 +176,10 @@ def validate(models: dict[str, ServedModel], model, prompt, **sampling) -> Reque
     """Check every field against the documented limits; raise RequestError with a clear message.
     `sampling` holds SamplingConfig's settings; missing ones take their defaults."""
     served = pick_model(models, model)
-    if prompt is None:
-        prompt = ""
-    if not isinstance(prompt, str):
-        raise RequestError("prompt must be text")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise RequestError(f"prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+    prompt = checked(Inputs, prompt="" if prompt is None else prompt).prompt
     if sampling.get("seed") is None or (isinstance(sampling.get("seed"), str) and not sampling["seed"].strip()):
         sampling["seed"] = random.SystemRandom().randrange(SEED_MAX)  # returned, so the run can be repeated
-    try:
-        config = checked(SamplingConfig, **sampling)
-    except SettingError as error:
-        raise RequestError(str(error)) from None
+    config = checked(SamplingConfig, **sampling)
     tokenizer = served.loaded.tokenizer
     encoding = tokenizer.encode(prompt)
     if len(encoding.ids) > MAX_PROMPT_TOKENS:
@@ -274,13 +283,8 @@ def side_by_side(request: Request, stream_every_s: float | None = None) -> Itera
 
 def next_tokens(request: Request, k) -> dict:
     """The top-k next tokens of both models for the request's prompt (see compare.next_tokens)."""
-    try:
-        k = int(k) if not isinstance(k, bool) and float(k) == int(k) else None
-    except (TypeError, ValueError, OverflowError):
-        k = None
-    if k is None or not CANDIDATES_LIMITS[0] <= k <= CANDIDATES_LIMITS[1]:
-        raise RequestError(f"k must be a whole number between {CANDIDATES_LIMITS[0]} and {CANDIDATES_LIMITS[1]}")
-    if request.sampling.temperature == 0:
+    k = checked(Inputs, k=k).k
+    if is_greedy(request.sampling.temperature):
         raise RequestError("temperature must be above 0 for next-token probabilities (0 is greedy: one token, "
                            "probability 1)")
     served = request.served
@@ -290,8 +294,6 @@ def next_tokens(request: Request, k) -> dict:
 
 # --------------------------------------------------------------------------- inside the LSTM
 
-MAX_TEXT_CHARS = 10_000  # a text to score or to read cells along (a prompt and its 1,000 generated tokens fit)
-MAX_TEXT_TOKENS = 10_000
 _CELLS: dict[int, dict] = {}  # id(model) -> its best cells (cells.json, or measured once at first use)
 _CELLS_LOCK = threading.Lock()
 
@@ -300,8 +302,7 @@ def checked_text(served: ServedModel, text) -> list[int]:
     """A text to score or read cells along, within the limits; its token ids."""
     if not isinstance(text, str) or not text.strip():
         raise RequestError("give some text")
-    if len(text) > MAX_TEXT_CHARS:
-        raise RequestError(f"the text is {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}")
+    text = checked(Inputs, text=text).text
     ids = served.loaded.tokenizer.encode(text).ids
     if len(ids) > MAX_TEXT_TOKENS:
         raise RequestError(f"the text is {len(ids):,} tokens for the {served.name} model; the limit is "
@@ -326,24 +327,15 @@ def cell_features(served: ServedModel) -> dict:
             "rows": found["rows"], "constant": found.get("constant", [])}
 
 
-def _whole_number(value, name: str, low: int, high: int) -> int:
-    try:
-        number = int(value) if not isinstance(value, bool) and float(value) == int(value) else None
-    except (TypeError, ValueError, OverflowError):
-        number = None
-    if number is None or not low <= number <= high:
-        raise RequestError(f"{name} must be a whole number from {low} to {high}")
-    return number
-
-
 def cell_values(served: ServedModel, text, layer, cell) -> dict:
     """One cell's memory (c) and output (h) after each token of `text`, in the float model and its int8 copy.
     Layers and cells are numbered from 1."""
     from .cells import states, token_texts
 
     model = served.loaded.model
-    layer = _whole_number(layer, "layer", 1, model.num_layers)
-    cell = _whole_number(cell, "cell", 1, model.hidden_size)
+    where = checked(Inputs, bounds={"layer": (1, model.num_layers), "cell": (1, model.hidden_size)},
+                    layer=layer, cell=cell)
+    layer, cell = where.layer, where.cell
     ids = checked_text(served, text)
     out = {"model": served.name, "layer": layer, "cell": cell, "pieces": token_texts(served.loaded.tokenizer, ids)}
     for side, engine in (("float32", model), ("int8", served.int8)):

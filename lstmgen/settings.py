@@ -7,6 +7,12 @@
 From that one declaration come the command-line flags (`add_flags`), the checks every caller's
 values go through (`checked`) and the limits the UI's sliders use (`limits`). A preset overrides
 values with `dataclasses.replace`; it never restates the schema.
+
+Every request the program takes is checked this way, so one style of message answers every caller: the
+sampling settings (lstmgen.sampling), the service's other inputs (lstmgen.service.Inputs) and a training
+request (lstmgen.studio.TrainRequest). For text, `low` and `high` bound its length (`unit`: characters or
+UTF-8 bytes). A limit known only at run time (a model's layer count, a server's configured budget) is
+given to `checked` as `bounds`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import typing
 
 
 class SettingError(ValueError):
-    """A value outside a setting's declared type or limits; the message is meant for the user."""
+    """A value outside a setting's declared type or limits, or another request the program refuses
+    (lstmgen.service.RequestError, lstmgen.studio.TrainingError): the message is meant for the user."""
 
 
 def setting(default, help: str, low=None, high=None, choices=None, flag: str | None = None, cli: bool = True,
@@ -42,9 +49,9 @@ def flag_name(field: dataclasses.Field) -> str:
 
 
 def limits(cls) -> dict[str, tuple]:
-    """{name: (low, high)} for every setting of `cls` that declares both."""
-    return {f.name: (f.metadata["low"], f.metadata["high"]) for f in dataclasses.fields(cls)
-            if f.metadata.get("low") is not None and f.metadata.get("high") is not None}
+    """{name: (low, high)} for every setting of `cls` that declares a limit (None: no limit that side)."""
+    return {f.name: (f.metadata.get("low"), f.metadata.get("high")) for f in dataclasses.fields(cls)
+            if f.metadata.get("low") is not None or f.metadata.get("high") is not None}
 
 
 def describe(cls, name: str) -> str:
@@ -78,8 +85,9 @@ def given(args: argparse.Namespace, cls) -> dict:
             if getattr(args, f.name, None) is not None}
 
 
-def _check(cls, field: dataclasses.Field, value):
+def _check(cls, field: dataclasses.Field, value, bounds: tuple | None = None):
     name, kind, meta = field.name, _base_type(cls, field), field.metadata
+    low, high = bounds or (meta.get("low"), meta.get("high"))
     if value is None:
         if field.default is None:
             return None
@@ -89,7 +97,7 @@ def _check(cls, field: dataclasses.Field, value):
             raise SettingError(f"{name} must be text")
         if meta.get("choices") and value not in meta["choices"]:
             raise SettingError(f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}")
-        return value
+        return _check_length(value, name, meta, low, high)
     if kind is bool:
         if not isinstance(value, bool):
             raise SettingError(f"{name} must be true or false")
@@ -104,7 +112,6 @@ def _check(cls, field: dataclasses.Field, value):
         raise SettingError(f"{name} must be a finite number")
     if kind is int and number != int(number):
         raise SettingError(f"{name} must be a whole number")
-    low, high = meta.get("low"), meta.get("high")
     if (low is not None and number < low) or (high is not None and number > high):
         if high is None:
             raise SettingError(f"{name} must be at least {low}, got {value}")
@@ -114,11 +121,28 @@ def _check(cls, field: dataclasses.Field, value):
     return int(number) if kind is int else number
 
 
-def checked(cls, **values):
+def _check_length(text: str, name: str, meta, low, high) -> str:
+    """`text` within its declared length: `low` to `high` characters, or UTF-8 bytes where `unit` says so.
+    `label` names the text in the message; `too_short` says why the least is needed."""
+    if low is None and high is None:
+        return text
+    unit = meta.get("unit", "characters")
+    n = len(text.encode("utf-8")) if unit == "bytes" else len(text)
+    label = meta.get("label", name)
+    if high is not None and n > high:
+        raise SettingError(f"{label} is {n:,} {unit}; the limit is {high:,}")
+    if low is not None and n < low:
+        raise SettingError(f"{label} is {n:,} {unit}; " + meta.get("too_short", "the least is {low:,}").format(low=low))
+    return text
+
+
+def checked(cls, bounds: dict[str, tuple] | None = None, **values):
     """An instance of `cls` from untrusted values (API, UI, command line): each value is converted to its
-    declared type and checked against its limits; missing ones take their defaults."""
+    declared type and checked against its limits; missing ones take their defaults. `bounds`: {name:
+    (low, high)} for limits known only at run time, in place of the declared ones."""
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise SettingError(f"unknown setting {unknown[0]!r}")
-    return cls(**{name: _check(cls, known[name], value) for name, value in values.items()})
+    bounds = bounds or {}
+    return cls(**{name: _check(cls, known[name], value, bounds.get(name)) for name, value in values.items()})

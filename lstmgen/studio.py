@@ -37,21 +37,23 @@ from .data import Corpus
 from .files import METRICS_FILE, read_json
 from .gpu import compute_device, gpu_function, on_zerogpu
 from .records import NEW_MODEL_SIZES, NEW_MODEL_TRAINING, ModelRecord, new_model, new_model_batch_size, prepare
+from .settings import SettingError, checked, setting
 
 log = logging.getLogger("lstmgen.studio")
 STOP_FILE = "STOP"  # a file, not an event: it reaches a ZeroGPU worker, which runs in a forked process
 
 
-class TrainingError(ValueError):
-    """Input a training cannot start from; the message is meant for the visitor."""
+class TrainingError(SettingError):
+    """A training that cannot start (the line is full, the file is not text); the message is meant for the
+    visitor."""
 
 
 @dataclass(frozen=True)
 class Limits:
     min_bytes: int = 1_000
     max_bytes: int = 10_000_000  # also the upload limit and the Hub dataset limit
-    min_seconds: float = 10.0
-    max_seconds: float = 300.0
+    min_seconds: int = 10
+    max_seconds: int = 300
     max_models: int = 4
     max_waiting: int = 8  # trainings waiting behind the running one; one more is refused
     keep_s: float = 3600.0
@@ -77,6 +79,18 @@ TRAINING = replace(NEW_MODEL_TRAINING, checkpoint_every_s=1e9, progress=False)
 TOKENIZERS = ("char", "word", "subword")
 
 
+@dataclass(frozen=True)
+class TrainRequest:
+    """What a visitor asks to train, declared like every setting (lstmgen.settings); the bounds of the text
+    and the budget are the server's Limits, given at the check (check_request)."""
+
+    text: str = setting("", "the text to learn from, as UTF-8", low=1_000, high=10_000_000, unit="bytes",
+                        label="the text", too_short="a model needs at least {low:,} to learn from")
+    tokenizer: str = setting("char", "how the text is cut into tokens", choices=TOKENIZERS)
+    size: str = setting("tiny", "the model's size", choices=tuple(SIZES))
+    seconds: float = setting(60.0, "the training time budget in seconds", low=10, high=300)
+
+
 def decode_upload(data: bytes) -> str:
     """The text of an uploaded file: UTF-8 (a byte-order mark is dropped), or a clear error."""
     if b"\x00" in data[:65536]:
@@ -88,37 +102,14 @@ def decode_upload(data: bytes) -> str:
                             "save it as UTF-8 and upload it again") from None
 
 
-def check_request(text, tokenizer, size, seconds, limits: Limits) -> tuple[str, str, str, float]:
-    """Validate a training request; raise TrainingError with a clear message."""
-    tokenizer, size, seconds = check_settings(tokenizer, size, seconds, limits)
-    return check_text(text, limits), tokenizer, size, seconds
-
-
-def check_text(text, limits: Limits) -> str:
-    if not isinstance(text, str):
-        raise TrainingError("text must be text")
-    n = len(text.encode("utf-8"))
-    if n < limits.min_bytes:
-        raise TrainingError(f"the text is {n:,} bytes; a model needs at least {limits.min_bytes:,} to learn from")
-    if n > limits.max_bytes:
-        raise TrainingError(f"the text is {n:,} bytes; the limit is {limits.max_bytes:,}")
-    if "\x00" in text:
+def check_request(limits: Limits, **values) -> TrainRequest:
+    """A training request from untrusted values (lstmgen.settings.checked), the text's and the budget's
+    bounds from the server's `limits`."""
+    bounds = {"text": (limits.min_bytes, limits.max_bytes), "seconds": (limits.min_seconds, limits.max_seconds)}
+    request = checked(TrainRequest, bounds=bounds, **values)
+    if "\x00" in request.text:
         raise TrainingError("the text holds NUL characters: it looks binary")
-    return text
-
-
-def check_settings(tokenizer, size, seconds, limits: Limits) -> tuple[str, str, float]:
-    if tokenizer not in TOKENIZERS:
-        raise TrainingError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
-    if size not in SIZES:
-        raise TrainingError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
-    try:
-        seconds = float(seconds)
-    except (TypeError, ValueError):
-        raise TrainingError(f"seconds must be a number, not {seconds!r}") from None
-    if not limits.min_seconds <= seconds <= limits.max_seconds:
-        raise TrainingError(f"seconds must be between {limits.min_seconds:g} and {limits.max_seconds:g}, got {seconds:g}")
-    return tokenizer, size, seconds
+    return request
 
 
 def parameter_count(size: str, vocab_size: int = 100) -> int:
@@ -269,10 +260,12 @@ class Studio:
 
     def train(self, text: TextSource, tokenizer, size, seconds, client: str, session: str = "") -> Iterator[dict]:
         """Validate, wait in line, read the text, train; yield progress. The last update is "done", with `model`
-        (the new model's key), or "failed" with `error`. Bad input raises TrainingError."""
-        tokenizer, size, seconds = check_settings(tokenizer, size, seconds, self.limits)
+        (the new model's key), or "failed" with `error`. Bad input raises SettingError
+        (its TrainingError where the line refuses it)."""
+        request = check_request(self.limits, tokenizer=tokenizer, size=size, seconds=seconds)
+        tokenizer, size, seconds = request.tokenizer, request.size, request.seconds
         if isinstance(text, str):
-            text = check_text(text, self.limits)
+            text = check_request(self.limits, text=text).text
         ticket = Ticket(client, session, seconds)
         with self.guard:
             if any(t.client == client or (session and t.session == session) for t in self.line):
@@ -293,7 +286,7 @@ class Studio:
                 yield {"status": "waiting", "place": ahead, "wait_s": wait, "done": False}
             if not isinstance(text, str):
                 yield {"status": "reading your text", "done": False}
-                text = check_text(text(), self.limits)
+                text = check_request(self.limits, text=text()).text
             key = new_key()
             ticket.run_dir = self.root / key
             ticket.run_dir.mkdir()

@@ -435,9 +435,9 @@ def test_next_tokens_of_the_fitted_char_model_agree_on_the_top_choice(client):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("char", "ROMEO:", 0, 1.0), "k must be a whole number between 1 and 50"),
-    (("char", "ROMEO:", 51, 1.0), "k must be a whole number between 1 and 50"),
-    (("char", "ROMEO:", 2.5, 1.0), "k must be a whole number between 1 and 50"),
+    (("char", "ROMEO:", 0, 1.0), "k must be between 1 and 50, got 0"),
+    (("char", "ROMEO:", 51, 1.0), "k must be between 1 and 50, got 51"),
+    (("char", "ROMEO:", 2.5, 1.0), "k must be a whole number"),
     (("char", "ROMEO:", 5, 0), "temperature must be above 0"),
     (("char", "ROMEO:", 5, 2.5), "temperature must be between 0.0 and 2.0"),
     (("gpt-4", "ROMEO:", 5, 1.0), "unknown model 'gpt-4'"),
@@ -564,8 +564,8 @@ def test_score_equals_the_evaluators_loss(client, folders):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("char", "abc", 2, 1), "layer must be a whole number from 1 to 1"),
-    (("char", "abc", 1, 0), "cell must be a whole number from 1 to 32"),
+    (("char", "abc", 2, 1), "layer must be between 1 and 1, got 2"),
+    (("char", "abc", 1, 0), "cell must be between 1 and 32, got 0"),
     (("char", "x" * 10_001, 1, 1), "the text is 10,001 characters; the limit is 10,000"),
     (("char", "", 1, 1), "give some text"),
     (("nope", "abc", 1, 1), "unknown model 'nope'"),
