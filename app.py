@@ -399,47 +399,12 @@ def _tab(gr, served: ServedModel):
             length = gr.Slider(*LIMITS["length"], value=record.length, step=1, label=f"Length ({many} to add)",
                                elem_id=f"{name}-length")
     gr.Examples(list(record.examples), inputs=prompt, label="Examples")
-    with gr.Accordion("More settings", open=False):
-        with gr.Row():
-            top_k = gr.Slider(*LIMITS["top_k"], value=SamplingConfig.top_k, step=1,
-                              label=f"Choose only among the most likely {many}",
-                              info="How many to keep; 0 keeps them all (top-k).")
-            top_p = gr.Slider(*LIMITS["top_p"], value=SamplingConfig.top_p, step=0.01,
-                              label="Leave out the unlikely ones",
-                              info="Keep the most likely until they add up to this share; 1 keeps all (top-p).")
-            min_p = gr.Slider(*LIMITS["min_p"], value=SamplingConfig.min_p, step=0.01,
-                              label="Leave out the far less likely ones",
-                              info="Keep only pieces at least this share as likely as the most likely one; 0 keeps "
-                                   "all (min-p).")
-            # A Textbox, not a Number: inside the closed accordion an empty gr.Number comes up showing 0
-            # once opened and then sends 0, so every later run would use seed 0 instead of a random one.
-            seed = gr.Textbox(value="", label="Random seed", placeholder="new each time", max_lines=1,
-                              info="The same seed and settings write the same text again.")
-        allow_special = gr.Checkbox(value=SamplingConfig.allow_special,
-                                    label="Let the model write its markers for an unknown word or the end of a text",
-                                    info="Special tokens (<unk>, <eos>, <|endoftext|>) are left out by default.")
+    top_k, top_p, min_p, seed, allow_special = _more_settings(gr, many)
     colour = gr.Checkbox(value=False, label="Colour each piece by how sure the model was of it",
                          elem_id=f"{name}-colour")
-    outputs = {}
-    with gr.Row(equal_height=True):
-        for side in ("float32", "int8"):
-            with gr.Column(min_width=300):
-                text = gr.Textbox(label=labels[side], lines=10, max_lines=20, interactive=False, elem_id=f"{name}-{side}")
-                coloured = gr.HighlightedText(label=labels[side], visible=False, show_legend=True,
-                                              show_inline_category=False, combine_adjacent=False,
-                                              color_map={lbl: c for _, lbl, c in BANDS}, elem_id=f"{name}-{side}-colour",
-                                              elem_classes=["running-text"])
-                stats = gr.Markdown(elem_id=f"{name}-{side}-stats")
-            outputs[side] = (text, coloured, stats)
+    outputs = _outputs(gr, name, labels)
     fidelity = gr.Markdown(elem_id=f"{name}-fidelity")
-    with gr.Accordion("What the model expects next", open=True, elem_id=f"{name}-next"):
-        with gr.Row(equal_height=True):
-            float_next = gr.Label(num_top_classes=10, label=labels["float32"], elem_id=f"{name}-next-float",
-                                  min_width=280)
-            int8_next = gr.Label(num_top_classes=10, label=labels["int8"], elem_id=f"{name}-next-int8", min_width=280)
-        with gr.Row():
-            next_note = gr.Markdown(elem_id=f"{name}-next-note")
-            predict = gr.Button(f"Predict the next {one}", size="sm", scale=0, min_width=160)
+    float_next, int8_next, next_note, predict = _next_panel(gr, name, labels, one)
     with gr.Accordion(f"How sure it was of each {one} (table)", open=False):
         table = gr.Dataframe(headers=["#", f"full model's {one}", "its probability", f"compressed copy's {one}",
                                       "its probability"], interactive=False)
@@ -482,6 +447,59 @@ def _tab(gr, served: ServedModel):
                   [outputs["float32"][0], outputs["float32"][1], outputs["int8"][0], outputs["int8"][1]],
                   api_visibility="private", queue=False)
     return on_predict, [prompt, temperature], next_outputs  # the candidates for the first prompt, at page load
+
+
+def _more_settings(gr, many: str) -> tuple:
+    """The sampling settings beyond creativity and length, in a closed accordion."""
+    with gr.Accordion("More settings", open=False):
+        with gr.Row():
+            top_k = gr.Slider(*LIMITS["top_k"], value=SamplingConfig.top_k, step=1,
+                              label=f"Choose only among the most likely {many}",
+                              info="How many to keep; 0 keeps them all (top-k).")
+            top_p = gr.Slider(*LIMITS["top_p"], value=SamplingConfig.top_p, step=0.01,
+                              label="Leave out the unlikely ones",
+                              info="Keep the most likely until they add up to this share; 1 keeps all (top-p).")
+            min_p = gr.Slider(*LIMITS["min_p"], value=SamplingConfig.min_p, step=0.01,
+                              label="Leave out the far less likely ones",
+                              info="Keep only pieces at least this share as likely as the most likely one; 0 keeps "
+                                   "all (min-p).")
+            # A Textbox, not a Number: inside the closed accordion an empty gr.Number comes up showing 0
+            # once opened and then sends 0, so every later run would use seed 0 instead of a random one.
+            seed = gr.Textbox(value="", label="Random seed", placeholder="new each time", max_lines=1,
+                              info="The same seed and settings write the same text again.")
+        allow_special = gr.Checkbox(value=SamplingConfig.allow_special,
+                                    label="Let the model write its markers for an unknown word or the end of a text",
+                                    info="Special tokens (<unk>, <eos>, <|endoftext|>) are left out by default.")
+    return top_k, top_p, min_p, seed, allow_special
+
+
+def _outputs(gr, name: str, labels: dict) -> dict:
+    """Each side's text, its coloured twin (shown instead when colouring is on) and its figures."""
+    outputs = {}
+    with gr.Row(equal_height=True):
+        for side in ("float32", "int8"):
+            with gr.Column(min_width=300):
+                text = gr.Textbox(label=labels[side], lines=10, max_lines=20, interactive=False, elem_id=f"{name}-{side}")
+                coloured = gr.HighlightedText(label=labels[side], visible=False, show_legend=True,
+                                              show_inline_category=False, combine_adjacent=False,
+                                              color_map={lbl: c for _, lbl, c in BANDS}, elem_id=f"{name}-{side}-colour",
+                                              elem_classes=["running-text"])
+                stats = gr.Markdown(elem_id=f"{name}-{side}-stats")
+            outputs[side] = (text, coloured, stats)
+    return outputs
+
+
+def _next_panel(gr, name: str, labels: dict, one: str) -> tuple:
+    """What each model expects next: its most likely candidates with their probabilities."""
+    with gr.Accordion("What the model expects next", open=True, elem_id=f"{name}-next"):
+        with gr.Row(equal_height=True):
+            float_next = gr.Label(num_top_classes=10, label=labels["float32"], elem_id=f"{name}-next-float",
+                                  min_width=280)
+            int8_next = gr.Label(num_top_classes=10, label=labels["int8"], elem_id=f"{name}-next-int8", min_width=280)
+        with gr.Row():
+            next_note = gr.Markdown(elem_id=f"{name}-next-note")
+            predict = gr.Button(f"Predict the next {one}", size="sm", scale=0, min_width=160)
+    return float_next, int8_next, next_note, predict
 
 
 def _cell_colours(pieces: list[str], values: list[float]) -> list[tuple[str, float]]:
@@ -653,32 +671,9 @@ def _train_tab(gr) -> None:
     trained = gr.State(None)  # the key of this session's model
     with gr.Column(visible=False) as result:
         figures = gr.Markdown(elem_id="train-figures")
-        with gr.Row():
-            prompt = gr.Textbox(label="Start the text", lines=2, scale=3, elem_id="train-prompt", max_length=MAX_PROMPT_CHARS)
-            generate_button = gr.Button("Generate with your model", variant="primary", elem_id="train-generate")
-        sides = []
-        with gr.Row(equal_height=True):
-            for side, label in (("float32", "Full model"), ("int8", "Compressed copy")):
-                with gr.Column(min_width=300):
-                    sides += [gr.Textbox(label=label, lines=6, interactive=False, elem_id=f"train-{side}"),
-                              gr.Markdown(elem_id=f"train-{side}-stats")]
-        fidelity = gr.Markdown(elem_id="train-fidelity")
-        _inside(gr, trained, sides[0], prompt, "piece", prefix="train")
+        _try_trained(gr, trained)
         download = gr.DownloadButton("Download the model folder (.zip)", elem_id="train-download")
-        with gr.Row():
-            from gradio.utils import get_space
-
-            if get_space():  # "Sign in with Hugging Face" (hf_oauth in the README's front matter)
-                gr.LoginButton()
-                how = "Sign in with Hugging Face (the button) to publish to your own account."
-            else:
-                how = (f"Publishing needs a Hugging Face sign-in, which only a Space offers. On your own machine, "
-                       f"start the app with {publish_lib.SERVER_TOKEN_ENV}=1 to publish with this machine's login.")
-            gr.Markdown(how, elem_id="train-publish-how")
-            repo = gr.Textbox(label="Name of the new repo on your account", placeholder="my-lstm", scale=2,
-                              max_lines=1, max_length=96)
-            publish = gr.Button("Publish to my account", elem_id="train-publish")
-        published = gr.Markdown(elem_id="train-published")
+        _publish_row(gr, trained)
 
     def on_train(upload, pasted, dataset, column, tokenizer, size, seconds, request: gr.Request,
                  progress=gr.Progress()):
@@ -704,6 +699,31 @@ def _train_tab(gr) -> None:
         yield (_train_status(update), gr.skip(), key, gr.update(visible=True),
                _trained_figures(studio.get(key).served, update), archive, gr.skip())
 
+    train_event = start.click(on_train, [upload, pasted, dataset, column, tokenizer, size, seconds],
+                              [status, curve, trained, result, figures, download, stop], api_visibility="private",
+                              concurrency_id="train", concurrency_limit=_train_slots())
+    train_event.then(lambda: gr.update(interactive=False), None, stop, api_visibility="private", queue=False)
+
+    def on_stop(request: gr.Request):
+        studio.stop(request.session_hash)
+
+    stop.click(on_stop, None, None, api_visibility="private", queue=False)
+
+
+def _try_trained(gr, trained) -> None:
+    """The trained model's own prompt, its two outputs side by side and the look inside."""
+    with gr.Row():
+        prompt = gr.Textbox(label="Start the text", lines=2, scale=3, elem_id="train-prompt", max_length=MAX_PROMPT_CHARS)
+        generate_button = gr.Button("Generate with your model", variant="primary", elem_id="train-generate")
+    sides = []
+    with gr.Row(equal_height=True):
+        for side, label in (("float32", "Full model"), ("int8", "Compressed copy")):
+            with gr.Column(min_width=300):
+                sides += [gr.Textbox(label=label, lines=6, interactive=False, elem_id=f"train-{side}"),
+                          gr.Markdown(elem_id=f"train-{side}-stats")]
+    fidelity = gr.Markdown(elem_id="train-fidelity")
+    _inside(gr, trained, sides[0], prompt, "piece", prefix="train")
+
     def on_generate_trained(key, prompt):
         if studio.get(key) is None:
             raise gr.Error("your model has expired: train it again", print_exception=False)
@@ -712,6 +732,27 @@ def _train_tab(gr) -> None:
         summary = result.summary()
         return (prompt + result.float.text, _stats(summary["float32"]), prompt + result.int8.text,
                 _stats(summary["int8"]), _fidelity(summary, UNITS[request.served.loaded.tokenizer.kind]))
+
+    generate_button.click(on_generate_trained, [trained, prompt], [*sides, fidelity], api_visibility="private",
+                          concurrency_id="generate")
+
+
+def _publish_row(gr, trained) -> None:
+    """Publishing the trained model to the visitor's own Hub account, with the visitor's own sign-in."""
+    from gradio.utils import get_space
+
+    with gr.Row():
+        if get_space():  # "Sign in with Hugging Face" (hf_oauth in the README's front matter)
+            gr.LoginButton()
+            how = "Sign in with Hugging Face (the button) to publish to your own account."
+        else:
+            how = (f"Publishing needs a Hugging Face sign-in, which only a Space offers. On your own machine, "
+                   f"start the app with {publish_lib.SERVER_TOKEN_ENV}=1 to publish with this machine's login.")
+        gr.Markdown(how, elem_id="train-publish-how")
+        repo = gr.Textbox(label="Name of the new repo on your account", placeholder="my-lstm", scale=2,
+                          max_lines=1, max_length=96)
+        publish = gr.Button("Publish to my account", elem_id="train-publish")
+    published = gr.Markdown(elem_id="train-published")
 
     def on_publish(key, name, oauth_token: gr.OAuthToken | None):
         folder = studio.folder(key)
@@ -724,17 +765,6 @@ def _train_tab(gr) -> None:
             _refused("a publish", error)
             raise gr.Error(str(error), print_exception=False) from None
 
-    train_event = start.click(on_train, [upload, pasted, dataset, column, tokenizer, size, seconds],
-                              [status, curve, trained, result, figures, download, stop], api_visibility="private",
-                              concurrency_id="train", concurrency_limit=_train_slots())
-    train_event.then(lambda: gr.update(interactive=False), None, stop, api_visibility="private", queue=False)
-
-    def on_stop(request: gr.Request):
-        studio.stop(request.session_hash)
-
-    stop.click(on_stop, None, None, api_visibility="private", queue=False)
-    generate_button.click(on_generate_trained, [trained, prompt], [*sides, fidelity], api_visibility="private",
-                          concurrency_id="generate")
     publish.click(on_publish, [trained, repo], published, api_visibility="private")
 
 

@@ -65,8 +65,10 @@ class Worker:
     def __init__(self, checkout: Path, folder: Path, threads: int):
         self.process = subprocess.Popen([sys.executable, "-c", WORKER, str(folder), str(threads)], cwd=checkout,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        if self.process.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the worker in {checkout} did not start")
+        for line in self.process.stdout:  # the lines before "ready" are the loaders' own notes
+            if line.strip() == "ready":
+                return
+        raise RuntimeError(f"the worker in {checkout} did not start (its error is above)")
 
     def time(self, tokens: int) -> list[float]:
         self.process.stdin.write(f"{tokens}\n")
@@ -102,6 +104,8 @@ def main(argv=None) -> int:
                 folder = ROOT / "lstmgen" / "pretrained" / FOLDERS[name]
                 for threads in map(int, args.threads.split(",")):
                     workers = [Worker(base, folder, threads), Worker(ROOT, folder, threads)]
+                    for worker in workers:  # a warm-up round, not counted
+                        worker.time(args.tokens)
                     times = {0: [], 1: []}
                     for r in range(args.rounds):
                         for w in (0, 1) if r % 2 == 0 else (1, 0):

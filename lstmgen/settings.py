@@ -106,6 +106,8 @@ def _check(cls, field: dataclasses.Field, value, bounds: tuple | None = None):
         raise SettingError(f"{name} must be a number")
     try:
         number = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise SettingError(f"{name} must be a finite number") from None
     except (TypeError, ValueError):
         raise SettingError(f"{name} must be a number, not {value!r}") from None
     if not math.isfinite(number):

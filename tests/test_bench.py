@@ -46,3 +46,15 @@ def test_naive_generator_matches_stateful_generation():
     config = SamplingConfig(temperature=1.0, length=15, seed=5)
     stateful = list(generate_ids(model, [0, 1], config))
     assert bench.naive_generate(model, [0, 1], config) == stateful
+
+
+def test_ab_times_two_revisions_taking_turns(capsys):
+    """bench.ab against this checkout's own HEAD: one row per part, both sides timed (no timing asserted)."""
+    import bench.ab as ab
+
+    assert ab.main(["--base", "HEAD", "--models", "char", "--threads", "1", "--rounds", "2", "--tokens", "5"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| char")]
+    assert [row[2].strip() for row in rows] == list(ab.PARTS)
+    for row in rows:
+        base, this, ratio = (float(cell.split()[0]) for cell in row[3:])
+        assert base > 0 and this > 0 and ratio > 0

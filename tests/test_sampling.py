@@ -120,6 +120,7 @@ def test_a_seed_reproduces_the_random_numbers():
     (dict(temperature=float("nan")), "temperature must be a finite number"),
     (dict(length=0), "length must be between 1 and 1000"),
     (dict(length=2.5), "length must be a whole number"),
+    (dict(length=10**400), "length must be a finite number"),  # too large for a float
     (dict(top_k="many"), "top_k must be a number"),
     (dict(top_p=0), "top_p must be between 0.01 and 1.0"),
     (dict(seed=-1), "seed must be between 0"),
