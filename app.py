@@ -34,6 +34,7 @@ from lstmgen.sampling import SamplingConfig, is_greedy
 from lstmgen.hub import DEFAULT_HUB_TIMEOUT_S
 from lstmgen.service import LIMITS, MAX_PROMPT_CHARS, ServedModel
 from lstmgen.settings import SettingError, describe
+from lstmgen.settings import limits as declared_limits
 from lstmgen.web import BodyLimit, client_address
 
 models: dict[str, ServedModel] = {}  # the models everyone sees (a visitor's own model is reached by its key only)
@@ -159,13 +160,22 @@ def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 
     Inputs (checked on the server):
         model: the model's name (see /models)
         prompt: the text so far, with the limits of /generate
-        k: how many candidates, 1 to 50
+        k: how many candidates, {k_low} to {k_high}
         temperature: above 0 and at most {high}; the distribution generation would sample from
     """
     return _answer(service.next_tokens, _validated(model, prompt, temperature=temperature, seed=0), k)
 
 
-next_tokens.__doc__ = next_tokens.__doc__.replace("{high}", str(LIMITS["temperature"][1]))
+def _with_limits(fn) -> None:
+    """Write the declared limits (lstmgen.sampling, lstmgen.service.Inputs) into an endpoint's docstring."""
+    k_low, k_high = declared_limits(service.Inputs)["k"]
+    values = {"{high}": LIMITS["temperature"][1], "{k_low}": k_low, "{k_high}": k_high,
+              "{text_chars}": f"{service.MAX_TEXT_CHARS:,}", "{text_tokens}": f"{service.MAX_TEXT_TOKENS:,}"}
+    for name, value in values.items():
+        fn.__doc__ = fn.__doc__.replace(name, str(value))
+
+
+_with_limits(next_tokens)
 
 
 def cells(model: str, text: str, layer: int = 1, cell: int = 1) -> dict:
@@ -176,11 +186,14 @@ def cells(model: str, text: str, layer: int = 1, cell: int = 1) -> dict:
 
     Inputs (checked on the server):
         model: the model's name (see /models), or your trained model's key
-        text: at most 10,000 characters and 10,000 tokens
+        text: at most {text_chars} characters and {text_tokens} tokens
         layer: 1 to the model's number of layers
         cell: 1 to the model's hidden size
     """
     return _answer(service.cell_values, _served(model), text, layer, cell)
+
+
+_with_limits(cells)
 
 
 def cell_features(model: str) -> dict:
@@ -206,9 +219,12 @@ def score(model: str, text: str) -> dict:
 
     Inputs (checked on the server):
         model: the model's name (see /models), or your trained model's key
-        text: at most 10,000 characters and 10,000 tokens
+        text: at most {text_chars} characters and {text_tokens} tokens
     """
     return _answer(service.score_text, _served(model), text)
+
+
+_with_limits(score)
 
 
 def list_models() -> dict:
@@ -513,7 +529,7 @@ def _feature_rows(found: dict) -> list[list]:
 
 
 def _inside(gr, model, text_box, prompt_box, unit: str, prefix: str | None = None) -> None:
-    """The cell explorer and "score your own text", for the model named by the `model` State (a tab's name,
+    """The cell explorer, then "score your own text" (_score_panel), for the model named by the `model` State (a tab's name,
     or the visitor's key)."""
     def eid(part):
         return f"{prefix}-{part}" if prefix else None
@@ -537,16 +553,6 @@ def _inside(gr, model, text_box, prompt_box, unit: str, prefix: str | None = Non
                           for side, label in (("float32", "Full model"), ("int8", "Compressed copy"))]
         pointed = gr.Markdown(elem_id=eid("cell-pointed"))
         values = gr.State(None)
-    with gr.Accordion("How surprising is your text?", open=False, elem_id=eid("score")):
-        mine = gr.Textbox(label="Paste any text", lines=4, max_lines=10, max_length=service.MAX_TEXT_CHARS,
-                          elem_id=eid("score-text"))
-        rate = gr.Button("Score it", elem_id=eid("score-run"))
-        verdict = gr.Markdown(elem_id=eid("score-verdict"))
-        with gr.Row(equal_height=True):
-            score_views = [gr.HighlightedText(label=label, show_legend=True, show_inline_category=False,
-                                              combine_adjacent=False, color_map={lbl: c for _, lbl, c in BANDS},
-                                              elem_classes=["running-text"], elem_id=eid(f"score-{side}"))
-                           for side, label in (("float32", "Full model"), ("int8", "Compressed copy"))]
 
     def on_open(key):
         return _feature_rows(cell_features(key)) if key else []
@@ -572,6 +578,32 @@ def _inside(gr, model, text_box, prompt_box, unit: str, prefix: str | None = Non
         return (f"After {piece!r}: **{found['float32'][which][i]:+.3f}** in the full model, "
                 f"{found['int8'][which][i]:+.3f} in the compressed copy.")
 
+    show_event = dict(inputs=[model, text_box, prompt_box, layer, cell, which], outputs=[*cell_views, values, pointed],
+                      api_visibility="private", concurrency_id="inside")
+    table.select(on_row, None, [layer, cell, which], api_visibility="private", queue=False).then(
+        on_show, **show_event)
+    show.click(on_show, **show_event)
+    for view in cell_views:
+        view.select(on_point, [values, which], pointed, api_visibility="private", queue=False)
+    # The table fills when the explorer opens: nothing is computed for a visitor who never looks.
+    explorer.expand(on_open, model, table, api_visibility="private", concurrency_id="inside")
+    _score_panel(gr, model, eid)
+
+
+def _score_panel(gr, model, eid) -> None:
+    """The "how surprising is your text?" panel: each piece of a pasted text coloured by how likely each model
+    found it."""
+    with gr.Accordion("How surprising is your text?", open=False, elem_id=eid("score")):
+        mine = gr.Textbox(label="Paste any text", lines=4, max_lines=10, max_length=service.MAX_TEXT_CHARS,
+                          elem_id=eid("score-text"))
+        rate = gr.Button("Score it", elem_id=eid("score-run"))
+        verdict = gr.Markdown(elem_id=eid("score-verdict"))
+        with gr.Row(equal_height=True):
+            score_views = [gr.HighlightedText(label=label, show_legend=True, show_inline_category=False,
+                                              combine_adjacent=False, color_map={lbl: c for _, lbl, c in BANDS},
+                                              elem_classes=["running-text"], elem_id=eid(f"score-{side}"))
+                           for side, label in (("float32", "Full model"), ("int8", "Compressed copy"))]
+
     def on_score(key, text):
         if not key:
             raise gr.Error("train a model first", print_exception=False)
@@ -584,16 +616,7 @@ def _inside(gr, model, text_box, prompt_box, unit: str, prefix: str | None = Non
                 f"bits per character, perplexity {f['perplexity']:.2f}; compressed copy: {q['bits_per_char']:.3f} "
                 f"bits per character, perplexity {q['perplexity']:.2f}.</small>", *views)
 
-    show_event = dict(inputs=[model, text_box, prompt_box, layer, cell, which], outputs=[*cell_views, values, pointed],
-                      api_visibility="private", concurrency_id="inside")
-    table.select(on_row, None, [layer, cell, which], api_visibility="private", queue=False).then(
-        on_show, **show_event)
-    show.click(on_show, **show_event)
-    for view in cell_views:
-        view.select(on_point, [values, which], pointed, api_visibility="private", queue=False)
     rate.click(on_score, [model, mine], [verdict, *score_views], api_visibility="private", concurrency_id="inside")
-    # The table fills when the explorer opens: nothing is computed for a visitor who never looks.
-    explorer.expand(on_open, model, table, api_visibility="private", concurrency_id="inside")
 
 
 def _curve_frame(update: dict):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -111,6 +112,11 @@ def test_view_api_documents_the_named_endpoints(client):
     assert "fidelity" in generate_doc and "masked" in generate_doc
     assert [p["parameter_name"] for p in named["/next_tokens"]["parameters"]] == ["model", "prompt", "k", "temperature"]
     assert "1 to 50" in named["/next_tokens"]["description"]
+    # The limits come from their declarations (lstmgen.service.Inputs), written into the docs once.
+    for endpoint in ("/cells", "/score"):
+        assert "at most 10,000 characters and 10,000 tokens" in named[endpoint]["description"]
+    assert not [e for e, info in named.items() if re.search(r"\{(high|k_low|k_high|text_chars|text_tokens)\}",
+                                                            info["description"])]
     assert "streams" in named["/generate_stream"]["description"]
     assert "could not be loaded" in named["/models"]["description"]
     assert named["/models"]["parameters"] == []
