@@ -45,7 +45,7 @@ from lstmgen.records import RECORDS, ModelRecord, prepare
 from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
 
 from bench.engines import quantize_dynamic, step_numpy
-from bench.measure import int8_weight_bytes, median_spread, read_bandwidth
+from bench.measure import int8_weight_bytes, median_spread, read_bandwidth, timed
 
 PROMPT_CHARS = 200  # the prompt of the time-to-first-token figure
 
@@ -54,17 +54,6 @@ def long_prompt(record: ModelRecord, chars: int = PROMPT_CHARS) -> str:
     """About `chars` characters of the record's own example prompts, for the time-to-first-token figure."""
     text = " ".join(e for e in record.examples if e) or "the "
     return ((text + " ") * (chars // (len(text) + 1) + 1))[:chars]
-
-
-def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - started)
-    return out
 
 
 def naive_generate(model, prompt_ids: list[int], config: SamplingConfig) -> list[int]:

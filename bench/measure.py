@@ -1,4 +1,4 @@
-"""What both benchmarks measure with: a median with its spread, the bytes an int8 step reads, and the
+"""What both benchmarks measure with: timed calls, a median with its spread, the bytes an int8 step reads, and the
 rate at which this machine reads them (the floor of a step)."""
 
 from __future__ import annotations
@@ -8,6 +8,18 @@ import time
 
 import numpy as np
 import torch
+
+
+def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds of each of `repeats` calls of fn, after `warmup` calls not counted."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - started)
+    return out
 
 
 def median_spread(values: list[float]) -> dict:
@@ -32,14 +44,7 @@ def read_bandwidth(num_bytes: int, repeats: int = 50) -> dict:
     as_torch = torch.from_numpy(buffer.view(np.int8))
 
     def best(fn) -> float:
-        for _ in range(5):
-            fn()
-        seconds = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            fn()
-            seconds.append(time.perf_counter() - started)
-        return buffer.nbytes / min(seconds)
+        return buffer.nbytes / min(timed(fn, repeats, warmup=5))
 
     return {"numpy_int64_sum_gb_s": best(lambda: as_int64.sum()) / 1e9,
             "torch_int8_sum_gb_s": best(lambda: as_torch.sum(dtype=torch.int32)) / 1e9}

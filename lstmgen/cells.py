@@ -231,7 +231,7 @@ def states(model, ids, state=None) -> dict[str, np.ndarray]:
     c_all = np.zeros((layers, steps, hidden), np.float32)
     h_all = np.zeros((layers, steps, hidden), np.float32)
     if not hasattr(model, "lstm"):  # ONNX Runtime
-        engine, current = _ort_engine(model), state
+        engine, current = model.new_engine(), state  # an OrtModel's own lstmgen.ort_engine.OrtStep
         for t, token in enumerate(ids):
             _, current = engine.step(token, current)
             h_all[:, t] = current[0].numpy().reshape(layers, hidden)
@@ -243,15 +243,6 @@ def states(model, ids, state=None) -> dict[str, np.ndarray]:
         return _torch_states(model, ids, state, c_all, h_all)
     finally:
         torch.set_num_threads(threads)
-
-
-def _ort_engine(model):
-    """An OrtModel's engine of its own: `step(token, state) -> (logits, (h, c))` (lstmgen.ort_engine.OrtStep)."""
-    for name in ("new_engine", "new_stream"):  # the name changed; either gives an OrtStep
-        make = getattr(type(model), name, None)
-        if make is not None:
-            return make(model)
-    raise TypeError(f"{type(model).__name__} has neither an LSTM nor an ONNX Runtime engine")
 
 
 def _torch_states(model, ids, state, c_all, h_all, sample=None) -> dict[str, np.ndarray]:

@@ -262,10 +262,10 @@ class Studio:
         """Validate, wait in line, read the text, train; yield progress. The last update is "done", with `model`
         (the new model's key), or "failed" with `error`. Bad input raises SettingError
         (its TrainingError where the line refuses it)."""
-        request = check_request(self.limits, tokenizer=tokenizer, size=size, seconds=seconds)
+        given = {"text": text} if isinstance(text, str) else {}  # a Hub dataset's text is checked once read
+        request = check_request(self.limits, tokenizer=tokenizer, size=size, seconds=seconds, **given)
         tokenizer, size, seconds = request.tokenizer, request.size, request.seconds
-        if isinstance(text, str):
-            text = check_request(self.limits, text=text).text
+        text = request.text if given else text
         ticket = Ticket(client, session, seconds)
         with self.guard:
             if any(t.client == client or (session and t.session == session) for t in self.line):

@@ -127,6 +127,45 @@ def test_int8_states_follow_the_float_states():
         assert difference.max() < cells.INT8_STATE_TOLERANCE
 
 
+def exported_int8_steps(model, ids):
+    """The int8 copy stepped another way: the exported int8 step file (lstmgen.export, one h and one c input
+    for all layers, no sampler) in a plain ONNX Runtime session, no buffers bound. Its weights are the same
+    int8 copy; the engine's graph layout, bindings and state handling are not involved."""
+    import onnxruntime as ort
+
+    from lstmgen.export import step_model
+
+    session = ort.InferenceSession(step_model(model, "int8").SerializeToString(), providers=["CPUExecutionProvider"])
+    h = c = np.zeros((model.num_layers, 1, model.hidden_size), np.float32)
+    logits, hs, cs = [], [], []
+    for token in ids:
+        out, h, c = session.run(["logits", "h_out", "c_out"],
+                                {"token": np.array([[token]], np.int64), "h": h, "c": c})
+        logits.append(out.reshape(-1)[: model.vocab_size])
+        hs.append(h[:, 0])
+        cs.append(c[:, 0])
+    return np.stack(logits), np.stack(hs, 1), np.stack(cs, 1)
+
+
+def test_int8_states_and_scores_are_the_int8_copys_own():
+    """What /cells and /score show for the compressed copy, recomputed with the exported int8 step file."""
+    from lstmgen.ort_engine import OrtModel
+
+    tokenizer = CharTokenizer.build(SCORED)
+    model = small_model(tokenizer.vocab_size, layers=2, hidden=32)
+    int8 = OrtModel(model, "int8", probabilities=True)  # as the app builds it
+    ids = tokenizer.encode(SCORED).ids
+    logits, h, c = exported_int8_steps(model, ids)
+    got = cells.states(int8, ids)
+    np.testing.assert_allclose(got["h"], h, atol=1e-5)
+    np.testing.assert_allclose(got["c"], c, atol=1e-5)
+    log_probs = torch.log_softmax(torch.from_numpy(logits[:-1]).double(), -1)
+    nats = -log_probs[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
+    result = cells.score(int8, tokenizer, SCORED)
+    assert result.total_nats == pytest.approx(float(nats.sum()), abs=1e-3)
+    assert result.probabilities[1:] == pytest.approx(torch.exp(-nats).tolist(), abs=1e-5)
+
+
 def counting_model(tokenizer: CharTokenizer) -> LSTMLanguageModel:
     """One layer of three cells. Cell 1's input and forget gates are open (bias 20) except on a line break,
     where the forget gate shuts (-40): c grows by tanh(0.1) a character and falls to 0 at each line break.

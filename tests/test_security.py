@@ -33,14 +33,18 @@ MAX_WAITING = 3
 CALL_TIMEOUT_S = 120
 
 
+VISITOR_TOKEN = "hf_mallory_own_token"  # a signed-in visitor's own token (their Hub account: mallory)
+
+
 class RecordingHub:
-    """A stand-in for huggingface.co: answers 404 to everything (401 to whoami without a known token) and
-    records (method, path, Authorization) of every request."""
+    """A stand-in for huggingface.co: answers whoami for the signed-in visitor's token (401 otherwise), 404 to
+    everything else, and records (method, path, Authorization) of every request, and each request's body."""
 
     def __init__(self):
         import http.server
 
         self.requests: list[tuple[str, str, str]] = []
+        self.bodies: list[bytes] = []
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -48,12 +52,17 @@ class RecordingHub:
                 pass
 
             def answer(self):
-                hub.requests.append((self.command, self.path, self.headers.get("authorization", "")))
+                authorization = self.headers.get("authorization", "")
+                hub.requests.append((self.command, self.path, authorization))
                 length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
-                body = json.dumps({"error": "Repository not found"}).encode()
-                self.send_response(401 if self.path.startswith("/api/whoami") else 404)
+                hub.bodies.append(self.rfile.read(length) if length else b"")
+                whoami = self.path.startswith("/api/whoami")
+                if whoami and authorization == f"Bearer {VISITOR_TOKEN}":
+                    body = json.dumps({"name": "mallory", "type": "user", "fullname": "Mallory"}).encode()
+                    self.send_response(200)
+                else:
+                    body = json.dumps({"error": "Repository not found"}).encode()
+                    self.send_response(401 if whoami else 404)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
@@ -110,12 +119,32 @@ def client(url, address: str = "10.0.0.1"):
     return Client(url, verbose=False, headers={"X-Forwarded-For": address})
 
 
-def ui_call(url, handler: str, data: list, session: str, address: str = "10.0.0.1") -> tuple[list, str | None]:
+def signed_in(account_token: str) -> dict:
+    """The session cookie a visitor holds after signing in with Hugging Face on the Space: Gradio's OAuth
+    info in Starlette's signed session (the test knows the Space's OAuth secret, as the Space does; the
+    visitor only ever holds the cookie the Space gave them)."""
+    import base64
+    import hashlib
+
+    from itsdangerous import TimestampSigner
+
+    info = {"oauth_info": {"access_token": account_token, "token_type": "bearer", "scope": "openid profile write-repos",
+                           "expires_at": int(time.time()) + 3600,
+                           "userinfo": {"preferred_username": "mallory", "name": "Mallory"}}}
+    secret = hashlib.sha256(("space-secret" + "-v4").encode()).hexdigest()  # gradio.oauth's session key
+    cookie = TimestampSigner(secret).sign(base64.b64encode(json.dumps(info).encode())).decode()
+    return {"session": cookie}
+
+
+def ui_call(url, handler: str, data: list, session: str, address: str = "10.0.0.1",
+            cookies: dict | None = None) -> tuple[list, str | None]:
     """Call a UI event handler as the browser does (POST queue/join with its fn_index, then read the
     session's event stream). Returns (every update's output data, the error message or None)."""
     config = httpx.get(url + "config").json()
     fn_index = next(d["id"] for d in config["dependencies"] if d["api_name"] == handler)
     headers = {"X-Forwarded-For": address}
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
     joined = httpx.post(url + "gradio_api/queue/join", headers=headers, timeout=30, json={
         "data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None})
     assert joined.status_code == 200, joined.text
@@ -158,6 +187,32 @@ def test_an_anonymous_visitor_cannot_publish_and_the_owners_token_is_never_used(
     _, error = ui_call(url, "on_publish", [None, "my-lstm"], session, "10.0.1.1")
     assert error and "sign in with Hugging Face first" in error
     assert hub.requests == [] and not hub.saw_owner_token()
+
+
+def test_a_signed_in_visitor_publishes_only_to_their_own_account_with_their_own_token(space, hub):
+    url, _, _ = space
+    mallory, eve = secrets.token_hex(8), secrets.token_hex(8)
+    updates, error = train_in_ui(url, mallory, "10.0.1.2")
+    assert error is None and any(u and "Done" in str(u[0]) for u in updates), (error, updates[-1:])
+    hub.requests.clear()
+    hub.bodies.clear()
+    cookies = signed_in(VISITOR_TOKEN)
+    # Another account's repo, by its full id: refused before anything reaches the Hub.
+    _, error = ui_call(url, "on_publish", [None, "owner/char-shakespeare"], mallory, "10.0.1.2", cookies)
+    assert error and "give only the repo's name" in error and hub.requests == []
+    # A plain name: the repo is created on the visitor's own account, with the visitor's own token only.
+    _, error = ui_call(url, "on_publish", [None, "my-lstm"], mallory, "10.0.1.2", cookies)
+    assert error and "refused the upload (HTTP 404)" in error  # the stand-in Hub knows no repos
+    assert hub.requests and all(auth == f"Bearer {VISITOR_TOKEN}" for _, _, auth in hub.requests), hub.requests
+    assert hub.requests[0][1].startswith("/api/whoami")
+    created = [json.loads(body) for (_, path, _), body in zip(hub.requests, hub.bodies) if path == "/api/repos/create"]
+    assert created and all(c["organization"] == "mallory" and c["name"] == "my-lstm" for c in created)
+    assert not hub.saw_owner_token()
+    # A second visitor, signed in with the same cookie or not, has no model in their session to publish.
+    for their_cookies in (None, cookies):
+        hub.requests.clear()
+        _, error = ui_call(url, "on_publish", [None, "my-lstm"], eve, "10.0.1.3", their_cookies)
+        assert error and "train a model first" in error and hub.requests == []
 
 
 def test_a_visitor_names_only_a_repo_on_their_own_account(tmp_path):
