@@ -330,13 +330,16 @@ def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, sh
     context, page, errors = open_app(browser, shipped_url, viewport={"width": 1280, "height": 1250})
     try:
         page.locator("#char-prompt textarea").fill("ROMEO:\nBut soft, what light")
-        page.locator("#tab-char").get_by_text("More settings", exact=True).click()
-        seed_box = page.locator("#tab-char").get_by_label("Random seed")
-        seed_box.fill("7")
-        seed_box.blur()
         page.locator("#char-length input[type=number]").fill("240")
         page.locator("#char-length input[type=number]").press("Enter")
+        page.locator("#tab-char").get_by_text("More settings", exact=True).click()
+        seed_box = page.locator("#tab-char").get_by_label("Random seed")
+        seed_box.wait_for(state="visible")
+        page.wait_for_timeout(300)  # the opened accordion settles before its box is typed into
+        seed_box.press_sequentially("7")  # key by key, as a person types: each keystroke reaches the page's state
+        seed_box.blur()
         page.wait_for_timeout(300)  # the settings reach the page's state before Generate reads them
+        assert seed_box.input_value() == "7"
         fidelity = run_and_wait(page, "char", length=240)
         assert "Random seed 7" in fidelity
         page.locator("#tab-char").get_by_text("More settings", exact=True).click()
