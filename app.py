@@ -26,16 +26,16 @@ from pathlib import Path
 
 import torch
 
-from lstmgen import publish as publish_lib
-from lstmgen import service
-from lstmgen import studio as studio_lib
-from lstmgen.data import CorpusError
-from lstmgen.sampling import SamplingConfig, is_greedy
-from lstmgen.hub import DEFAULT_HUB_TIMEOUT_S
-from lstmgen.service import LIMITS, MAX_PROMPT_CHARS, ServedModel
-from lstmgen.settings import SettingError, describe
-from lstmgen.settings import limits as declared_limits
-from lstmgen.web import BodyLimit, client_address
+from lstmgen import hub
+from lstmgen.serve import service
+from lstmgen.serve import studio as studio_lib
+from lstmgen.core.data import CorpusError
+from lstmgen.core.sampling import SamplingConfig, is_greedy
+from lstmgen.core.operator_settings import OperatorSettings, operator_settings
+from lstmgen.serve.service import LIMITS, MAX_PROMPT_CHARS, ServedModel
+from lstmgen.core.settings import SettingError, describe
+from lstmgen.core.settings import limits as declared_limits
+from lstmgen.serve.web import BodyLimit, client_address
 
 models: dict[str, ServedModel] = {}  # the models everyone sees (a visitor's own model is reached by its key only)
 studio: studio_lib.Studio | None = None  # visitors' trainings and their models (build_demo makes it)
@@ -167,7 +167,7 @@ def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 
 
 
 def _with_limits(fn) -> None:
-    """Write the declared limits (lstmgen.sampling, lstmgen.service.Inputs) into an endpoint's docstring."""
+    """Write the declared limits (lstmgen.core.sampling, lstmgen.serve.service.Inputs) into an endpoint's docstring."""
     k_low, k_high = declared_limits(service.Inputs)["k"]
     values = {"{high}": LIMITS["temperature"][1], "{k_low}": k_low, "{k_high}": k_high,
               "{text_chars}": f"{service.MAX_TEXT_CHARS:,}", "{text_tokens}": f"{service.MAX_TEXT_TOKENS:,}"}
@@ -770,7 +770,7 @@ def _publish_row(gr, trained) -> None:
             how = "Sign in with Hugging Face (the button) to publish to your own account."
         else:
             how = (f"Publishing needs a Hugging Face sign-in, which only a Space offers. On your own machine, "
-                   f"start the app with {publish_lib.SERVER_TOKEN_ENV}=1 to publish with this machine's login.")
+                   f"start the app with {hub.SERVER_TOKEN_ENV}=1 to publish with this machine's login.")
         gr.Markdown(how, elem_id="train-publish-how")
         repo = gr.Textbox(label="Name of the new repo on your account", placeholder="my-lstm", scale=2,
                           max_lines=1, max_length=96)
@@ -781,10 +781,10 @@ def _publish_row(gr, trained) -> None:
         folder = studio.folder(key)
         if folder is None:
             raise gr.Error("train a model first (or train it again: it has expired)", print_exception=False)
-        token = publish_lib.publishing_token(oauth_token.token if oauth_token is not None else None)
+        token = hub.publishing_token(oauth_token.token if oauth_token is not None else None)
         try:
-            return f"Published: {publish_lib.push_to_account(folder, name, token)}"
-        except publish_lib.PublishError as error:
+            return f"Published: {hub.push_to_account(folder, name, token)}"
+        except hub.PublishError as error:
             _refused("a publish", error)
             raise gr.Error(str(error), print_exception=False) from None
 
@@ -794,7 +794,7 @@ def _publish_row(gr, trained) -> None:
 def _visitor_text(upload, pasted, dataset, column):
     """The text a visitor gave: an uploaded file's (the file is deleted once read), pasted text, or a function
     that reads a public Hub dataset, which the studio calls when the visitor's turn comes."""
-    from lstmgen.data import check_hub_dataset_id, read_hub_dataset
+    from lstmgen.core.data import check_hub_dataset_id, read_hub_dataset
 
     given = [bool(upload), bool(pasted and pasted.strip()), bool(dataset and dataset.strip())]
     if sum(given) != 1:
@@ -815,11 +815,6 @@ def _visitor_text(upload, pasted, dataset, column):
     return lambda: read_hub_dataset(dataset_id, column, max_bytes=limits.max_bytes, timeout_s=limits.dataset_timeout_s)
 
 
-# The named API is also an MCP server (launch(mcp_server=True), at /gradio_api/mcp/): an AI assistant can
-# generate, predict the next token, score a text and read cells. Training is left out of its tool list unless
-# the operator sets LSTMGEN_MCP_TRAIN=1 (an assistant calling /train by name goes through the same limits as
-# any REST caller).
-MCP_TRAIN_ENV = "LSTMGEN_MCP_TRAIN"
 
 
 def _train_slots() -> int:
@@ -867,7 +862,7 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None):
             demo.load(fn, inputs, outputs, api_visibility="private", concurrency_id="next_tokens", show_progress="hidden")
         # gradio injects the request where a parameter's type says gr.Request; it is imported late (main).
         train.__annotations__["request"] = gr.Request
-        if os.environ.get(MCP_TRAIN_ENV, "").lower() in ("1", "true", "yes"):
+        if operator_settings().mcp_train:  # else an MCP client sees no train tool (REST callers still do)
             train.__dict__.pop("_mcp_type", None)
         else:
             train._mcp_type = "not listed"  # gradio lists as MCP tools only functions without a type, or "tool"
@@ -907,7 +902,7 @@ def _apply_defaults_to_short_calls(demo) -> None:
 
 
 def prepare_runtime() -> None:
-    # One thread per request: torch's, and each ONNX Runtime session's (lstmgen.ort_engine takes torch's
+    # One thread per request: torch's, and each ONNX Runtime session's (lstmgen.engine.ort takes torch's
     # count). A batch-1 step gains little from a second thread unless its pool spins between steps, and
     # the two models of a side-by-side run alternate, so a spinning pool would take the core the other
     # needs; threads that wait on each other stall badly on a busy machine, and concurrent requests then
@@ -916,6 +911,7 @@ def prepare_runtime() -> None:
 
 
 def main(argv=None) -> None:
+    settings = operator_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=[], metavar="FOLDER_OR_REPO",
                         help="serve this model folder or Hub repo too, in a tab of its own (repeatable; also "
@@ -923,11 +919,11 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", default=os.environ.get("GRADIO_SHARE") == "True")
-    parser.add_argument("--hub-timeout", type=float, default=float(os.environ.get("LSTMGEN_HUB_TIMEOUT", str(DEFAULT_HUB_TIMEOUT_S))),
+    parser.add_argument("--hub-timeout", type=float, default=settings.hub_timeout_s,
                         help="seconds to wait for the Hub per model (LSTMGEN_HUB_TIMEOUT)")
     parser.add_argument("--no-hub", action="store_true", help="use the bundled weights without asking the Hub")
     args = parser.parse_args(argv)
-    sources = [s.strip() for s in os.environ.get("LSTMGEN_MODELS", "").split(",") if s.strip()] + args.model
+    sources = [s.strip() for s in settings.models.split(",") if s.strip()] + args.model
     prepare_runtime()
     # Resolve the models while gradio imports (about 4 s), so the Hub's bounded wait costs nothing extra.
     loaded: dict[str, ServedModel] = {}

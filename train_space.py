@@ -29,15 +29,16 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from lstmgen import publish
-from lstmgen.data import DATA_ENV, Corpus, CorpusError, load_text, read_corpus
-from lstmgen.errors import run_politely
+from lstmgen.training import folder as publish
+from lstmgen import hub
+from lstmgen.core.data import DATA_ENV, Corpus, CorpusError, load_text, read_corpus
+from lstmgen.__main__ import run_politely
 from lstmgen.hub import resolve
-from lstmgen.model import ModelConfig
-from lstmgen.records import (NEW_MODEL_HELD_OUT, NEW_MODEL_SIZE, NEW_MODEL_SIZES, PRESETS, ModelRecord, new_model,
+from lstmgen.core.model import ModelConfig
+from lstmgen.core.records import (NEW_MODEL_HELD_OUT, NEW_MODEL_SIZE, NEW_MODEL_SIZES, PRESETS, ModelRecord, new_model,
                              new_model_batch_size, prepare)
-from lstmgen.settings import SettingError, add_flags, checked, given
-from lstmgen.train import Trainer, TrainConfig, resolve_device
+from lstmgen.core.settings import SettingError, add_flags, checked, given
+from lstmgen.training.trainer import Trainer, TrainConfig, resolve_device
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     if record.train.lr_schedule == "budget" and not record.train.time_budget_s:
         raise SettingError("--lr-schedule budget fits the rate to the time budget: give --time-budget SECONDS, "
                            "or another --lr-schedule with --epochs")
-    token = publish.require_token() if args.push_to_hub else None  # fail before any training; never printed
+    token = hub.require_token() if args.push_to_hub else None  # fail before any training; never printed
     if record.train.threads:
         torch.set_num_threads(record.train.threads)
     device = resolve_device(record.train.device)
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     if args.bundle:
         print(f"bundled as {publish.bundle(folder, record.long_name)}")
     if args.push_to_hub:
-        print(f"pushed to {publish.push(folder, args.push_to_hub, token)}")
+        print(f"pushed to {hub.push(folder, args.push_to_hub, token)}")
     return 0
 
 

@@ -33,16 +33,17 @@ import onnxruntime
 import torch
 import torch.nn.functional as F
 
-from lstmgen.data import read_corpus
-from lstmgen.evaluate import evaluate
-from lstmgen.files import WEIGHTS_FILE
-from lstmgen.export import step_model
-from lstmgen.generate import banned_ids, coupled_ids, generate_ids
+from lstmgen.core.data import read_corpus
+from lstmgen.core.evaluate import evaluate
+from lstmgen.core.files import WEIGHTS_FILE
+from lstmgen.engine.graph import step_model
+from lstmgen.engine.generate import banned_ids, coupled_ids, generate_ids
+from lstmgen.engine.streams import token_stream
 from lstmgen.hub import LoadedModel, resolve
-from lstmgen.ort_engine import OrtModel, OrtStep
-from lstmgen.quantize import size_bytes
-from lstmgen.records import RECORDS, ModelRecord, prepare
-from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
+from lstmgen.engine.ort import OrtModel, OrtStep
+from lstmgen.training.folder import size_bytes
+from lstmgen.core.records import RECORDS, ModelRecord, prepare
+from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution, draw
 
 from bench.engines import quantize_dynamic, step_numpy
 from bench.measure import int8_weight_bytes, median_spread, read_bandwidth, timed
@@ -78,7 +79,7 @@ def independent_side_by_side(floats, int8, prompt_ids, config: SamplingConfig, b
     the side-by-side run as it was before the coupling."""
     randomness = RandomStream(config.seed)
     u = randomness.next()[0]
-    streams = [floats.stream(config, banned), int8.stream(config, banned)]
+    streams = [token_stream(floats, config, banned), token_stream(int8, config, banned)]
     for stream in streams:
         stream.prompt(prompt_ids, u)
     for i in range(config.length):

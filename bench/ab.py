@@ -6,7 +6,7 @@ weights, the two taking turns round by round, so a busy machine slows both alike
 The base revision is checked out into a temporary git worktree; each revision runs in a worker process of
 its own, started once, which waits for its turn on stdin. A round times, in each worker:
 - int8 step: the plain int8 step graph (no sampler) stepping `--tokens` greedy steps;
-- int8 generation: lstmgen.generate.generate_ids on the int8 copy the app builds, at temperature 0.8;
+- int8 generation: lstmgen.engine.generate.generate_ids on the int8 copy the app builds, at temperature 0.8;
 - side by side: the app's loop (generate.coupled_ids, float and int8 taking turns), per token pair.
 Both revisions load the weights in this checkout's lstmgen/pretrained (the base's own may differ).
 Prints a table: µs per token, median [min-max] over rounds, and the ratio this revision ÷ base per
@@ -31,9 +31,14 @@ PARTS = ("int8 step", "int8 generation", "side by side")
 WORKER = r"""
 import json, sys, time, torch
 from lstmgen.hub import load_model_folder
-from lstmgen.ort_engine import OrtModel
-from lstmgen.generate import banned_ids, coupled_ids, generate_ids
-from lstmgen.sampling import SamplingConfig
+try:  # the folders of issue 29
+    from lstmgen.engine.ort import OrtModel
+    from lstmgen.engine.generate import banned_ids, coupled_ids, generate_ids
+    from lstmgen.core.sampling import SamplingConfig
+except ImportError:  # a revision from before them
+    from lstmgen.ort_engine import OrtModel
+    from lstmgen.generate import banned_ids, coupled_ids, generate_ids
+    from lstmgen.sampling import SamplingConfig
 torch.set_num_threads(int(sys.argv[2]))
 model, tokenizer = load_model_folder(sys.argv[1])
 plain = OrtModel(model, "int8", sampler=False)

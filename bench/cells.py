@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from lstmgen import service
+from lstmgen.serve import service
 
 PROJECT = Path(__file__).resolve().parent.parent
 

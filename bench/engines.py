@@ -1,4 +1,4 @@
-"""The engines only the benchmarks run, beside lstmgen's own (lstmgen.ort_engine):
+"""The engines only the benchmarks run, beside lstmgen's own (lstmgen.engine.ort):
 
 - PyTorch's dynamic int8 copy (torch.ao.quantization.quantize_dynamic, deprecated in torch 2.13, its
   replacement in torchao covering nn.Linear only): lstmgen's int8 engine before issue 18, kept as the
@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from lstmgen.export import quantize_rows
-from lstmgen.streams import forward_step
+from lstmgen.engine.graph import quantize_rows
+from lstmgen.engine.streams import forward_step
 
 
 def step_numpy(engine, token: int) -> np.ndarray:
-    """One step of an lstmgen.ort_engine.OrtStep from its current state; the logits as a numpy view."""
+    """One step of an lstmgen.engine.ort.OrtStep from its current state; the logits as a numpy view."""
     k = engine._current
     engine.advance(token)
     return engine._logits[k][: engine.vocab_size]

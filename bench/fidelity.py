@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from lstmgen import service
-from lstmgen.sampling import RandomStream, distribution, draw
+from lstmgen.serve import service
+from lstmgen.core.sampling import RandomStream, distribution, draw
 
 
 def inverse_cdf_same_choice(served, request, result) -> float:

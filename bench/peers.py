@@ -34,9 +34,9 @@ books never ship: its fidelity needs LSTMGEN_DATA=DIR with DIR/harrypotter/1.txt
 Sampling (`--parts sampling`): what a generated token costs beyond the int8 step, at temperature 0.8,
 top-k and top-p off, the special tokens masked, loops taking turns per round:
 - int8 step: our plain int8 step graph stepping through the generated tokens (the reference);
-- generation: lstmgen.generate.generate_ids on our int8 model: the step graph with the sampler (the
+- generation: lstmgen.engine.generate.generate_ids on our int8 model: the step graph with the sampler (the
   distribution and the draw in the graph), the draw's check, the random numbers and the Python loop;
-- torch sampling: the plain step plus lstmgen.sampling's distribution and draw on its logits;
+- torch sampling: the plain step plus lstmgen.core.sampling's distribution and draw on its logits;
 - side by side: the app's loop (generate.coupled_ids, both models computing their own probabilities),
   µs per token of each side.
 
@@ -101,7 +101,7 @@ class Engine:
 
 
 def torch_engine(name: str, model, like) -> Engine:
-    from lstmgen.streams import make_step
+    from lstmgen.engine.streams import make_step
 
     started = time.perf_counter()
     step = make_step(model)
@@ -117,7 +117,7 @@ def torch_engine(name: str, model, like) -> Engine:
 
 
 def ort_engine(name: str, proto, threads: int, build_s: float = 0.0, spinning: bool = False) -> Engine:
-    from lstmgen.ort_engine import OrtStep
+    from lstmgen.engine.ort import OrtStep
 
     started = time.perf_counter()
     engine = OrtStep(proto, threads=threads, spinning=spinning)
@@ -192,8 +192,8 @@ def openvino_engine(name: str, ov_model, threads: int, build_s: float = 0.0) -> 
 
 def validation_ids(name: str, tokens: int, tokenizer) -> list[int] | str:
     """The first `tokens` validation ids of the model's corpus, or why there are none."""
-    from lstmgen.data import read_corpus
-    from lstmgen.records import PRESETS, prepare
+    from lstmgen.core.data import read_corpus
+    from lstmgen.core.records import PRESETS, prepare
 
     record = PRESETS[name]
     try:
@@ -231,10 +231,10 @@ def fidelity(reference: np.ndarray, logits: np.ndarray, ids: list[int]) -> dict:
 def sampling_share(model, banned, threads: int, rounds: int, steps: int) -> dict:
     """µs per generated token of the loops in the module docstring (`Sampling`), per round; each loop's
     excess over the int8 step per round, as median [min–max]."""
-    from lstmgen.export import step_model
-    from lstmgen.generate import coupled_ids, generate_ids
-    from lstmgen.ort_engine import OrtModel, OrtStep
-    from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
+    from lstmgen.engine.graph import step_model
+    from lstmgen.engine.generate import coupled_ids, generate_ids
+    from lstmgen.engine.ort import OrtModel, OrtStep
+    from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution, draw
 
     from bench.engines import step_numpy
 
@@ -306,10 +306,10 @@ def bench_model(short: str, threads_options: list[int], rounds: int, steps: int,
                 variants: list[str], openvino: bool, parts: tuple[str, ...] = PARTS) -> dict:
     import contextlib
 
-    from lstmgen.export import initializer_bytes, quantize_onnx_dynamic, step_model
-    from lstmgen.generate import banned_ids
+    from lstmgen.engine.graph import initializer_bytes, quantize_onnx_dynamic, step_model
+    from lstmgen.engine.generate import banned_ids
     from lstmgen.hub import resolve
-    from lstmgen.quantize import size_bytes
+    from lstmgen.training.folder import size_bytes
 
     from bench.engines import peer_step_proto, quantize_dynamic
 

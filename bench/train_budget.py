@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 import app
-from lstmgen import service
-from lstmgen.files import SHIPPED_DATA_DIR
+from lstmgen.serve import service
+from lstmgen.core.files import SHIPPED_DATA_DIR
 
 
 def free_port() -> int:

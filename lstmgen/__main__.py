@@ -16,15 +16,35 @@ import json
 import sys
 from pathlib import Path
 
-from .data import DATA_ENV, read_corpus
-from .errors import run_politely
-from .evaluate import evaluate
-from .generate import GenerationStats, stream
+from .core.data import DATA_ENV, read_corpus
+from .core.operator_settings import operator_settings
+from .core.evaluate import evaluate
+from .engine.generate import GenerationStats, stream
 from .hub import resolve
-from .ort_engine import OrtModel
-from .records import find, prepare
-from .sampling import SamplingConfig
-from .settings import add_flags, checked, given
+from .engine.ort import OrtModel
+from .core.records import find, prepare
+from .core.sampling import SamplingConfig
+from .core.settings import add_flags, checked, given
+
+
+def run_politely(main, argv=None) -> int:
+    """Run a command-line `main`; turn any failure into one line on stderr and exit code 2 (130 on Ctrl-C)."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as error:
+        if operator_settings().debug:
+            raise
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        known = type(error).__module__.startswith("lstmgen") or isinstance(error, (OSError, ValueError))
+        prefix = "error" if known else f"error ({type(error).__name__})"
+        hint = "" if known else " [LSTMGEN_DEBUG=1 shows the traceback]"
+        print(f"{prefix}: {text}{hint}", file=sys.stderr)
+        return 2
 
 
 def parse_args(argv=None):
@@ -64,10 +84,10 @@ for _ in range(20):  # greedy
 
 
 def export_command(argv) -> int:
-    """`python -m lstmgen export --onnx MODEL OUT`: lstmgen.export's files, for a model resolved here (the
+    """`python -m lstmgen export --onnx MODEL OUT`: lstmgen.engine.graph's files, for a model resolved here (the
     exporter itself knows no Hub)."""
-    from .export import DEFAULT_BLOCK, WEIGHT_KINDS, export
-    from .export import __doc__ as export_doc
+    from .engine.graph import DEFAULT_BLOCK, WEIGHT_KINDS, export
+    from .engine.graph import __doc__ as export_doc
 
     parser = argparse.ArgumentParser(prog="python -m lstmgen export", description=export_doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,7 +123,7 @@ def main(argv=None) -> int:
     if argv[:1] == ["export"]:
         return export_command(argv[1:])
     if argv[:1] == ["cells"]:
-        from .cells import main as cells_main
+        from .inside.cells import main as cells_main
 
         return cells_main(argv[1:])
     args = parse_args(argv)

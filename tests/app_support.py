@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from lstmgen.model import LSTMLanguageModel
-from lstmgen.records import GPT2_RANKS
-from lstmgen.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer, basic_english
+from lstmgen.core.model import LSTMLanguageModel
+from lstmgen.core.records import GPT2_RANKS
+from lstmgen.core.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer, basic_english
 
 CHAR_TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 30
 SUBWORD_TEXT = "ROMEO:\nBut soft, what light through yonder window breaks? It is the east.\n" * 10

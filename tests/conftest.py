@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstmgen.data import CorpusError, read_corpus
-from lstmgen.records import GPT2_RANKS
+from lstmgen.core.data import CorpusError, read_corpus
+from lstmgen.core.records import GPT2_RANKS
 
 REPEATING_TEXT = "the quick brown fox jumps over the lazy dog. " * 40
 

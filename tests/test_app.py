@@ -19,9 +19,9 @@ import torch
 
 import app
 from app_support import build_model_folders, launch
-from lstmgen import service
-from lstmgen.records import RECORDS
-from lstmgen.service import LIMITS, MAX_PROMPT_CHARS
+from lstmgen.serve import service
+from lstmgen.core.records import RECORDS
+from lstmgen.serve.service import LIMITS, MAX_PROMPT_CHARS
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -112,7 +112,7 @@ def test_view_api_documents_the_named_endpoints(client):
     assert "fidelity" in generate_doc and "masked" in generate_doc
     assert [p["parameter_name"] for p in named["/next_tokens"]["parameters"]] == ["model", "prompt", "k", "temperature"]
     assert "1 to 50" in named["/next_tokens"]["description"]
-    # The limits come from their declarations (lstmgen.service.Inputs), written into the docs once.
+    # The limits come from their declarations (lstmgen.serve.service.Inputs), written into the docs once.
     for endpoint in ("/cells", "/score"):
         assert "at most 10,000 characters and 10,000 tokens" in named[endpoint]["description"]
     assert not [e for e, info in named.items() if re.search(r"\{(high|k_low|k_high|text_chars|text_tokens)\}",
@@ -275,7 +275,7 @@ BAD_INPUTS = [
 
 
 def test_min_p_reaches_both_models_through_the_api(client):
-    """min_p (the engine's declared fallback: sampled through lstmgen.sampling on its logits) keeps only the
+    """min_p (the engine's declared fallback: sampled through lstmgen.core.sampling on its logits) keeps only the
     tokens at least min_p times as likely as the top one: min_p 1 writes what greedy writes."""
     greedy = call(client, **request(temperature=0, length=12))
     kept_top = call(client, **request(temperature=1.5, length=12, seed=3), min_p=1.0)
@@ -462,10 +462,10 @@ def test_a_fourth_model_record_gets_its_own_tab_and_endpoint(served, tmp_path, s
     test writes, with no change to the app or the library."""
     from gradio_client import Client
 
-    from lstmgen.data import Corpus, read_corpus
-    from lstmgen.model import ModelConfig
-    from lstmgen.records import ModelRecord, TokenizerSpec, prepare
-    from lstmgen.train import TrainConfig, Trainer
+    from lstmgen.core.data import Corpus, read_corpus
+    from lstmgen.core.model import ModelConfig
+    from lstmgen.core.records import ModelRecord, TokenizerSpec, prepare
+    from lstmgen.training.trainer import TrainConfig, Trainer
 
     (tmp_path / "limericks.txt").write_text("There once was a cat from the bay, who slept in the sun every day.\n" * 60)
     record = ModelRecord(
@@ -554,7 +554,7 @@ def test_cell_features_rank_cells_by_correlation(client):
 
 
 def test_score_equals_the_evaluators_loss(client, folders):
-    from lstmgen.evaluate import evaluate
+    from lstmgen.core.evaluate import evaluate
     from lstmgen.hub import resolve
 
     loaded = resolve(str(folders["char"]), use_hub=False)

@@ -3,11 +3,11 @@
 import json
 
 import bench.__main__ as bench
-from lstmgen.generate import generate_ids
-from lstmgen.model import LSTMLanguageModel
-from lstmgen.records import RECORDS
-from lstmgen.sampling import SamplingConfig
-from lstmgen.tokenizers import CharTokenizer
+from lstmgen.engine.generate import generate_ids
+from lstmgen.core.model import LSTMLanguageModel
+from lstmgen.core.records import RECORDS
+from lstmgen.core.sampling import SamplingConfig
+from lstmgen.core.tokenizers import CharTokenizer
 
 
 def test_benchmark_writes_json_markdown_and_chart(tmp_path):

@@ -13,8 +13,8 @@ import pytest
 
 import app
 from app_support import build_model_folders, launch
-from lstmgen import service
-from lstmgen.records import RECORDS
+from lstmgen.serve import service
+from lstmgen.core.records import RECORDS
 
 pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
               pytest.mark.filterwarnings("ignore::ResourceWarning")]

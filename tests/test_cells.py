@@ -1,4 +1,4 @@
-"""lstmgen.cells: what the LSTM's cells track, and scoring a text of one's own.
+"""lstmgen.inside.cells: what the LSTM's cells track, and scoring a text of one's own.
 
 Every feature is a number per token: the state of the text after that token is read."""
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from lstmgen import cells
-from lstmgen.evaluate import evaluate
-from lstmgen.model import LSTMLanguageModel
-from lstmgen.tokenizers import CharTokenizer, WordTokenizer
+from lstmgen.inside import cells
+from lstmgen.core.evaluate import evaluate
+from lstmgen.core.model import LSTMLanguageModel
+from lstmgen.core.tokenizers import CharTokenizer, WordTokenizer
 
 
 def char_features(text: str) -> dict[str, list[float]]:
@@ -116,7 +116,7 @@ def test_states_equal_nn_lstm_forward_after_every_token():
 
 
 def test_int8_states_follow_the_float_states():
-    from lstmgen.ort_engine import OrtModel
+    from lstmgen.engine.ort import OrtModel
 
     model = small_model(12, layers=2, hidden=32)
     ids = list(torch.randint(0, 12, (200,), generator=torch.Generator().manual_seed(2)))
@@ -128,12 +128,12 @@ def test_int8_states_follow_the_float_states():
 
 
 def exported_int8_steps(model, ids):
-    """The int8 copy stepped another way: the exported int8 step file (lstmgen.export, one h and one c input
+    """The int8 copy stepped another way: the exported int8 step file (lstmgen.engine.graph, one h and one c input
     for all layers, no sampler) in a plain ONNX Runtime session, no buffers bound. Its weights are the same
     int8 copy; the engine's graph layout, bindings and state handling are not involved."""
     import onnxruntime as ort
 
-    from lstmgen.export import step_model
+    from lstmgen.engine.graph import step_model
 
     session = ort.InferenceSession(step_model(model, "int8").SerializeToString(), providers=["CPUExecutionProvider"])
     h = c = np.zeros((model.num_layers, 1, model.hidden_size), np.float32)
@@ -149,7 +149,7 @@ def exported_int8_steps(model, ids):
 
 def test_int8_states_and_scores_are_the_int8_copys_own():
     """What /cells and /score show for the compressed copy, recomputed with the exported int8 step file."""
-    from lstmgen.ort_engine import OrtModel
+    from lstmgen.engine.ort import OrtModel
 
     tokenizer = CharTokenizer.build(SCORED)
     model = small_model(tokenizer.vocab_size, layers=2, hidden=32)
@@ -274,7 +274,7 @@ def test_score_compares_with_the_held_out_figure():
 
 @pytest.mark.parametrize("name", ["char", "subword", "word"])
 def test_shipped_models_have_their_best_cells_stored(name):
-    from lstmgen.records import find
+    from lstmgen.core.records import find
 
     folder = find(name).bundled_folder
     stored = cells.read_cells_json(folder)
@@ -297,7 +297,7 @@ def test_the_shipped_char_models_stored_correlations_are_the_cells_own(tmp_path)
     """Each r in the char model's cells.json (the figures the explorer's table shows), recomputed with numpy's
     corrcoef over the model's states along the same held-out text, stepped here from its weights."""
     from lstmgen.hub import resolve
-    from lstmgen.records import find
+    from lstmgen.core.records import find
 
     record = find("char-shakespeare")
     loaded = resolve(record, use_hub=False)

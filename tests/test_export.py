@@ -11,10 +11,10 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from lstmgen.__main__ import main  # noqa: E402
-from lstmgen.export import WEIGHT_KINDS, dequantize_blockwise, export, quantize_blockwise, step_model  # noqa: E402
-from lstmgen.streams import SingleStep  # noqa: E402
-from lstmgen.model import LSTMLanguageModel  # noqa: E402
-from lstmgen.ort_engine import OrtStep  # noqa: E402
+from lstmgen.engine.graph import WEIGHT_KINDS, dequantize_blockwise, export, quantize_blockwise, step_model  # noqa: E402
+from lstmgen.engine.streams import SingleStep  # noqa: E402
+from lstmgen.core.model import LSTMLanguageModel  # noqa: E402
+from lstmgen.engine.ort import OrtStep  # noqa: E402
 
 VOCAB = 50
 TOKENS = [1, 5, 7, 49, 0, 3, 3, 12]
@@ -128,7 +128,7 @@ def test_export_command(tmp_path, capsys):
     model = tiny(False)
     folder = tmp_path / "model"
     model.save_pretrained(folder)
-    from lstmgen.tokenizers import CharTokenizer
+    from lstmgen.core.tokenizers import CharTokenizer
 
     CharTokenizer([chr(60 + i) for i in range(VOCAB)]).save(folder)  # "<" ... "m": VOCAB characters
     out = tmp_path / "onnx"
@@ -144,7 +144,7 @@ def test_export_command(tmp_path, capsys):
 def test_int8_model_generates_like_a_quantized_model():
     """OrtModel drops in where quantize_dynamic's copy goes: a prompt batch, streams that do not
     share buffers, and the sequence forward agreeing with the step."""
-    from lstmgen.ort_engine import OrtModel
+    from lstmgen.engine.ort import OrtModel
 
     model = tiny(True)
     int8 = OrtModel(model, "float", threads=1)  # float weights: exact, so the plumbing is what is tested
@@ -163,7 +163,7 @@ def test_int8_model_generates_like_a_quantized_model():
 
 
 def test_int8_model_size():
-    from lstmgen.ort_engine import OrtModel
+    from lstmgen.engine.ort import OrtModel
 
     model = tiny(True)
     floats = sum(p.numel() for p in model.parameters()) * 4
@@ -177,7 +177,7 @@ def test_int8_model_size():
 def test_tied_int8_graph_stores_one_matrix(kind):
     """A tied model's int8 graph gathers its embedding rows from the output layer's int8 weights: no
     embedding of its own, in either decoder format (MatMulNBits blocks, DynamicQuantizeMatMul rows)."""
-    from lstmgen.export import initializer_bytes
+    from lstmgen.engine.graph import initializer_bytes
 
     model = tiny(True)
     proto = step_model(model, kind, block=16, share_tied=True)
@@ -251,7 +251,7 @@ def own_logits(engine, ids):
 
 @pytest.mark.parametrize("vocab", [65, 13000])
 def test_sampler_draws_exactly_from_the_distribution(vocab):
-    from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
+    from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution, draw
 
     model, engine = sampler_engine(vocab)
     config = SamplingConfig(temperature=0.8)
@@ -296,9 +296,9 @@ def test_coupled_draw_on_the_engine_is_exact_for_its_side(vocab):
     """The int8 side of a coupled draw (streams.coupled_draw on an engine's stream) has exactly its own distribution q,
     whatever p the float side drew from, and keeps the float side's token as often as the maximal
     coupling does (1 - TV)."""
-    from lstmgen.ort_engine import OrtModel, OrtStream
-    from lstmgen.sampling import RandomStream, SamplingConfig, distribution
-    from lstmgen.streams import coupled_draw
+    from lstmgen.engine.ort import OrtModel, OrtStream
+    from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution
+    from lstmgen.engine.streams import coupled_draw
 
     model, engine = sampler_engine(vocab)
     config = SamplingConfig(temperature=0.8)
@@ -331,7 +331,7 @@ def test_sampler_settings_greedy_and_the_models_own_probabilities(probabilities)
     greedy is the most likely token that is not masked; the model's own probability of a token
     (temperature 1, nothing masked) comes from the graph where it computes it, else from the logits
     while the engine is neutral, and is refused otherwise."""
-    from lstmgen.sampling import SamplingConfig
+    from lstmgen.core.sampling import SamplingConfig
 
     model, engine = sampler_engine(65, probabilities=probabilities)
     for refused in (SamplingConfig(temperature=0.8, top_k=5), SamplingConfig(temperature=0.8, top_p=0.9),
@@ -362,8 +362,8 @@ def test_exported_files_have_no_sampler(tmp_path):
     assert [o.name for o in onnx.load(paths[0]).graph.output] == ["logits", "h_out", "c_out"]
 
 
-@pytest.mark.parametrize("module, unknown", [("lstmgen.ort_engine", "lstmgen.hub"), ("lstmgen.export", "lstmgen.hub"),
-                                             ("lstmgen.publish", "lstmgen.train"), ("lstmgen.records", "lstmgen.train")])
+@pytest.mark.parametrize("module, unknown", [("lstmgen.engine.ort", "lstmgen.hub"), ("lstmgen.engine.graph", "lstmgen.hub"),
+                                             ("lstmgen.training.folder", "lstmgen.training.trainer"), ("lstmgen.core.records", "lstmgen.training.trainer")])
 def test_dependencies_point_one_way(module, unknown):
     """The engine knows no Hub, publishing and the records know no trainer (a fresh interpreter each)."""
     import subprocess

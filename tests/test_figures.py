@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from lstmgen import service
+from lstmgen.serve import service
 
 PROMPTS = {"char": "ROMEO:", "subword": "HAMLET:\nTo be", "word": "Harry looked at"}
 LENGTH = 40  # generated tokens a run
@@ -182,8 +182,8 @@ def test_the_token_probabilities_are_read_before_the_next_step(models):
 def test_a_model_alone_reports_the_same_probabilities(models):
     """generate_ids(with_probability=True), one torch model on its own (no engine): each token's probability
     is the same figure, the model's at temperature 1 with special tokens masked."""
-    from lstmgen.generate import banned_ids, generate_ids
-    from lstmgen.sampling import SamplingConfig
+    from lstmgen.engine.generate import banned_ids, generate_ids
+    from lstmgen.core.sampling import SamplingConfig
 
     served = models["word"]  # two special tokens: <unk>, <eos>
     model, tokenizer = served.loaded.model, served.loaded.tokenizer
@@ -305,7 +305,7 @@ def test_sizes_are_the_bytes_of_each_sides_weights(models):
       graph built as the app's int8 engine builds it."""
     from onnx import numpy_helper
 
-    from lstmgen.export import step_model
+    from lstmgen.engine.graph import step_model
 
     for name, served in models.items():
         config = json.loads((Path(served.loaded.folder) / "config.json").read_text())

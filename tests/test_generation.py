@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from lstmgen.generate import GenerationStats, generate, generate_ids, stream
-from lstmgen.sampling import SamplingConfig
-from lstmgen.model import LSTMLanguageModel
-from lstmgen.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer, basic_english
+from lstmgen.engine.generate import GenerationStats, generate, generate_ids, stream
+from lstmgen.core.sampling import SamplingConfig
+from lstmgen.core.model import LSTMLanguageModel
+from lstmgen.core.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer, basic_english
 
 
 @pytest.fixture
@@ -92,15 +92,15 @@ def test_subword_stream_equals_decoding_all_bytes_at_once(gpt2_ranks):
                                     SamplingConfig(temperature=0.9, length=30, seed=5, min_p=0.05)],
                          ids=["in the graph", "declared fallback"])
 def test_the_torch_model_and_the_engine_are_one_stream_interface(char_model, config):
-    """Both models implement lstmgen.streams.TokenStream, and the same seed writes the same text on both
+    """Both models implement lstmgen.engine.streams.TokenStream, and the same seed writes the same text on both
     (the float engine's distribution equals torch's to float rounding), sampled in the graph or not."""
-    from lstmgen.ort_engine import OrtModel, OrtStream
-    from lstmgen.sampling import fallbacks
-    from lstmgen.streams import LogitsStream, TokenStream
+    from lstmgen.engine.ort import OrtModel, OrtStream
+    from lstmgen.core.sampling import fallbacks
+    from lstmgen.engine.streams import LogitsStream, TokenStream, token_stream
 
     model, tokenizer = char_model
     engine = OrtModel(model, "float", threads=1)
-    streams = [model.stream(config), engine.stream(config)]
+    streams = [token_stream(model, config), engine.stream(config)]
     assert all(isinstance(s, TokenStream) for s in streams)
     assert isinstance(streams[1], LogitsStream if fallbacks(config) else OrtStream)
     prompt = tokenizer.encode("abc").ids

@@ -1,4 +1,4 @@
-"""lstmgen.gpu: `gpu_function` is harmless wherever ZeroGPU is not, and `compute_device()` never picks
+"""lstmgen.training.gpu: `gpu_function` is harmless wherever ZeroGPU is not, and `compute_device()` never picks
 ZeroGPU's emulated CUDA."""
 
 import sys
@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-from lstmgen.gpu import compute_device, gpu_function, on_zerogpu
+from lstmgen.training.gpu import compute_device, gpu_function, on_zerogpu
 
 
 def add(a, b):

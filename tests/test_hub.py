@@ -26,8 +26,8 @@ import pytest
 import torch
 
 from lstmgen.hub import ModelLoadError, load_model_folder
-from lstmgen.model import LSTMLanguageModel
-from lstmgen.tokenizers import CharTokenizer
+from lstmgen.core.model import LSTMLanguageModel
+from lstmgen.core.tokenizers import CharTokenizer
 
 PROJECT = Path(__file__).resolve().parent.parent
 PRESET = "char-shakespeare"
@@ -210,8 +210,8 @@ import lstmgen.hub as hub
 
 args = json.loads(sys.argv[1])
 if args.get("pretrained"):
-    import lstmgen.files
-    lstmgen.files.PRETRAINED_DIR = Path(args["pretrained"])
+    import lstmgen.core.files
+    lstmgen.core.files.PRETRAINED_DIR = Path(args["pretrained"])
 started = time.perf_counter()
 loaded = hub.resolve(args["name"])
 elapsed = time.perf_counter() - started

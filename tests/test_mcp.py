@@ -11,7 +11,7 @@ import pytest
 
 import app
 from app_support import build_model_folders, launch
-from lstmgen import service
+from lstmgen.serve import service
 
 pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
               pytest.mark.filterwarnings("ignore::ResourceWarning"),

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from lstmgen.model import LSTMLanguageModel
+from lstmgen.core.model import LSTMLanguageModel
 
 
 def tiny_model(**kwargs):

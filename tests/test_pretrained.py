@@ -5,13 +5,13 @@ import functools
 
 import pytest
 
-from lstmgen.evaluate import evaluate
-from lstmgen.generate import generate
-from lstmgen.files import PRETRAINED_DIR
+from lstmgen.core.evaluate import evaluate
+from lstmgen.engine.generate import generate
+from lstmgen.core.files import PRETRAINED_DIR
 from lstmgen.hub import resolve
-from lstmgen.records import PRESETS, prepare
-from lstmgen.publish import VAL_SLICE_TOKENS
-from lstmgen.ort_engine import OrtModel
+from lstmgen.core.records import PRESETS, prepare
+from lstmgen.training.folder import VAL_SLICE_TOKENS
+from lstmgen.engine.ort import OrtModel
 
 from conftest import corpus_or_skip
 
@@ -52,7 +52,7 @@ def test_all_shipped_weights_together_stay_light():
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_validation_slice_loss_matches_metrics_and_int8_costs_at_most_a_tenth_of_a_percent(name):
-    """The int8 copy the app generates with (ONNX Runtime, lstmgen.ort_engine) costs at most 0.1% of the
+    """The int8 copy the app generates with (ONNX Runtime, lstmgen.engine.ort) costs at most 0.1% of the
     float model's loss on the validation slice, as recorded in metrics.json."""
     loaded = shipped(name)
     ids = validation_slice(name)
@@ -75,7 +75,7 @@ def test_greedy_generation_is_deterministic(name):
 
 @functools.lru_cache(maxsize=None)
 def served(name):
-    from lstmgen import service
+    from lstmgen.serve import service
 
     return service.load_all(records=[PRESETS[name]], use_hub=False)
 
@@ -85,7 +85,7 @@ def test_int8_makes_the_float_models_choice_at_98_percent_of_steps_over_20_seeds
     """The coupled draw at temperature 0.8: the int8 copy, fed the float model's text with the same random
     numbers, makes the same choice at >= 98% of steps on average over 20 seeds (the independent id-ordered
     draw it replaced managed 71-96%, see the README)."""
-    from lstmgen import service
+    from lstmgen.serve import service
 
     models = served(name)
     short = PRESETS[name].name
@@ -100,7 +100,7 @@ def test_int8_makes_the_float_models_choice_at_98_percent_of_steps_over_20_seeds
 
 
 def test_the_word_model_never_writes_unk_by_default_and_can_when_asked():
-    from lstmgen import service
+    from lstmgen.serve import service
 
     models = served("word-harrypotter")
     unk = models["word"].loaded.tokenizer.special_ids["<unk>"]
@@ -113,7 +113,7 @@ def test_the_word_model_never_writes_unk_by_default_and_can_when_asked():
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_float_and_int8_agree_on_the_next_token_for_the_example_prompts(name):
-    from lstmgen import service
+    from lstmgen.serve import service
 
     models = served(name)
     for prompt in PRESETS[name].examples:

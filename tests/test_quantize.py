@@ -3,12 +3,12 @@
 import torch
 import torch.nn as nn
 
-from lstmgen.evaluate import evaluate
-from lstmgen.model import LSTMLanguageModel
+from lstmgen.core.evaluate import evaluate
+from lstmgen.core.model import LSTMLanguageModel
 from bench.engines import Int8TiedDecoder, int8_matmul_is_fast, quantize_dynamic
-from lstmgen.quantize import size_bytes
-from lstmgen.tokenizers import CharTokenizer
-from lstmgen.train import TrainConfig, Trainer
+from lstmgen.training.folder import size_bytes
+from lstmgen.core.tokenizers import CharTokenizer
+from lstmgen.training.trainer import TrainConfig, Trainer
 
 from conftest import REPEATING_TEXT
 

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from lstmgen.sampling import RandomStream, SamplingConfig, distribution, draw
-from lstmgen.settings import SettingError, checked
+from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution, draw
+from lstmgen.core.settings import SettingError, checked
 
 
 def coupled_draw(p: torch.Tensor, q: torch.Tensor, x: int, u_keep: float, u_residual: float) -> int:
@@ -163,10 +163,10 @@ def setting_combinations():
 def test_every_implementation_samples_from_the_one_distribution(vocab):
     import numpy as np
 
-    from lstmgen.model import LSTMLanguageModel
-    from lstmgen.ort_engine import OrtModel, OrtStream
-    from lstmgen.sampling import fallbacks
-    from lstmgen.streams import LogitsStream
+    from lstmgen.core.model import LSTMLanguageModel
+    from lstmgen.engine.ort import OrtModel, OrtStream
+    from lstmgen.core.sampling import fallbacks
+    from lstmgen.engine.streams import LogitsStream, token_stream
 
     torch.manual_seed(vocab)
     model = LSTMLanguageModel(vocab, embed_size=16, hidden_size=16, num_layers=1).eval()
@@ -183,7 +183,7 @@ def test_every_implementation_samples_from_the_one_distribution(vocab):
         expected = distribution(logits, config, banned)
         expected_tokens = [draw(expected, u) for u in us]
         # The torch model's stream.
-        ours = model.stream(config, banned)
+        ours = token_stream(model, config, banned)
         ours.prompt(prompt)
         torch.testing.assert_close(torch.from_numpy(ours.probabilities()).double(), expected.float().double(),
                                    atol=1e-6, rtol=0)
@@ -211,9 +211,9 @@ def test_every_implementation_samples_from_the_one_distribution(vocab):
 
 
 def test_the_filters_declare_their_off_value_and_the_graph_serves_only_what_is_declared():
-    """Each setting says what the step graph serves of it (lstmgen.sampling.fallbacks); with every filter off
+    """Each setting says what the step graph serves of it (lstmgen.core.sampling.fallbacks); with every filter off
     (without_filters) a configuration is served, whatever its filters were."""
-    from lstmgen.sampling import fallbacks, without_filters
+    from lstmgen.core.sampling import fallbacks, without_filters
 
     assert fallbacks(SamplingConfig()) == []
     config = SamplingConfig(temperature=1e-4, top_k=5, top_p=0.5, min_p=0.1)

@@ -216,7 +216,7 @@ def test_a_signed_in_visitor_publishes_only_to_their_own_account_with_their_own_
 
 
 def test_a_visitor_names_only_a_repo_on_their_own_account(tmp_path):
-    from lstmgen import publish
+    from lstmgen import hub as publish
 
     for name in ("owner/char-shakespeare", "a/b", "-x", "x.", "a--b", "a..b", "x" * 97, "my lstm", ""):
         with pytest.raises(publish.PublishError):
@@ -225,7 +225,7 @@ def test_a_visitor_names_only_a_repo_on_their_own_account(tmp_path):
 
 
 def test_the_servers_own_login_is_used_only_when_the_operator_opts_in(monkeypatch):
-    from lstmgen import publish
+    from lstmgen import hub as publish
 
     monkeypatch.setenv("HF_TOKEN", OWNER_TOKEN)
     monkeypatch.delenv(publish.SERVER_TOKEN_ENV, raising=False)
@@ -358,7 +358,7 @@ def test_one_training_per_visitor_first_come_first_served_and_generation_goes_on
 
 def test_train_has_one_concurrency_limit_and_its_own_group():
     import app
-    from lstmgen import service
+    from lstmgen.serve import service
 
     demo = app.build_demo(service.load_all(records=[], use_hub=False))
     trains = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") in ("train", "on_train")]
@@ -413,7 +413,7 @@ def test_zz_no_visitor_error_left_a_traceback_in_the_servers_log(space):
 def test_a_hub_dataset_is_streamed_anonymously_and_stopped_at_the_byte_and_time_limits(monkeypatch):
     import datasets
 
-    from lstmgen.data import CorpusError, read_hub_dataset
+    from lstmgen.core.data import CorpusError, read_hub_dataset
 
     calls = []
 
@@ -446,7 +446,8 @@ def test_a_hub_dataset_is_streamed_anonymously_and_stopped_at_the_byte_and_time_
 
 
 def test_a_datasets_text_is_read_in_the_visitors_turn(tmp_path):
-    from lstmgen import studio
+    from lstmgen.core.operator_settings import TrainingLimits
+    from lstmgen.serve import studio
 
     runs = studio.Studio(root=tmp_path, sweep_every_s=0)
     first = runs.train(VISITOR_TEXT, "char", "tiny", 10, client="a", session="a")
@@ -465,10 +466,11 @@ def test_a_datasets_text_is_read_in_the_visitors_turn(tmp_path):
 
 def test_nothing_of_a_visitor_outlives_its_models_hour(tmp_path, monkeypatch):
     import app
-    from lstmgen import studio
+    from lstmgen.core.operator_settings import TrainingLimits
+    from lstmgen.serve import studio
 
     gone = []
-    runs = studio.Studio(limits=studio.Limits(keep_s=1.5), root=tmp_path / "visitors", sweep_every_s=0.2,
+    runs = studio.Studio(limits=TrainingLimits(keep_s=1.5), root=tmp_path / "visitors", sweep_every_s=0.2,
                          on_evict=gone.append)
     *_, done = runs.train(VISITOR_TEXT, "char", "tiny", 10, client="a")
     key = done["model"]
@@ -487,9 +489,10 @@ def test_nothing_of_a_visitor_outlives_its_models_hour(tmp_path, monkeypatch):
 
 
 def test_the_served_models_are_safe_under_concurrent_eviction(tmp_path):
-    from lstmgen import studio
+    from lstmgen.core.operator_settings import TrainingLimits
+    from lstmgen.serve import studio
 
-    runs = studio.Studio(limits=studio.Limits(keep_s=3600, max_models=2), root=tmp_path, sweep_every_s=0)
+    runs = studio.Studio(limits=TrainingLimits(keep_s=3600, max_models=2), root=tmp_path, sweep_every_s=0)
     for i in range(40):  # models appear and go while readers look them up
         runs.models[f"k{i}"] = studio.VisitorModel(tmp_path / f"k{i}" / "model", time.time(), object())
     errors = []
@@ -512,7 +515,7 @@ def test_the_served_models_are_safe_under_concurrent_eviction(tmp_path):
 
 
 def test_a_hub_that_cannot_be_reached_gets_a_sentence_not_an_exception(tmp_path):
-    from lstmgen import publish
+    from lstmgen import hub as publish
 
     # These tests run with HF_HUB_OFFLINE=1: huggingface_hub refuses every call, as an unreachable Hub would.
     with pytest.raises(publish.PublishError) as refused:

@@ -6,10 +6,10 @@ import shutil
 import pytest
 
 from conftest import corpus_or_skip
-from lstmgen.data import cut
-from lstmgen.files import PRETRAINED_DIR
-from lstmgen.records import PRESETS
-from lstmgen.tokenizers import (
+from lstmgen.core.data import cut
+from lstmgen.core.files import PRETRAINED_DIR
+from lstmgen.core.records import PRESETS
+from lstmgen.core.tokenizers import (
     CharTokenizer, SubwordTokenizer, WordTokenizer, basic_english, basic_english_cased, casing_table, load_tokenizer)
 
 

@@ -23,13 +23,13 @@ import torch
 import yaml
 
 from app_support import wait_until_serving
-from lstmgen import publish
-from lstmgen.data import batchify, num_batches
-from lstmgen.generate import generate
+from lstmgen import hub
+from lstmgen.core.data import batchify, num_batches
+from lstmgen.engine.generate import generate
 from lstmgen.hub import load_model_folder
-from lstmgen.model import LSTMLanguageModel
-from lstmgen.records import PRESETS, prepare
-from lstmgen.ort_engine import OrtModel
+from lstmgen.core.model import LSTMLanguageModel
+from lstmgen.core.records import PRESETS, prepare
+from lstmgen.engine.ort import OrtModel
 
 PROJECT = Path(__file__).resolve().parent.parent
 TINY = ["--preset", "char-shakespeare", "--embed-size", "16", "--hidden-size", "32", "--num-layers", "1",
@@ -244,7 +244,7 @@ def test_push_creates_the_repo_and_uploads_the_folder_with_the_token(monkeypatch
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    url = publish.push(tmp_path, "someone/repo", "hf_secret")
+    url = hub.push(tmp_path, "someone/repo", "hf_secret")
 
     assert url == "https://huggingface.co/someone/repo"
     created = calls["create_repo"]
@@ -473,7 +473,7 @@ def test_a_new_model_from_the_command_line_learns_as_the_apps_train_your_own_doe
     """`train_space.py --tokenizer char --data FILE` (no preset) trains with the app's recipe for new models
     (lstmgen/records.py): on the same 20 KB text, in the same 15-second budget, on one torch thread each,
     its validation loss is the Train your own tab's within 0.05 (it was 3.43 against 1.86 at 60 s)."""
-    from lstmgen import studio
+    from lstmgen.serve import studio
 
     text = (PROJECT / "data" / "tinyshakespeare.txt").read_text()[:20_000]
     source = tmp_path / "shakespeare-20k.txt"

@@ -15,7 +15,10 @@ import pytest
 
 import app
 from app_support import build_model_folders, launch
-from lstmgen import publish, service, studio
+from lstmgen import hub as publish
+from lstmgen.serve import service
+from lstmgen.core.operator_settings import TrainingLimits
+from lstmgen.serve import studio
 
 pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
               pytest.mark.filterwarnings("ignore::ResourceWarning")]
@@ -88,7 +91,7 @@ def test_the_model_folder_is_what_train_space_writes_and_loads_anywhere(client, 
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(archive) as z:
         z.extractall(unpacked)
-    from lstmgen.generate import generate
+    from lstmgen.engine.generate import generate
     from lstmgen.hub import resolve
 
     loaded = resolve(str(unpacked), use_hub=False)
@@ -187,7 +190,7 @@ def test_uploads_that_are_not_utf8_text_are_refused_clearly():
 
 def test_models_beyond_the_limit_or_their_time_are_deleted_oldest_first(tmp_path):
     let_go = []
-    runs = studio.Studio(limits=studio.Limits(max_models=2, keep_s=3600), root=tmp_path, on_evict=let_go.append,
+    runs = studio.Studio(limits=TrainingLimits(max_models=2, keep_s=3600), root=tmp_path, on_evict=let_go.append,
                          sweep_every_s=0)
     names = []
     for _ in range(3):
@@ -196,7 +199,7 @@ def test_models_beyond_the_limit_or_their_time_are_deleted_oldest_first(tmp_path
         names.append(last["model"])
     assert set(runs.models) == set(names[1:]) and not (tmp_path / names[0]).exists()
     assert let_go == names[:1]  # the server is told, so it stops serving the model
-    runs.limits = studio.Limits(max_models=2, keep_s=0)
+    runs.limits = TrainingLimits(max_models=2, keep_s=0)
     assert set(runs.evict()) == set(names[1:]) and not runs.models and set(let_go) == set(names)
 
 
@@ -284,7 +287,7 @@ class FakeHubForUploads:
 
 PUSH = r"""
 import json, sys
-from lstmgen import publish
+from lstmgen import hub as publish
 folder, repo, token = sys.argv[1:4]
 try:
     print(json.dumps({"url": publish.push_to_account(folder, repo, token or None)}))
@@ -325,8 +328,8 @@ def test_the_trained_models_validation_figures_are_its_loss_on_the_held_out_text
     import torch
 
     from lstmgen.hub import resolve
-    from lstmgen.ort_engine import OrtModel
-    from lstmgen.records import prepare
+    from lstmgen.engine.ort import OrtModel
+    from lstmgen.core.records import prepare
 
     final = trained[-1]
     loaded = resolve(str(app.studio.folder(final["model"])), use_hub=False)

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from lstmgen.data import CorpusError, batchify, bptt_batches, load_text, num_batches
-from lstmgen.evaluate import evaluate
-from lstmgen.model import LSTMLanguageModel
-from lstmgen.tokenizers import CharTokenizer, load_tokenizer
-from lstmgen.publish import smooth_unseen_words
-from lstmgen.train import TrainConfig, Trainer, cosine_lr
+from lstmgen.core.data import CorpusError, batchify, bptt_batches, load_text, num_batches
+from lstmgen.core.evaluate import evaluate
+from lstmgen.core.model import LSTMLanguageModel
+from lstmgen.core.tokenizers import CharTokenizer, load_tokenizer
+from lstmgen.training.folder import smooth_unseen_words
+from lstmgen.training.trainer import TrainConfig, Trainer, cosine_lr
 
 from conftest import REPEATING_TEXT
 

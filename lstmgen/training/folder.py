@@ -1,37 +1,27 @@
-"""The finished model folder (weights, tokenizer, figures, loss curve, model card) and its upload."""
+"""The finished model folder: weights, tokenizer, figures, cells, loss curve and model card."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import re
 import shutil
-import threading
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
-from .cells import MAX_TOKENS as CELLS_MAX_TOKENS, held_out_source, write_cells_json
-from .evaluate import evaluate
-from .files import BEST_FOLDER, CARD_FILE, CONFIG_FILE, LOSS_CURVE_FILE, METRICS_FILE, PRETRAINED_DIR, read_json, \
+from ..inside.cells import MAX_TOKENS as CELLS_MAX_TOKENS, held_out_source, write_cells_json
+from ..core.evaluate import evaluate
+from ..core.files import BEST_FOLDER, CARD_FILE, CONFIG_FILE, LOSS_CURVE_FILE, METRICS_FILE, PRETRAINED_DIR, read_json, \
     replace_folder, write_json_atomic
-from .model import LSTMLanguageModel
-from .ort_engine import OrtModel
-from .quantize import size_bytes
-from .tokenizers import load_tokenizer
+from ..core.model import LSTMLanguageModel
+from ..engine.ort import OrtModel
+from ..core.tokenizers import load_tokenizer
 
 MODEL_FOLDER = "model"
 VAL_SLICE_TOKENS = 4000
 CONTINUATION_FILE = "continued_from.json"
-
-
-class MissingTokenError(RuntimeError):
-    pass
-
-
-class PublishError(RuntimeError):
-    """A push that cannot be done; the message says why (it never holds the token)."""
 
 
 @torch.no_grad()
@@ -53,95 +43,11 @@ def smooth_unseen_words(model, train_ids, rare_max_count: int) -> list[int]:
     return unseen.tolist()
 
 
-def require_token() -> str:
-    """The Hub token from HF_TOKEN or the saved login (local_token), for --push-to-hub. Never printed."""
-    token = local_token()
-    if not token:
-        raise MissingTokenError(
-            "--push-to-hub needs a Hugging Face token: set HF_TOKEN or run `hf auth login` first")
-    return token
-
-
-def push(folder: str | Path, repo_id: str, token: str, private: bool = False) -> str:
-    """Create the repo if needed and upload the model folder. Returns the repo's URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    repo = api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                      commit_message="Upload lstmgen model")
-    return str(repo)
-
-
-def local_token() -> str | None:
-    """This machine's token (HF_TOKEN, or the login `hf auth login` saved), or None."""
-    from huggingface_hub import get_token
-
-    return os.environ.get("HF_TOKEN") or get_token()
-
-
-# Off by default. On, a visitor who is not signed in publishes with this server's own Hub login (HF_TOKEN or
-# `hf auth login`), i.e. as the server's owner, into the owner's account: only for an app that no stranger reaches.
-SERVER_TOKEN_ENV = "LSTMGEN_PUBLISH_WITH_SERVER_TOKEN"
-# A repo name as the Hub allows it: letters, digits, "-", "_", "."; no "--" or ".."; not starting or ending
-# with "-" or "."; at most 96 characters. The owner is never the visitor's to choose.
-REPO_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
-PUBLISH_TIMEOUT_S = 120.0
-
-
-def publishing_token(visitor_token: str | None) -> str | None:
-    """The token a visitor's publish may use: their own sign-in's. The server's own credentials only when the
-    operator set LSTMGEN_PUBLISH_WITH_SERVER_TOKEN=1."""
-    if visitor_token:
-        return visitor_token
-    if os.environ.get(SERVER_TOKEN_ENV, "").lower() in ("1", "true", "yes"):
-        return local_token()
-    return None
-
-
-def check_repo_name(name) -> str:
-    name = name.strip() if isinstance(name, str) else ""
-    if "/" in name:
-        raise PublishError("give only the repo's name, like my-lstm: it is created on your own account")
-    if not REPO_NAME.fullmatch(name) or "--" in name or ".." in name or name.endswith(".git"):
-        raise PublishError("give the repo a name of letters, digits, '-', '_' or '.' (at most 96), like my-lstm")
-    return name
-
-
-def push_to_account(folder: str | Path, name: str, token: str | None, timeout_s: float = PUBLISH_TIMEOUT_S) -> str:
-    """Push a model folder to `{the token's user}/{name}` and return its URL; PublishError, in plain words,
-    for everything that can go wrong (no sign-in, a bad name, no permission, the Hub unreachable)."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    if not token:
-        raise PublishError("sign in with Hugging Face first (the “Sign in” button above), then publish")
-    name = check_repo_name(name)
-    outcome: dict = {}
-
-    def work():
-        try:
-            user = HfApi(token=token).whoami()["name"]
-            outcome["url"] = push(folder, f"{user}/{name}", token)
-        except HfHubHTTPError as error:
-            status = getattr(error.response, "status_code", None)
-            if status in (401, 403):
-                outcome["error"] = (f"your sign-in cannot create or write to {name}: sign in again and allow "
-                                    "writing to your repos")
-            elif status == 409:
-                outcome["error"] = f"{name} already exists and cannot be written to: choose another name"
-            else:
-                outcome["error"] = f"the Hugging Face Hub refused the upload (HTTP {status}): try again later"
-        except Exception as error:  # httpx's ConnectError and timeouts (huggingface_hub 2.x), OSError, offline mode
-            outcome["error"] = "the Hugging Face Hub could not be reached: try again later"
-            outcome["cause"] = type(error).__name__
-
-    worker = threading.Thread(target=work, name="publish", daemon=True)
-    worker.start()
-    worker.join(timeout_s)  # the Hub's client can wait without end on a server that does not answer
-    if "url" in outcome:
-        return outcome["url"]
-    raise PublishError(outcome.get("error", "the Hugging Face Hub did not answer in time: try again later"))
+def size_bytes(model: nn.Module) -> int:
+    """Bytes of the model's serialized state (weights, packed int8 weights and their scales)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
 
 
 def measure(model, ids, config, per_tokens=None, num_chars=None, batch_size=None, seq_len=None) -> dict:
@@ -249,7 +155,7 @@ The weights are stored as {metrics['stored_dtype']}; every figure above was meas
 
 ```python
 from lstmgen.hub import resolve
-from lstmgen.generate import generate
+from lstmgen.engine.generate import generate
 loaded = resolve("{record.repo_id}")  # this repo, through the Hub cache (safetensors only)
 print(generate(loaded.model, loaded.tokenizer, {prompt!r}, 200, temperature=0.8, seed=0))
 ```

@@ -22,7 +22,7 @@ SEED_MAX = 2**31 - 1
 class SamplingConfig:
     """How to sample, and for how long: one declaration for the app, the API and the command line.
 
-    Beside each setting, what the engine's step graph (lstmgen.export) serves of it: `graph` True (every
+    Beside each setting, what the engine's step graph (lstmgen.engine.graph) serves of it: `graph` True (every
     value) or a test of the value; a filter declares its `off` value instead (the graph serves it off).
     Where a value is not served, the engine's stream samples through `distribution` on the step's logits
     (`fallbacks` names the settings why): a setting that declares neither is never silently ignored by

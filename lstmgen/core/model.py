@@ -10,13 +10,34 @@ All of it is active only in training; at inference the model is a plain LSTM.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch.func import functional_call
 
-from .config import ModelConfig
+from .settings import setting
+
+
+@dataclass
+class ModelConfig:
+    """The model's shape and regularisation (config.json holds these); every field is also a train_space.py flag."""
+
+    embed_size: int = setting(256, "embedding width", low=1)
+    hidden_size: int = setting(512, "LSTM width", low=1)
+    num_layers: int = setting(2, "LSTM layers", low=1)
+    dropout: float = setting(0.2, "locked dropout on the LSTM's output (and between layers)", low=0.0, high=0.95)
+    embed_dropout: float = setting(0.0, "embedding dropout: whole vocabulary rows dropped", low=0.0, high=0.95)
+    input_dropout: float = setting(0.0, "locked dropout on the LSTM's input", low=0.0, high=0.95)
+    weight_drop: float = setting(0.0, "DropConnect on the hidden-to-hidden weights", low=0.0, high=0.95)
+    tie_weights: bool = setting(False, "share the embedding with the output layer (embed size = hidden size)")
+
+    def build(self, vocab_size: int):
+        """An LSTMLanguageModel of this shape for `vocab_size` tokens."""
+        return LSTMLanguageModel(vocab_size, **asdict(self))
+
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -75,13 +96,6 @@ class LSTMLanguageModel(
                 # Forget-gate bias 1: remember by default early in training.
                 nn.init.zeros_(param)
                 param.data[self.hidden_size : 2 * self.hidden_size] = 1.0
-
-    def stream(self, config, banned=None, fast: bool = True):
-        """The stream interface of lstmgen.streams: this model stepping token by token at batch 1 and
-        sampling through lstmgen.sampling. `fast=False` steps through `forward` with torch's default kernels."""
-        from .streams import torch_stream
-
-        return torch_stream(self, config, banned, fast)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -25,9 +25,10 @@ from typing import Iterator
 import torch
 
 from .files import SHIPPED_DATA_DIR
+from .operator_settings import OperatorSettings, operator_settings, variable
 
-DATA_ENV = "LSTMGEN_DATA"
-log = logging.getLogger("lstmgen.data")
+DATA_ENV = variable(OperatorSettings, "data")  # named in messages and --help
+log = logging.getLogger("lstmgen.core.data")
 
 
 class CorpusError(RuntimeError):
@@ -57,7 +58,7 @@ def data_folders(data_dir: str | Path | None = None) -> list[Path]:
     """The folders searched for corpus files, first match wins."""
     if data_dir:
         return [Path(data_dir).expanduser()]
-    env = os.environ.get(DATA_ENV)
+    env = operator_settings().data
     return ([Path(env).expanduser()] if env else []) + [SHIPPED_DATA_DIR]
 
 

@@ -32,7 +32,7 @@ MAX_TOKENS tokens of the model's held-out text), ranked by |r|, the best TOP kep
 **Layers and cells are numbered from 1 wherever shown** (rows, sentences, cells.json): the row
 {"layer": 2, "cell": 417} is `states(...)["c"][1, :, 416]`.
 
-Scoring (`score`): the model reads the text as lstmgen.evaluate reads one stream (batch 1, windows of 256
+Scoring (`score`): the model reads the text as lstmgen.core.evaluate reads one stream (batch 1, windows of 256
 tokens, the state carried from a zero state): each token from the second on gets its probability given the
 tokens before it, at temperature 1, nothing masked. The first token has no prediction (evaluate does the
 same), unless `from_start=True`, which first feeds the tokenizer's start id (what generation from an empty
@@ -40,7 +40,7 @@ prompt starts from) so that every token is predicted. Bits per character divide 
 the text given; loss and perplexity are per predicted token (per GPT-2 token for subword models, as their
 metrics.json figures are).
 
-int8: `states` and `score` also take lstmgen.ort_engine.OrtModel (its engine's `step` returns each step's h
+int8: `states` and `score` also take lstmgen.engine.ort.OrtModel (its engine's `step` returns each step's h
 and c; its `forward` gives teacher-forced logits). Its states follow the float model's within
 INT8_STATE_TOLERANCE, relative to 1 + |float value|: |c_int8 - c| <= 0.15 (1 + |c|), and the same for h (whose
 values lie in (-1, 1)) - c grows to hundreds in some cells, where int8 drifts by a unit or two. Their
@@ -70,13 +70,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .files import WEIGHTS_FILE, read_json, write_json_atomic
+from ..core.files import WEIGHTS_FILE, read_json, write_json_atomic
 
 CELLS_FILE = "cells.json"
 MAX_TOKENS = 4000  # tokens of held-out text cells.json's correlations are measured on (5 s for char on a busy core)
 STARTUP_TOKENS = 2000  # where cells.json is missing, load_cells measures on this many: 1-4 s on a busy core
 TOP = 5  # best cells kept per feature
-SCORE_WINDOW = 256  # lstmgen.evaluate's window for one stream (batch 1)
+SCORE_WINDOW = 256  # lstmgen.core.evaluate's window for one stream (batch 1)
 INT8_STATE_TOLERANCE = 0.15  # largest |int8 - float| / (1 + |float|) of a c or h value (see above)
 INT8_R_TOLERANCE = 0.01  # largest |r_int8 - r_float| of a cell's correlation with a feature (see above)
 CELLS_VERSION = 1
@@ -198,7 +198,7 @@ def features_for(kind: str) -> list[Feature]:
 
 
 def token_texts(tokenizer, ids) -> list[str]:
-    """The text each token adds to the decoded text (lstmgen.tokenizers. detokenizer)."""
+    """The text each token adds to the decoded text (lstmgen.core.tokenizers. detokenizer)."""
     detokenizer = tokenizer.detokenizer()
     texts = [detokenizer(int(i)) for i in ids]
     if texts:
@@ -231,7 +231,7 @@ def states(model, ids, state=None) -> dict[str, np.ndarray]:
     c_all = np.zeros((layers, steps, hidden), np.float32)
     h_all = np.zeros((layers, steps, hidden), np.float32)
     if not hasattr(model, "lstm"):  # ONNX Runtime
-        engine, current = model.new_engine(), state  # an OrtModel's own lstmgen.ort_engine.OrtStep
+        engine, current = model.new_engine(), state  # an OrtModel's own lstmgen.engine.ort.OrtStep
         for t, token in enumerate(ids):
             _, current = engine.step(token, current)
             h_all[:, t] = current[0].numpy().reshape(layers, hidden)
@@ -401,14 +401,14 @@ def held_out_source(tokens: int) -> str:
 
 
 def held_out_ids(record, tokenizer, data=None, max_tokens: int = MAX_TOKENS, check: bool = True) -> list[int] | None:
-    """The first `max_tokens` ids of the record's held-out (validation) text, as lstmgen.records.prepare cuts
+    """The first `max_tokens` ids of the record's held-out (validation) text, as lstmgen.core.records.prepare cuts
     it; None when the corpus is not in local files, not at hand, or (with `check`) does not give this
     tokenizer. `check=False` skips building the tokenizer again (seconds for the word model): it cuts the
     text the same way and encodes only the start of the held-out part with `tokenizer`, the same ids where the
     corpus is the model's."""
-    from .data import cut, read_corpus
-    from .records import prepare
-    from .tokenizers import basic_english
+    from ..core.data import cut, read_corpus
+    from ..core.records import prepare
+    from ..core.tokenizers import basic_english
 
     if not record.corpus.files:  # a Hub dataset, or a visitor's text not kept: never fetched here
         return None
@@ -509,7 +509,7 @@ CORPUS_WORDS = {"tiny_shakespeare": ("Shakespeare-like", "the plays' held-out pa
 def score(model, tokenizer, text: str, metrics: dict | None = None, from_start: bool = False) -> Score:
     """How well `model` predicts `text`: per-token probabilities, total loss, bits per character, perplexity,
     and (with the model's metrics.json) a sentence comparing them with the held-out figures. The protocol is
-    lstmgen.evaluate's with one stream (batch 1, windows of SCORE_WINDOW): temperature 1, nothing masked, the
+    lstmgen.core.evaluate's with one stream (batch 1, windows of SCORE_WINDOW): temperature 1, nothing masked, the
     first token unpredicted unless `from_start` feeds the tokenizer's start id first. `model`: an
     LSTMLanguageModel or anything with its `model(ids, state) -> (logits, state)` call (OrtModel)."""
     encoding = tokenizer.encode(text)
@@ -549,7 +549,7 @@ def comparison(result: Score, metrics: dict) -> str:
     held = (metrics.get("final") or {}).get("val_float") or {}
     corpus = (metrics.get("record") or {}).get("corpus")
     if corpus is None and metrics.get("preset"):  # metrics.json from before it kept its record
-        from .records import find
+        from ..core.records import find
 
         record = find(metrics["preset"])
         corpus = record.corpus.name if record is not None else None
@@ -582,8 +582,8 @@ def main(argv=None) -> int:
     """python -m lstmgen cells --model char|subword|word [--no-hub] [--data DIR] [--all] [--recompute] [--write]"""
     import contextlib
 
-    from .hub import resolve
-    from .records import find
+    from ..hub import resolve
+    from ..core.records import find
 
     parser = argparse.ArgumentParser(prog="python -m lstmgen cells",
                                      description="the cells that track text features best, per feature")

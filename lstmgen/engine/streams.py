@@ -1,6 +1,6 @@
 """The stream: a model that steps token by token at batch 1 and draws its tokens.
 
-    stream = model.stream(config, banned)   # LSTMLanguageModel.stream (torch) or OrtModel.stream (ONNX Runtime)
+    stream = token_stream(model, config, banned)   # a torch model's, or OrtModel.stream (ONNX Runtime)
     stream.prompt(prompt_ids, u)            # the prompt through the network once; u: the next draw's number
     token = stream.draw(u)                  # = sampling.draw(sampling.distribution(logits, config, banned), u)
     stream.probability(token)               # = that distribution's probability of token
@@ -8,9 +8,9 @@
     stream.model_probability(token)         # the model's own probability of token (temperature 1, masked)
     stream.step(token, u)                   # one step; u: the number the next draw will use
 
-Two implementations: `LogitsStream` samples through lstmgen.sampling on a step's logits (the torch
+Two implementations: `LogitsStream` samples through lstmgen.core.sampling on a step's logits (the torch
 model's stream, and the engine's for settings its graph does not serve: sampling.fallbacks), and
-lstmgen.ort_engine.OrtStream, whose step graph computes the distribution and draws in the same run.
+lstmgen.engine.ort.OrtStream, whose step graph computes the distribution and draws in the same run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from .sampling import SamplingConfig, distribution, draw, inverse_cdf
+from ..core.model import LSTMLanguageModel
+from ..core.sampling import SamplingConfig, distribution, draw, inverse_cdf
 
 
 @runtime_checkable
@@ -76,7 +77,7 @@ def coupled_draw(stream: TokenStream, x: int, p_x: float, p: np.ndarray, u_keep:
 
 
 class LogitsStream:
-    """A stream over (token, state) -> (logits, state) steps, sampling through lstmgen.sampling.
+    """A stream over (token, state) -> (logits, state) steps, sampling through lstmgen.core.sampling.
     `forward(ids)` runs the prompt; `own_probability(token, masked)` replaces model_probability on the
     logits where the step computes it itself (the engine)."""
 
@@ -196,3 +197,11 @@ def torch_stream(model, config: SamplingConfig, banned=None, fast: bool = True) 
             return one_step(token, state)
 
     return LogitsStream(forward, step, config, banned)
+
+
+def token_stream(model, config: SamplingConfig, banned=None, fast: bool = True) -> TokenStream:
+    """The stream of any model that generates: an LSTMLanguageModel steps through torch (`torch_stream`),
+    an engine (lstmgen.engine.ort.OrtModel) through its own `stream`."""
+    if isinstance(model, LSTMLanguageModel):
+        return torch_stream(model, config, banned, fast)
+    return model.stream(config, banned, fast=fast)

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # lstmgen/
 PROJECT_ROOT = PACKAGE_DIR.parent
 PRETRAINED_DIR = PACKAGE_DIR / "pretrained"  # the weights that ship with the app
 SHIPPED_DATA_DIR = PROJECT_ROOT / "data"  # public-domain corpora that ship with the repository

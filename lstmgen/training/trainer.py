@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
-from .data import batchify, bptt_batches, num_batches
-from .evaluate import evaluate
-from .files import BEST_FOLDER, METRICS_FILE, replace_folder, save_atomic, write_json_atomic
+from ..core.config import TrainConfig
+from ..core.data import batchify, bptt_batches, num_batches
+from ..core.evaluate import evaluate
+from ..core.files import BEST_FOLDER, METRICS_FILE, replace_folder, save_atomic, write_json_atomic
 
 CHECKPOINT_FILE = "last.pt"
 

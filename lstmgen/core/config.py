@@ -1,31 +1,10 @@
-"""The declarations of a model's shape and of its training (lstmgen.settings fields): what a record,
-the command line and the app read, without loading the model or the trainer."""
+"""How a model is trained: TrainConfig, declared setting by setting, read without loading the trainer."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .settings import setting
-
-
-@dataclass
-class ModelConfig:
-    """The model's shape and regularisation; every field is also a train_space.py flag."""
-
-    embed_size: int = setting(256, "embedding width", low=1)
-    hidden_size: int = setting(512, "LSTM width", low=1)
-    num_layers: int = setting(2, "LSTM layers", low=1)
-    dropout: float = setting(0.2, "locked dropout on the LSTM's output (and between layers)", low=0.0, high=0.95)
-    embed_dropout: float = setting(0.0, "embedding dropout: whole vocabulary rows dropped", low=0.0, high=0.95)
-    input_dropout: float = setting(0.0, "locked dropout on the LSTM's input", low=0.0, high=0.95)
-    weight_drop: float = setting(0.0, "DropConnect on the hidden-to-hidden weights", low=0.0, high=0.95)
-    tie_weights: bool = setting(False, "share the embedding with the output layer (embed size = hidden size)")
-
-    def build(self, vocab_size: int):
-        """An LSTMLanguageModel of this shape for `vocab_size` tokens."""
-        from .model import LSTMLanguageModel
-
-        return LSTMLanguageModel(vocab_size, **asdict(self))
 
 
 @dataclass

@@ -9,18 +9,18 @@ The shipped splits are the comparison contract with the projects we measure agai
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .config import ModelConfig, TrainConfig
+from .config import TrainConfig
 from .data import Corpus, cut
 from . import files
 from .files import GPT2_RANKS_FILE, PRETRAINED_DIR
+from .model import ModelConfig
+from .operator_settings import operator_settings
 from .tokenizers import CharTokenizer, SubwordTokenizer, Tokenizer, WordTokenizer, basic_english, basic_english_cased
 
-HUB_OWNER = os.environ.get("LSTMGEN_HUB_OWNER", "lstmgen")
 # GPT-2's BPE ranks (byte-identical to OpenAI's r50k/gpt2 file), shipped with the subword model:
 # tiktoken.get_encoding("gpt2") would download them, and cannot offline.
 GPT2_RANKS = PRETRAINED_DIR / "subword-shakespeare" / GPT2_RANKS_FILE
@@ -52,8 +52,8 @@ class ModelRecord:
 
     @property
     def repo_id(self) -> str:
-        variable = "LSTMGEN_REPO_" + re.sub(r"\W", "_", self.long_name.upper())
-        return os.environ.get(variable) or self.repo or f"{HUB_OWNER}/{self.long_name}"
+        settings = operator_settings()
+        return settings.repo(self.long_name) or self.repo or f"{settings.hub_owner}/{self.long_name}"
 
     @property
     def bundled_folder(self) -> Path:

@@ -41,7 +41,7 @@ The engine's graphs (lstmgen/ort_engine.py; exported files have neither):
   `token_out`, the inverse CDF at u in two levels (blocks of 128, or one running sum where the
   vocabulary has at most 512 tokens). The temperature divides the hidden state, not the logits:
   W (h / T) + b / T is (W h + b) / T, and the int8 product's input quantization is scale-free. The
-  settings the sampler serves are declared beside each setting (lstmgen.sampling.SamplingConfig).
+  settings the sampler serves are declared beside each setting (lstmgen.core.sampling.SamplingConfig).
   `probabilities=True` adds `model_probs`, the model's own distribution (temperature 1, nothing
   masked), for the app's "how sure was it" (inputs `temperature` and `mask` then carry what the bias
   does not).
@@ -65,7 +65,7 @@ SINGLE_LEVEL_MAX = 512  # up to this vocabulary size, the sampler's draw is one 
 @dataclass(frozen=True)
 class GraphNames:
     """The step graph's inputs and outputs, by name: the graphs are built with these, and
-    lstmgen.ort_engine binds its buffers to them."""
+    lstmgen.engine.ort binds its buffers to them."""
 
     token: str = "token"  # int64 (1, 1)
     h: str = "h"  # the exported files' state: (layers, 1, hidden) each

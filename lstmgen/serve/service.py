@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Iterator
 
 
-from . import compare
-from .generate import banned_ids, coupled_ids, primed_detokenizer, unique_pieces
-from .hub import DEFAULT_HUB_TIMEOUT_S, LoadedModel, resolve
-from .ort_engine import OrtModel
-from .records import RECORDS, ModelRecord, find, record_from_metrics
-from .sampling import SEED_MAX, SamplingConfig, is_greedy
-from .settings import SettingError, checked, limits, setting
+from ..engine import compare
+from ..engine.generate import banned_ids, coupled_ids, primed_detokenizer, unique_pieces
+from ..hub import LoadedModel, resolve
+from ..engine.ort import OrtModel
+from ..core.records import RECORDS, ModelRecord, find, record_from_metrics
+from ..core.sampling import SEED_MAX, SamplingConfig, is_greedy
+from ..core.settings import SettingError, checked, limits, setting
 
 # The UI's sliders use these bounds; the server enforces them on every caller.
 LIMITS = limits(SamplingConfig)
@@ -28,7 +28,7 @@ STREAM_EVERY_S = 0.05  # how often a streaming caller gets an update
 
 @dataclass(frozen=True)
 class Inputs:
-    """The service's inputs beside the sampling settings, declared like them (lstmgen.settings) and checked
+    """The service's inputs beside the sampling settings, declared like them (lstmgen.core.settings) and checked
     the same way (`checked(Inputs, k=k)`); a model's own limits (its layers, its cells) are given as bounds."""
 
     prompt: str = setting("", "the text to continue", high=2000)
@@ -90,7 +90,7 @@ def public_source(source: str) -> str:
 
 def serve(record: ModelRecord, loaded: LoadedModel) -> ServedModel:
     """A loaded model with the two copies that generate: float32 and int8, each a step graph on ONNX
-    Runtime built now from the float weights (lstmgen.ort_engine). The torch model stays for the
+    Runtime built now from the float weights (lstmgen.engine.ort). The torch model stays for the
     batched look inside (fidelity, next-token candidates)."""
     int8 = OrtModel(loaded.model, "int8", probabilities=True)
     # Each side's size is the bytes of its weights: the float model's parameters (a tied matrix once), and
@@ -100,7 +100,7 @@ def serve(record: ModelRecord, loaded: LoadedModel) -> ServedModel:
                        float_bytes, int8.size_bytes())
 
 
-def load_one(record: ModelRecord, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_hub: bool = True) -> ServedModel:
+def load_one(record: ModelRecord, hub_timeout_s: float | None = None, use_hub: bool = True) -> ServedModel:
     """Resolve a record's weights (its folder, else the Hub, else the bundled folder); failures are recorded,
     not raised: one model failing must not take the app down."""
     try:
@@ -109,7 +109,7 @@ def load_one(record: ModelRecord, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, 
         return ServedModel(record, error=f"{type(error).__name__}: {error}")
 
 
-def load_source(source: str, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_hub: bool = True) -> ServedModel:
+def load_source(source: str, hub_timeout_s: float | None = None, use_hub: bool = True) -> ServedModel:
     """A model given as a folder or Hub repo id (`--model`): its record comes from its metrics.json."""
     fallback = Path(source.rstrip("/")).name
     try:
@@ -121,7 +121,7 @@ def load_source(source: str, hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S, use_h
     return serve(replace(record, folder=loaded.folder), loaded)
 
 
-def load_all(records: list[ModelRecord] | None = None, sources: list[str] = (), hub_timeout_s: float = DEFAULT_HUB_TIMEOUT_S,
+def load_all(records: list[ModelRecord] | None = None, sources: list[str] = (), hub_timeout_s: float | None = None,
              use_hub: bool = True) -> dict[str, ServedModel]:
     """Load records and extra sources in parallel threads (so the Hub's waits overlap), named uniquely
     in the order given."""
@@ -313,8 +313,8 @@ def checked_text(served: ServedModel, text) -> list[int]:
 
 
 def cell_features(served: ServedModel) -> dict:
-    """The model's best cells per text feature (lstmgen.cells): read from its cells.json, else measured once."""
-    from .cells import load_cells, sentence
+    """The model's best cells per text feature (lstmgen.inside.cells): read from its cells.json, else measured once."""
+    from ..inside.cells import load_cells, sentence
 
     key = id(served.loaded.model)
     with _CELLS_LOCK:
@@ -330,7 +330,7 @@ def cell_features(served: ServedModel) -> dict:
 def cell_values(served: ServedModel, text, layer, cell) -> dict:
     """One cell's memory (c) and output (h) after each token of `text`, in the float model and its int8 copy.
     Layers and cells are numbered from 1."""
-    from .cells import states, token_texts
+    from ..inside.cells import states, token_texts
 
     model = served.loaded.model
     where = checked(Inputs, bounds={"layer": (1, model.num_layers), "cell": (1, model.hidden_size)},
@@ -345,8 +345,8 @@ def cell_values(served: ServedModel, text, layer, cell) -> dict:
 
 
 def score_text(served: ServedModel, text) -> dict:
-    """How surprising each model finds `text`, token by token, with the totals (lstmgen.cells.score)."""
-    from .cells import score
+    """How surprising each model finds `text`, token by token, with the totals (lstmgen.inside.cells.score)."""
+    from ..inside.cells import score
 
     checked_text(served, text)
     out = {"model": served.name}

@@ -10,9 +10,9 @@ from typing import Iterator
 
 import torch
 
-from .sampling import RandomStream, SamplingConfig
-from .streams import TokenStream, coupled_draw
-from .tokenizers import Tokenizer
+from ..core.sampling import RandomStream, SamplingConfig
+from .streams import TokenStream, coupled_draw, token_stream
+from ..core.tokenizers import Tokenizer
 
 MAX_UNKNOWN_SHOWN = 20
 
@@ -30,7 +30,7 @@ def generate_ids(model, prompt_ids: list[int], config: SamplingConfig, banned=No
     comparison."""
     randomness = RandomStream(config.seed)
     u = randomness.next()[0]
-    stream: TokenStream = model.stream(config, banned, fast=fast_steps)  # torch's or ONNX Runtime's
+    stream: TokenStream = token_stream(model, config, banned, fast=fast_steps)  # torch's or ONNX Runtime's
     stream.prompt(prompt_ids, u)
     for i in range(config.length):
         token = stream.draw(u)
@@ -68,10 +68,10 @@ def coupled_ids(float_model, int8_model, prompt_ids: list[int], config: Sampling
     randomness = RandomStream(config.seed)
     numbers = [randomness.next()]  # step i's (u_float, u_keep, u_residual); the float side needs i + 1's early
     started = clock()
-    floats = float_model.stream(config, banned)
+    floats = token_stream(float_model, config, banned)
     floats.prompt(prompt_ids, numbers[0][0])
     prompt_float_s, started = clock() - started, clock()
-    int8s = int8_model.stream(config, banned)
+    int8s = token_stream(int8_model, config, banned)
     int8s.prompt(prompt_ids)
     prompt_int8_s = clock() - started
     for first in range(0, config.length, turn):

@@ -9,8 +9,8 @@ values go through (`checked`) and the limits the UI's sliders use (`limits`). A 
 values with `dataclasses.replace`; it never restates the schema.
 
 Every request the program takes is checked this way, so one style of message answers every caller: the
-sampling settings (lstmgen.sampling), the service's other inputs (lstmgen.service.Inputs) and a training
-request (lstmgen.studio.TrainRequest). For text, `low` and `high` bound its length (`unit`: characters or
+sampling settings (lstmgen.core.sampling), the service's other inputs (lstmgen.serve.service.Inputs) and a training
+request (lstmgen.serve.studio.TrainRequest). For text, `low` and `high` bound its length (`unit`: characters or
 UTF-8 bytes). A limit known only at run time (a model's layer count, a server's configured budget) is
 given to `checked` as `bounds`.
 """
@@ -20,20 +20,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import typing
 
 
 class SettingError(ValueError):
     """A value outside a setting's declared type or limits, or another request the program refuses
-    (lstmgen.service.RequestError, lstmgen.studio.TrainingError): the message is meant for the user."""
+    (lstmgen.serve.service.RequestError, lstmgen.serve.studio.TrainingError): the message is meant for the user."""
 
 
 def setting(default, help: str, low=None, high=None, choices=None, flag: str | None = None, cli: bool = True,
-            **more):
+            env: str | None = None, **more):
     """A dataclass field with its help text and limits. `flag` renames the command-line flag; `cli=False`
-    keeps the setting off the command line (values the program derives itself). `more`: further facts a
-    module declares beside its settings (lstmgen.sampling: which values the step graph serves)."""
-    meta = {"help": help, "low": low, "high": high, "choices": choices, "flag": flag, "cli": cli, **more}
+    keeps the setting off the command line (values the program derives itself); `env` names the environment
+    variable an operator sets it with (`from_environment`). `more`: further facts a module declares beside its
+    settings (lstmgen.core.sampling: which values the step graph serves)."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "flag": flag, "cli": cli, "env": env, **more}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -148,3 +150,46 @@ def checked(cls, bounds: dict[str, tuple] | None = None, **values):
         raise SettingError(f"unknown setting {unknown[0]!r}")
     bounds = bounds or {}
     return cls(**{name: _check(cls, known[name], value, bounds.get(name)) for name, value in values.items()})
+
+
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")  # the one rule for an on/off variable
+
+
+def from_environment(cls, environ=None):
+    """An instance of `cls` from the environment variables its settings declare (`env=`), each converted to its
+    type and checked against its limits; unset ones take their defaults. A name ending in `*` collects every
+    variable with that prefix as (rest of the name, value) pairs. A bad value raises SettingError naming the
+    variable."""
+    environ = os.environ if environ is None else environ
+    values, patterns = {}, {}
+    for field in dataclasses.fields(cls):
+        name = field.metadata.get("env")
+        if not name:
+            continue
+        if name.endswith("*"):
+            patterns[field.name] = tuple(sorted((key[len(name) - 1:], value) for key, value in environ.items()
+                                                if key.startswith(name[:-1]) and value.strip()))
+            continue
+        raw = environ.get(name)
+        if raw is None or (raw.strip() == "" and _base_type(cls, field) is not str):
+            continue
+        try:
+            values[field.name] = _from_text(raw, _base_type(cls, field))
+            checked(cls, **{field.name: values[field.name]})
+        except SettingError as error:
+            raise SettingError(f"{name}={raw[:40]!r}: {error}") from None
+    return dataclasses.replace(checked(cls, **values), **patterns)
+
+
+def _from_text(raw: str, kind: type):
+    if kind is bool:
+        text = raw.strip().lower()
+        if text not in TRUE + FALSE:
+            raise SettingError(f"must be one of {', '.join(TRUE)} (on) or {', '.join(FALSE[:-1])} (off)")
+        return text in TRUE
+    return raw if kind is str else raw.strip()
+
+
+def environment_variables(cls) -> list[tuple[str, object, str]]:
+    """(variable, default, help) of every setting of `cls` an operator sets through the environment."""
+    return [(f.metadata["env"], f.default, f.metadata["help"]) for f in dataclasses.fields(cls) if f.metadata.get("env")]

@@ -1,5 +1,6 @@
-"""Train your own: a visitor's text in, a model out, bounded so that a public Space survives its visitors
-and keeps each visitor's text and model to that visitor.
+"""Train your own on a public server: the line, the limits, and visitors' models behind their keys.
+
+Bounded so that a public Space survives its visitors and keeps each visitor's text and model to that visitor.
 
 - One training at a time per server. The others wait in one line, first come first served, told their
   place and the wait; each client (by address) has at most one training running or waiting, and the
@@ -8,12 +9,11 @@ and keeps each visitor's text and model to that visitor.
   one core and generation for other visitors keeps the rest.
 - A trained model is named by a key of 128 random bits. The key is the only way to it: nothing lists
   visitors' models, and an unknown key is answered like any unknown name.
-- Text: at least 1 KB and at most 10 MB of UTF-8; a time budget of 10 to 300 seconds. Trained models live
-  in a temporary folder of their own, at most `max_models` per server (the oldest deleted first), each
-  deleted `keep_s` seconds after training; a sweeper checks every minute, and the folder goes when the
-  server stops. The text itself is never written to disk or logged. Self-hosters change the limits with
-  LSTMGEN_TRAIN_MIN_BYTES, _MAX_BYTES, _MIN_SECONDS, _MAX_SECONDS, _MAX_MODELS, _MAX_WAITING and _KEEP_S.
-- On a ZeroGPU Space the training runs under @spaces.GPU (lstmgen/gpu.py) with a duration derived from
+- The text's size, the time budget, the models kept and how long are the server's TrainingLimits
+  (lstmgen.core.operator_settings: LSTMGEN_TRAIN_*). Trained models live in a temporary folder of their own,
+  the oldest deleted first, each deleted `keep_s` seconds after training; a sweeper checks every minute,
+  and the folder goes when the server stops. The text itself is never written to disk or logged.
+- On a ZeroGPU Space the training runs under @spaces.GPU (lstmgen/training/gpu.py) with a duration derived from
   the budget; elsewhere on the CPU. Both are the same code.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import secrets
 import shutil
 import tempfile
@@ -33,42 +32,20 @@ from typing import Callable, Iterator, Union
 
 import torch
 
-from .data import Corpus
-from .files import METRICS_FILE, read_json
-from .gpu import compute_device, gpu_function, on_zerogpu
-from .records import NEW_MODEL_SIZES, NEW_MODEL_TRAINING, ModelRecord, new_model, new_model_batch_size, prepare
-from .settings import SettingError, checked, setting
+from ..core.data import Corpus
+from ..core.files import METRICS_FILE, read_json
+from ..training.gpu import compute_device, gpu_function, on_zerogpu
+from ..core.records import NEW_MODEL_SIZE, NEW_MODEL_SIZES, NEW_MODEL_TRAINING, ModelRecord, new_model, new_model_batch_size, prepare
+from ..core.operator_settings import TrainingLimits, training_limits
+from ..core.settings import SettingError, checked, setting
 
-log = logging.getLogger("lstmgen.studio")
+log = logging.getLogger("lstmgen.serve.studio")
 STOP_FILE = "STOP"  # a file, not an event: it reaches a ZeroGPU worker, which runs in a forked process
 
 
 class TrainingError(SettingError):
     """A training that cannot start (the line is full, the file is not text); the message is meant for the
     visitor."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    min_bytes: int = 1_000
-    max_bytes: int = 10_000_000  # also the upload limit and the Hub dataset limit
-    min_seconds: int = 10
-    max_seconds: int = 300
-    max_models: int = 4
-    max_waiting: int = 8  # trainings waiting behind the running one; one more is refused
-    keep_s: float = 3600.0
-    dataset_timeout_s: float = 60.0  # reading a Hub dataset
-
-    @classmethod
-    def from_env(cls) -> "Limits":
-        def number(name, default):
-            return type(default)(os.environ.get(f"LSTMGEN_TRAIN_{name}", default))
-
-        d = cls()
-        return cls(number("MIN_BYTES", d.min_bytes), number("MAX_BYTES", d.max_bytes),
-                   number("MIN_SECONDS", d.min_seconds), number("MAX_SECONDS", d.max_seconds),
-                   number("MAX_MODELS", d.max_models), number("MAX_WAITING", d.max_waiting),
-                   number("KEEP_S", d.keep_s), number("DATASET_TIMEOUT_S", d.dataset_timeout_s))
 
 
 # The sizes a visitor picks from and how they train: the recipe for new models (lstmgen/records.py), which
@@ -81,14 +58,14 @@ TOKENIZERS = ("char", "word", "subword")
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """What a visitor asks to train, declared like every setting (lstmgen.settings); the bounds of the text
-    and the budget are the server's Limits, given at the check (check_request)."""
+    """What a visitor asks to train, declared like every setting (lstmgen.core.settings); the bounds of the text
+    and the budget are the server's TrainingLimits, given at the check (check_request)."""
 
-    text: str = setting("", "the text to learn from, as UTF-8", low=1_000, high=10_000_000, unit="bytes",
-                        label="the text", too_short="a model needs at least {low:,} to learn from")
+    text: str = setting("", "the text to learn from, as UTF-8", unit="bytes", label="the text",
+                        too_short="a model needs at least {low:,} to learn from")
     tokenizer: str = setting("char", "how the text is cut into tokens", choices=TOKENIZERS)
-    size: str = setting("tiny", "the model's size", choices=tuple(SIZES))
-    seconds: float = setting(60.0, "the training time budget in seconds", low=10, high=300)
+    size: str = setting(NEW_MODEL_SIZE, "the model's size", choices=tuple(SIZES))
+    seconds: float = setting(NEW_MODEL_TRAINING.time_budget_s, "the training time budget in seconds")
 
 
 def decode_upload(data: bytes) -> str:
@@ -102,8 +79,8 @@ def decode_upload(data: bytes) -> str:
                             "save it as UTF-8 and upload it again") from None
 
 
-def check_request(limits: Limits, **values) -> TrainRequest:
-    """A training request from untrusted values (lstmgen.settings.checked), the text's and the budget's
+def check_request(limits: TrainingLimits, **values) -> TrainRequest:
+    """A training request from untrusted values (lstmgen.core.settings.checked), the text's and the budget's
     bounds from the server's `limits`."""
     bounds = {"text": (limits.min_bytes, limits.max_bytes), "seconds": (limits.min_seconds, limits.max_seconds)}
     request = checked(TrainRequest, bounds=bounds, **values)
@@ -132,8 +109,8 @@ def run_training(run_dir: str, text: str, tokenizer: str, size: str, seconds: fl
     """Train a visitor's model into run_dir, yielding progress; the last update has status "done" (with the
     model folder) or "failed". On ZeroGPU this runs in a forked worker with a GPU: only what it yields and
     what it writes to run_dir come back."""
-    from . import publish
-    from .train import Trainer
+    from ..training import folder as publish
+    from ..training.trainer import Trainer
 
     run_dir = Path(run_dir)
     device = "cuda" if on_zerogpu() else compute_device()  # inside a GPU function the GPU is real
@@ -221,11 +198,11 @@ def new_key() -> str:
 class Studio:
     """The server's trainings: the line, the running one, and the models they made, each behind its key."""
 
-    def __init__(self, limits: Limits | None = None, root: str | Path | None = None, load=None, on_evict=None,
+    def __init__(self, limits: TrainingLimits | None = None, root: str | Path | None = None, load=None, on_evict=None,
                  sweep_every_s: float = 60.0):
         """`load(folder)` makes a trained model servable (the app passes service.load_source); `on_evict(name)`
         is called for each model deleted, so whoever cached something of it can let it go."""
-        self.limits = limits or Limits.from_env()
+        self.limits = limits or training_limits()
         self.load, self.on_evict = load, on_evict
         self.root = Path(root or tempfile.mkdtemp(prefix="lstmgen-visitors-"))
         self.root.mkdir(parents=True, exist_ok=True)

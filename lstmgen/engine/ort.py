@@ -17,10 +17,10 @@ model's, is copied in first). One engine decodes one text at a time; engines sha
 
 Sampling: each step of a graph built with `sampler=True` (as OrtModel builds them) also computes its
 sampling distribution and draws from it with the uniform number it was given, so the Python side of
-a generated token is a few reads (OrtStream, the stream interface of lstmgen.streams, runs this loop):
+a generated token is a few reads (OrtStream, the stream interface of lstmgen.engine.streams, runs this loop):
 
     if engine.sampling(config, banned):               # False: a setting sampling.fallbacks names
-        engine.forward(prompt_ids, u=u)               #   (OrtModel.stream then samples through lstmgen.sampling)
+        engine.forward(prompt_ids, u=u)               #   (OrtModel.stream then samples through lstmgen.core.sampling)
         token = engine.draw(u)                        # = draw(distribution(logits, config, banned), u)
         engine.probability(token)                     # = distribution(logits, config, banned)[token]
         engine.model_probability(token, masked)       # = streams.model_probability(logits, token, masked)
@@ -29,13 +29,13 @@ a generated token is a few reads (OrtStream, the stream interface of lstmgen.str
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch
 
-from .export import NAMES
-from .sampling import SamplingConfig, fallbacks, inverse_cdf, is_greedy
+from ..core.operator_settings import operator_settings
+from .graph import NAMES
+from ..core.sampling import SamplingConfig, fallbacks, inverse_cdf, is_greedy
 from .streams import LogitsStream, masked_ids, model_probability
 
 
@@ -53,7 +53,7 @@ def session_options(threads: int | None = None, spinning: bool | None = None):
     options.log_severity_level = 3
     threads = options.intra_op_num_threads
     if spinning is None:
-        spinning = os.environ.get("LSTMGEN_ORT_SPINNING", "0") == "1"
+        spinning = operator_settings().ort_spinning
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning and threads > 1 else "0")
     return options
 
@@ -140,8 +140,8 @@ class OrtStep:
     @classmethod
     def from_model(cls, model, weights: str = "int8", threads: int | None = None, spinning: bool | None = None,
                    **options) -> "OrtStep":
-        """An engine for a float LSTMLanguageModel, its graph built by lstmgen.export.step_model."""
-        from .export import step_model
+        """An engine for a float LSTMLanguageModel, its graph built by lstmgen.engine.graph.step_model."""
+        from .graph import step_model
 
         return cls(step_model(model, weights, **options), threads, spinning)
 
@@ -200,16 +200,16 @@ class OrtStep:
         return logits, state
 
     # ------------------------------------------------------------------ sampling
-    # lstmgen.sampling's distribution + draw, computed in the step graph from the sampler's inputs (the
+    # lstmgen.core.sampling's distribution + draw, computed in the step graph from the sampler's inputs (the
     # temperature divides the last hidden state, the bias input holds b / T plus the mask) and drawn
     # there with the u given to `step`: the softmax, the running sum of its blocks' masses, then the
     # block and the token inside it. Greedy (temperature 0) is an argmax over the masked logits.
 
     def sampling(self, config, banned: list[int] | None = None) -> bool:
-        """Set the distribution the following steps compute and draw from: lstmgen.sampling's
+        """Set the distribution the following steps compute and draw from: lstmgen.core.sampling's
         distribution(logits, config, banned). Returns False, changing nothing, where this engine cannot
         serve `config` (no sampler in the graph, or a setting's value the graph does not serve, as
-        SamplingConfig declares: sampling.fallbacks): sample through lstmgen.sampling then, on `step`'s
+        SamplingConfig declares: sampling.fallbacks): sample through lstmgen.core.sampling then, on `step`'s
         logits (the model's own while the engine is left as it was made), as OrtModel.stream does.
         Call it before the steps it should apply to (before `forward` for a prompt)."""
         temperature = float(config.temperature)
@@ -231,7 +231,7 @@ class OrtStep:
         return True
 
     def draw(self, u: float) -> int:
-        """lstmgen.sampling.draw(distribution(logits, config, banned), u) for the last step: the token at
+        """lstmgen.core.sampling.draw(distribution(logits, config, banned), u) for the last step: the token at
         u (in [0, 1)) of the inverse CDF. The graph's draw where that step was given this u; else, or
         where rounding sent the graph's draw to a token of probability 0, a running sum in numpy."""
         k = 1 - self._current
@@ -274,7 +274,7 @@ class OrtStep:
         return self._probs[1 - self._current][: self.vocab_size].copy()
 
     def model_probability(self, token: int, masked=()) -> float:
-        """lstmgen.streams.model_probability for the last step: the model's own probability of `token`
+        """lstmgen.engine.streams.model_probability for the last step: the model's own probability of `token`
         (temperature 1; the ids in `masked` left out and the rest renormalised, nothing masked by default),
         from the graph where it computes them (`probabilities=True`)."""
         k = 1 - self._current
@@ -294,7 +294,7 @@ class OrtStep:
 
 
 class OrtStream:
-    """The stream interface (lstmgen.streams) on an engine whose graph samples: each step computes the
+    """The stream interface (lstmgen.engine.streams) on an engine whose graph samples: each step computes the
     distribution and draws with the u it was given; the Python side is a few reads."""
 
     def __init__(self, engine: OrtStep, config: SamplingConfig, banned=None):
@@ -334,7 +334,7 @@ def _initializer(proto, name: str) -> np.ndarray | None:
 class OrtModel(torch.nn.Module):
     """A model for generation on ONNX Runtime, float or int8 weights: the calls of the torch model it
     was built from (`model(ids, state)`, `init_state`, `eval`), `stream(config, banned)` (the stream
-    interface of lstmgen.streams) and `new_engine()`, an engine of its own for each stream. The float
+    interface of lstmgen.engine.streams) and `new_engine()`, an engine of its own for each stream. The float
     weights are read once, when the graph is built; nothing derived is stored. `probabilities`: each
     step also computes the model's own distribution (one more softmax over the vocabulary), for
     model_probability."""
@@ -342,7 +342,7 @@ class OrtModel(torch.nn.Module):
     def __init__(self, model, weights: str = "int8", threads: int | None = None, spinning: bool | None = None,
                  probabilities: bool = False, **options):
         super().__init__()
-        from .export import initializer_bytes, step_model
+        from .graph import initializer_bytes, step_model
 
         self.vocab_size, self.num_layers, self.hidden_size = model.vocab_size, model.num_layers, model.hidden_size
         options = {"sampler": True, "layer_states": True, "probabilities": probabilities, **options}
@@ -362,7 +362,7 @@ class OrtModel(torch.nn.Module):
 
     def stream(self, config: SamplingConfig, banned=None, fast: bool = True):
         """A stream on an engine of its own: sampled in the step graph where it serves `config`, else (the
-        fallback SamplingConfig declares) through lstmgen.sampling on the engine's logits. `fast`: the
+        fallback SamplingConfig declares) through lstmgen.core.sampling on the engine's logits. `fast`: the
         torch model's option; an engine is always fast."""
         engine = self.new_engine()
         if engine.has_sampler and not fallbacks(config):

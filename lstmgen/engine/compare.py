@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .sampling import SamplingConfig, distribution, without_filters
-from .tokenizers import Tokenizer
+from ..core.sampling import SamplingConfig, distribution, without_filters
+from ..core.tokenizers import Tokenizer
 
 VISIBLE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥"})
 
