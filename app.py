@@ -32,9 +32,9 @@ from lstmgen.serve import studio as studio_lib
 from lstmgen.core.data import CorpusError
 from lstmgen.core.sampling import SamplingConfig, is_greedy
 from lstmgen.core.operator_settings import OperatorSettings, operator_settings
-from lstmgen.serve.service import LIMITS, MAX_PROMPT_CHARS, ServedModel
+from lstmgen.serve.service import SAMPLING_RANGES, MAX_PROMPT_CHARS, ServedModel
 from lstmgen.core.settings import SettingError, describe
-from lstmgen.core.settings import limits as declared_limits
+from lstmgen.core.settings import ranges
 from lstmgen.serve.web import BodyLimit, client_address
 
 models: dict[str, ServedModel] = {}  # the models everyone sees (a visitor's own model is reached by its key only)
@@ -168,8 +168,8 @@ def next_tokens(model: str, prompt: str = "", k: int = 10, temperature: float = 
 
 def _with_limits(fn) -> None:
     """Write the declared limits (lstmgen.core.sampling, lstmgen.serve.service.Inputs) into an endpoint's docstring."""
-    k_low, k_high = declared_limits(service.Inputs)["k"]
-    values = {"{high}": LIMITS["temperature"][1], "{k_low}": k_low, "{k_high}": k_high,
+    k_low, k_high = ranges(service.Inputs)["k"]
+    values = {"{high}": SAMPLING_RANGES["temperature"][1], "{k_low}": k_low, "{k_high}": k_high,
               "{text_chars}": f"{service.MAX_TEXT_CHARS:,}", "{text_tokens}": f"{service.MAX_TEXT_TOKENS:,}"}
     for name, value in values.items():
         fn.__doc__ = fn.__doc__.replace(name, str(value))
@@ -409,10 +409,10 @@ def _tab(gr, served: ServedModel):
                 run = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate", scale=3, min_width=120)
                 stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
         with gr.Column(scale=2, min_width=240):
-            temperature = gr.Slider(*LIMITS["temperature"], value=SamplingConfig.temperature, step=0.05,
+            temperature = gr.Slider(*SAMPLING_RANGES["temperature"], value=SamplingConfig.temperature, step=0.05,
                                     label="Creativity", info="Low: safe and repetitive. High: surprising. 0 always "
                                     "takes the most likely piece (temperature).")
-            length = gr.Slider(*LIMITS["length"], value=record.length, step=1, label=f"Length ({many} to add)",
+            length = gr.Slider(*SAMPLING_RANGES["length"], value=record.length, step=1, label=f"Length ({many} to add)",
                                elem_id=f"{name}-length")
     gr.Examples(list(record.examples), inputs=prompt, label="Examples")
     top_k, top_p, min_p, seed, allow_special = _more_settings(gr, many)
@@ -469,13 +469,13 @@ def _more_settings(gr, many: str) -> tuple:
     """The sampling settings beyond creativity and length, in a closed accordion."""
     with gr.Accordion("More settings", open=False):
         with gr.Row():
-            top_k = gr.Slider(*LIMITS["top_k"], value=SamplingConfig.top_k, step=1,
+            top_k = gr.Slider(*SAMPLING_RANGES["top_k"], value=SamplingConfig.top_k, step=1,
                               label=f"Choose only among the most likely {many}",
                               info="How many to keep; 0 keeps them all (top-k).")
-            top_p = gr.Slider(*LIMITS["top_p"], value=SamplingConfig.top_p, step=0.01,
+            top_p = gr.Slider(*SAMPLING_RANGES["top_p"], value=SamplingConfig.top_p, step=0.01,
                               label="Leave out the unlikely ones",
                               info="Keep the most likely until they add up to this share; 1 keeps all (top-p).")
-            min_p = gr.Slider(*LIMITS["min_p"], value=SamplingConfig.min_p, step=0.01,
+            min_p = gr.Slider(*SAMPLING_RANGES["min_p"], value=SamplingConfig.min_p, step=0.01,
                               label="Leave out the far less likely ones",
                               info="Keep only pieces at least this share as likely as the most likely one; 0 keeps "
                                    "all (min-p).")

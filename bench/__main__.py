@@ -43,7 +43,7 @@ from lstmgen.hub import LoadedModel, resolve
 from lstmgen.engine.ort import OrtModel, OrtStep
 from lstmgen.training.folder import size_bytes
 from lstmgen.core.records import RECORDS, ModelRecord, prepare
-from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution, draw
+from lstmgen.core.sampling import RandomNumbers, SamplingConfig, distribution, draw
 
 from bench.engines import quantize_dynamic, step_numpy
 from bench.measure import int8_weight_bytes, median_spread, read_bandwidth, timed
@@ -59,7 +59,7 @@ def long_prompt(record: ModelRecord, chars: int = PROMPT_CHARS) -> str:
 
 def naive_generate(model, prompt_ids: list[int], config: SamplingConfig) -> list[int]:
     """What several earlier projects do: no state carried, the whole growing sequence re-fed every step."""
-    randomness = RandomStream(config.seed)
+    randomness = RandomNumbers(config.seed)
     ids = list(prompt_ids)
     with torch.inference_mode():
         for _ in range(config.length):
@@ -77,7 +77,7 @@ def generation_speed(model, prompt_ids, tokens: int, repeats: int, fast_steps: b
 def independent_side_by_side(floats, int8, prompt_ids, config: SamplingConfig, banned) -> None:
     """Both models in turns, each drawing on its own with the same uniform number, no probabilities kept:
     the side-by-side run as it was before the coupling."""
-    randomness = RandomStream(config.seed)
+    randomness = RandomNumbers(config.seed)
     u = randomness.next()[0]
     streams = [token_stream(floats, config, banned), token_stream(int8, config, banned)]
     for stream in streams:

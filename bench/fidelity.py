@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from lstmgen.serve import service
-from lstmgen.core.sampling import RandomStream, distribution, draw
+from lstmgen.core.sampling import RandomNumbers, distribution, draw
 
 
 def inverse_cdf_same_choice(served, request, result) -> float:
@@ -27,7 +27,7 @@ def inverse_cdf_same_choice(served, request, result) -> float:
     ids = request.prompt_ids + result.float.ids[:-1]
     with torch.inference_mode():
         logits = served.int8(torch.tensor([ids]))[0][0, -len(result.float.ids):]
-    randomness = RandomStream(request.sampling.seed)
+    randomness = RandomNumbers(request.sampling.seed)
     banned = sorted(served.loaded.tokenizer.special_ids.values())
     same = sum(draw(distribution(logits[t], request.sampling, banned), randomness.next()[0]) == x
                for t, x in enumerate(result.float.ids))

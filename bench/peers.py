@@ -234,7 +234,7 @@ def sampling_share(model, banned, threads: int, rounds: int, steps: int) -> dict
     from lstmgen.engine.graph import step_model
     from lstmgen.engine.generate import coupled_ids, generate_ids
     from lstmgen.engine.ort import OrtModel, OrtStep
-    from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution, draw
+    from lstmgen.core.sampling import RandomNumbers, SamplingConfig, distribution, draw
 
     from bench.engines import step_numpy
 
@@ -260,7 +260,7 @@ def sampling_share(model, banned, threads: int, rounds: int, steps: int) -> dict
         return clock() - started
 
     def torch_sampling():
-        stream = RandomStream(0)
+        stream = RandomNumbers(0)
         started = clock()
         logits, state = plain.forward(prompt)
         for _ in range(steps):

@@ -19,7 +19,7 @@ from pathlib import Path
 from .core.data import DATA_ENV, read_corpus
 from .core.operator_settings import operator_settings
 from .core.evaluate import evaluate
-from .engine.generate import GenerationStats, stream
+from .engine.generate import GenerationStats, text_pieces
 from .hub import resolve
 from .engine.ort import OrtModel
 from .core.records import find, prepare
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         model = OrtModel(loaded.model, "int8" if args.int8 else "float", spinning=True)
         stats = GenerationStats()
         sys.stdout.write(args.prompt)
-        for piece in stream(model, loaded.tokenizer, args.prompt, sampling, stats):
+        for piece in text_pieces(model, loaded.tokenizer, args.prompt, sampling, stats):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")

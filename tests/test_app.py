@@ -21,7 +21,7 @@ import app
 from app_support import build_model_folders, launch
 from lstmgen.serve import service
 from lstmgen.core.records import RECORDS
-from lstmgen.serve.service import LIMITS, MAX_PROMPT_CHARS
+from lstmgen.serve.service import SAMPLING_RANGES, MAX_PROMPT_CHARS
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -183,7 +183,7 @@ def test_a_fixed_seed_reproduces_a_run_and_another_seed_changes_it(client):
 
 def test_an_empty_seed_picks_one_and_reports_it_so_the_run_can_be_repeated(client):
     first = call(client, **request("word", temperature=1.0, length=40, seed=None))
-    assert LIMITS["seed"][0] <= first["seed"] <= LIMITS["seed"][1]
+    assert SAMPLING_RANGES["seed"][0] <= first["seed"] <= SAMPLING_RANGES["seed"][1]
     again = call(client, **request("word", temperature=1.0, length=40, seed=first["seed"]))
     assert again["float32"]["text"] == first["float32"]["text"]
 

@@ -251,7 +251,7 @@ def own_logits(engine, ids):
 
 @pytest.mark.parametrize("vocab", [65, 13000])
 def test_sampler_draws_exactly_from_the_distribution(vocab):
-    from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution, draw
+    from lstmgen.core.sampling import RandomNumbers, SamplingConfig, distribution, draw
 
     model, engine = sampler_engine(vocab)
     config = SamplingConfig(temperature=0.8)
@@ -262,13 +262,13 @@ def test_sampler_draws_exactly_from_the_distribution(vocab):
     assert np.allclose(engine.probs(), expected, atol=1e-6)
     # Drawn in numpy, from the same step (a u the step was not given).
     draws = 100_000 if vocab > 100 else 40_000
-    stream = RandomStream(1234)
+    stream = RandomNumbers(1234)
     tokens = np.array([engine.draw(stream.next()[0]) for _ in range(draws)])
     counts = np.bincount(tokens, minlength=vocab)
     assert counts[banned].sum() == 0  # masked tokens are never drawn
     assert chi_squared_p(counts, expected) > 1e-3
     # Drawn in the graph, each step given its u: the same distribution.
-    stream = RandomStream(99)
+    stream = RandomNumbers(99)
     in_graph = []
     for _ in range(20_000):
         u = stream.next()[0]
@@ -286,7 +286,7 @@ def test_sampler_draws_exactly_from_the_distribution(vocab):
         graph_tokens.append(engine.draw(u))
     assert np.mean(numpy_tokens == torch_tokens) >= 0.999 and np.mean(np.array(graph_tokens) == torch_tokens) >= 0.999
     assert not {numpy_tokens[-1], numpy_tokens[-2], graph_tokens[-1], graph_tokens[-2]} & set(banned)
-    stream = RandomStream(1234)
+    stream = RandomNumbers(1234)
     engine.forward([3, 1, 4])
     assert [engine.draw(stream.next()[0]) for _ in range(50)] == tokens[:50].tolist()  # reproducible
 
@@ -297,7 +297,7 @@ def test_coupled_draw_on_the_engine_is_exact_for_its_side(vocab):
     whatever p the float side drew from, and keeps the float side's token as often as the maximal
     coupling does (1 - TV)."""
     from lstmgen.engine.ort import OrtModel, OrtStream
-    from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution
+    from lstmgen.core.sampling import RandomNumbers, SamplingConfig, distribution
     from lstmgen.engine.streams import coupled_draw
 
     model, engine = sampler_engine(vocab)
@@ -312,7 +312,7 @@ def test_coupled_draw_on_the_engine_is_exact_for_its_side(vocab):
     p = distribution(torch.from_numpy(q).log() + noise, config).float()
     cdf = p.double().cumsum(0)
     draws = 60_000 if vocab > 100 else 30_000
-    randomness = RandomStream(7)
+    randomness = RandomNumbers(7)
     same = 0
     ys = np.empty(draws, np.int64)
     for i in range(draws):

@@ -125,7 +125,7 @@ def kl_nats(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def uniform_numbers(seed: int, steps: int) -> np.ndarray:
-    """(steps, 3): the run's uniform numbers, step i's (u_float, u_keep, u_residual), as RandomStream
+    """(steps, 3): the run's uniform numbers, step i's (u_float, u_keep, u_residual), as RandomNumbers
     documents them: torch.rand in float64 from a generator seeded with the seed, 3 numbers a step in order,
     made 256 steps at a time."""
     assert steps <= 256

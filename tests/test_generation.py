@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lstmgen.engine.generate import GenerationStats, generate, generate_ids, stream
+from lstmgen.engine.generate import GenerationStats, generate, generate_ids, text_pieces
 from lstmgen.core.sampling import SamplingConfig
 from lstmgen.core.model import LSTMLanguageModel
 from lstmgen.core.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer, basic_english
@@ -58,14 +58,14 @@ def test_stateful_generation_gives_the_same_distribution_as_the_whole_sequence(c
 def test_empty_prompt_starts_from_the_start_token(char_model):
     model, tokenizer = char_model
     stats = GenerationStats()
-    text = "".join(stream(model, tokenizer, "", SamplingConfig(temperature=0, length=10), stats))
+    text = "".join(text_pieces(model, tokenizer, "", SamplingConfig(temperature=0, length=10), stats))
     assert len(text) == 10 and stats.prompt_tokens == 1 and stats.new_tokens == 10
 
 
 def test_stream_yields_growing_text_and_timings(char_model):
     model, tokenizer = char_model
     stats = GenerationStats()
-    pieces = list(stream(model, tokenizer, "ab€", SamplingConfig(length=12, seed=0), stats))
+    pieces = list(text_pieces(model, tokenizer, "ab€", SamplingConfig(length=12, seed=0), stats))
     assert len(pieces) == 12 and all(len(p) == 1 for p in pieces)
     assert stats.unknown == ["€"]  # reported, not fatal
     assert 0 < stats.first_token_s <= stats.total_s and stats.tokens_per_s > 0

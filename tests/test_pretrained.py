@@ -5,12 +5,11 @@ import functools
 
 import pytest
 
-from lstmgen.core.evaluate import evaluate
+from lstmgen.core.evaluate import HELD_OUT_SLICE_TOKENS, evaluate
 from lstmgen.engine.generate import generate
 from lstmgen.core.files import PRETRAINED_DIR
 from lstmgen.hub import resolve
 from lstmgen.core.records import PRESETS, prepare
-from lstmgen.training.folder import VAL_SLICE_TOKENS
 from lstmgen.engine.ort import OrtModel
 
 from conftest import corpus_or_skip
@@ -26,7 +25,7 @@ def prepared(name):
 
 
 def validation_slice(name):
-    return prepared(name).val_ids[:VAL_SLICE_TOKENS]
+    return prepared(name).val_ids[:HELD_OUT_SLICE_TOKENS]
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

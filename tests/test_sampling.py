@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lstmgen.core.sampling import RandomStream, SamplingConfig, distribution, draw
+from lstmgen.core.sampling import RandomNumbers, SamplingConfig, distribution, draw
 from lstmgen.core.settings import SettingError, checked
 
 
@@ -76,7 +76,7 @@ def test_a_tiny_temperature_tends_to_greedy_instead_of_overflowing():
 @pytest.mark.parametrize("vocab", [65, 13_000])
 def test_the_draw_is_exact(vocab):
     probs, _ = two_close_distributions(vocab, seed=1)
-    randomness, n = RandomStream(3), 40_000
+    randomness, n = RandomNumbers(3), 40_000
     counts = torch.bincount(torch.tensor([draw(probs, randomness.next()[0]) for _ in range(n)]), minlength=vocab)
     assert chi_squared_ok(counts, probs, n)
 
@@ -85,7 +85,7 @@ def test_the_draw_is_exact(vocab):
 def test_the_coupled_int8_draw_is_exact_and_agrees_as_often_as_possible(vocab):
     """Both marginals exact (chi-squared), and the share of equal choices is 1 - TV(p, q): the maximum."""
     p, q = two_close_distributions(vocab, seed=2)
-    randomness, n = RandomStream(4), 40_000
+    randomness, n = RandomNumbers(4), 40_000
     xs, ys = [], []
     for _ in range(n):
         u_float, u_keep, u_residual = randomness.next()
@@ -103,7 +103,7 @@ def test_the_coupled_int8_draw_is_exact_and_agrees_as_often_as_possible(vocab):
 
 def test_identical_distributions_always_make_the_same_choice():
     p, _ = two_close_distributions(500, seed=5)
-    randomness = RandomStream(0)
+    randomness = RandomNumbers(0)
     for _ in range(2000):
         u = randomness.next()
         x = draw(p, u[0])
@@ -111,8 +111,8 @@ def test_identical_distributions_always_make_the_same_choice():
 
 
 def test_a_seed_reproduces_the_random_numbers():
-    assert [RandomStream(9).next() for _ in range(3)] == [RandomStream(9).next() for _ in range(3)]
-    assert RandomStream(9).next() != RandomStream(10).next()
+    assert [RandomNumbers(9).next() for _ in range(3)] == [RandomNumbers(9).next() for _ in range(3)]
+    assert RandomNumbers(9).next() != RandomNumbers(10).next()
 
 
 @pytest.mark.parametrize("values, message", [

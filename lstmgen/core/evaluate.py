@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from .data import batchify, bptt_batches
 
+HELD_OUT_SLICE_TOKENS = 4000  # the first held-out tokens quick figures and cells.json are measured on
+
 
 @dataclass
 class Evaluation:

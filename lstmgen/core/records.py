@@ -59,7 +59,7 @@ class ModelRecord:
     def bundled_folder(self) -> Path:
         return files.PRETRAINED_DIR / self.long_name  # read at call time, so tests can point it elsewhere
 
-    def describe(self) -> dict:
+    def to_metrics(self) -> dict:
         """What a model folder's metrics.json keeps of its record, so the app can serve it as it was meant."""
         return {"name": self.name, "long_name": self.long_name, "title": self.title, "examples": list(self.examples),
                 "card_prompt": self.card_prompt, "length": self.length, "corpus": self.corpus.name,
@@ -161,7 +161,7 @@ def new_model_batch_size(train: TrainConfig, train_tokens: int) -> int:
 
 
 def record_from_metrics(metrics: dict, fallback_name: str, tokenizer_kind: str) -> ModelRecord:
-    """The record of a model folder that is not a preset: what its metrics.json kept (ModelRecord.describe),
+    """The record of a model folder that is not a preset: what its metrics.json kept (ModelRecord.to_metrics),
     else plain defaults named after the folder."""
     kept = metrics.get("record") or {}
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kept.get("name") or fallback_name).strip("-") or "model"

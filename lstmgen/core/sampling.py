@@ -130,7 +130,7 @@ def inverse_cdf(weights: np.ndarray, u: float, block: int = 128) -> int | None:
     return b * block + index
 
 
-class RandomStream:
+class RandomNumbers:
     """Three uniform numbers per step from one seeded generator: the float draw, the int8 side's keep
     test, and its residual draw. A fixed seed reproduces a run; a single model uses the first number
     only, so its text equals the float side of a side-by-side run with the same seed. The numbers are

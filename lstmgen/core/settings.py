@@ -5,7 +5,7 @@
         temperature: float = setting(0.8, "0 = greedy", low=0.0, high=2.0)
 
 From that one declaration come the command-line flags (`add_flags`), the checks every caller's
-values go through (`checked`) and the limits the UI's sliders use (`limits`). A preset overrides
+values go through (`checked`) and the ranges the UI's sliders use (`ranges`). A preset overrides
 values with `dataclasses.replace`; it never restates the schema.
 
 Every request the program takes is checked this way, so one style of message answers every caller: the
@@ -50,7 +50,7 @@ def flag_name(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
-def limits(cls) -> dict[str, tuple]:
+def ranges(cls) -> dict[str, tuple]:
     """{name: (low, high)} for every setting of `cls` that declares a limit (None: no limit that side)."""
     return {f.name: (f.metadata.get("low"), f.metadata.get("high")) for f in dataclasses.fields(cls)
             if f.metadata.get("low") is not None or f.metadata.get("high") is not None}

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import torch
 
-from ..core.sampling import RandomStream, SamplingConfig
+from ..core.sampling import RandomNumbers, SamplingConfig
 from .streams import TokenStream, coupled_draw, token_stream
 from ..core.tokenizers import Tokenizer
 
@@ -28,7 +28,7 @@ def generate_ids(model, prompt_ids: list[int], config: SamplingConfig, banned=No
     of it as the stream's model_probability gives it) pairs, at no cost otherwise). `prompt_ids` must not
     be empty. `fast_steps=False` steps a torch model through its forward with torch's default kernels, for
     comparison."""
-    randomness = RandomStream(config.seed)
+    randomness = RandomNumbers(config.seed)
     u = randomness.next()[0]
     stream: TokenStream = token_stream(model, config, banned, fast=fast_steps)  # torch's or ONNX Runtime's
     stream.prompt(prompt_ids, u)
@@ -65,7 +65,7 @@ def coupled_ids(float_model, int8_model, prompt_ids: list[int], config: Sampling
     neither runs with its weights pushed out of the caches by the other's: each side's time is its own
     speed, as when it runs alone (token by token, the int8 side ran ~3x slower on the word model)."""
     clock = time.perf_counter
-    randomness = RandomStream(config.seed)
+    randomness = RandomNumbers(config.seed)
     numbers = [randomness.next()]  # step i's (u_float, u_keep, u_residual); the float side needs i + 1's early
     started = clock()
     floats = token_stream(float_model, config, banned)
@@ -124,7 +124,7 @@ def primed_detokenizer(tokenizer: Tokenizer, prompt_ids: list[int]):
     return decode
 
 
-def stream(model, tokenizer: Tokenizer, prompt: str, config: SamplingConfig,
+def text_pieces(model, tokenizer: Tokenizer, prompt: str, config: SamplingConfig,
            stats: GenerationStats | None = None) -> Iterator[str]:
     """Yield the text that each new token adds (the prompt itself is not repeated).
     Pass a GenerationStats to have it filled in as generation goes."""
@@ -151,4 +151,4 @@ def generate(model, tokenizer: Tokenizer, prompt: str, length: int = 200, **sett
     """The prompt followed by `length` generated tokens as text: `generate(model, tokenizer, "ROMEO:", 200, seed=0)`.
     The other settings are SamplingConfig's (temperature, top_k, top_p, min_p, seed, allow_special)."""
     config = SamplingConfig(length=length, **settings)
-    return prompt + "".join(stream(model, tokenizer, prompt, config))
+    return prompt + "".join(text_pieces(model, tokenizer, prompt, config))

@@ -28,7 +28,7 @@ it is listed under "constant" instead of ranked.
 Cell states (`states`): the per-layer c and h after each token, by stepping the model one token at a time
 (torch.lstm_cell, layer by layer, at inference). Best cells (`cell_features`): for each feature, the Pearson
 correlation of every cell's c and h, every layer, with the feature over a text (by default the first
-MAX_TOKENS tokens of the model's held-out text), ranked by |r|, the best TOP kept.
+HELD_OUT_SLICE_TOKENS tokens of the model's held-out text), ranked by |r|, the best TOP kept.
 **Layers and cells are numbered from 1 wherever shown** (rows, sentences, cells.json): the row
 {"layer": 2, "cell": 417} is `states(...)["c"][1, :, 416]`.
 
@@ -70,10 +70,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.evaluate import HELD_OUT_SLICE_TOKENS
 from ..core.files import WEIGHTS_FILE, read_json, write_json_atomic
 
 CELLS_FILE = "cells.json"
-MAX_TOKENS = 4000  # tokens of held-out text cells.json's correlations are measured on (5 s for char on a busy core)
 STARTUP_TOKENS = 2000  # where cells.json is missing, load_cells measures on this many: 1-4 s on a busy core
 TOP = 5  # best cells kept per feature
 SCORE_WINDOW = 256  # lstmgen.core.evaluate's window for one stream (batch 1)
@@ -378,7 +378,7 @@ def compute_cells(model, tokenizer, ids, source: str, top: int = TOP, cell_state
 def write_cells_json(folder, model, tokenizer, ids, source: str = "held-out text", top: int = TOP) -> Path:
     """Compute the best cells over `ids` and store them as `folder/cells.json` (beside the weights, whose
     digest it records so a stale file is not believed). publish.finalize's build(tmp) can call, after the
-    weights are saved: write_cells_json(tmp, stored, tokenizer, data.val_ids[:MAX_TOKENS], held_out_source(...))"""
+    weights are saved: write_cells_json(tmp, stored, tokenizer, data.val_ids[:HELD_OUT_SLICE_TOKENS], held_out_source(...))"""
     cells = compute_cells(model, tokenizer, ids, source, top)
     cells["weights_sha256"] = weights_digest(folder)
     path = Path(folder) / CELLS_FILE
@@ -400,7 +400,7 @@ def held_out_source(tokens: int) -> str:
     return f"the first {tokens} tokens of the model's held-out text"
 
 
-def held_out_ids(record, tokenizer, data=None, max_tokens: int = MAX_TOKENS, check: bool = True) -> list[int] | None:
+def held_out_ids(record, tokenizer, data=None, max_tokens: int = HELD_OUT_SLICE_TOKENS, check: bool = True) -> list[int] | None:
     """The first `max_tokens` ids of the record's held-out (validation) text, as lstmgen.core.records.prepare cuts
     it; None when the corpus is not in local files, not at hand, or (with `check`) does not give this
     tokenizer. `check=False` skips building the tokenizer again (seconds for the word model): it cuts the
@@ -429,7 +429,7 @@ def held_out_ids(record, tokenizer, data=None, max_tokens: int = MAX_TOKENS, che
 
 
 @torch.inference_mode()
-def sampled_states(model, tokenizer, length: int = MAX_TOKENS, seed: int = 0) -> dict:
+def sampled_states(model, tokenizer, length: int = HELD_OUT_SLICE_TOKENS, seed: int = 0) -> dict:
     """Text the model writes itself (temperature 1, after the tokenizer's start id, torch's generator seeded with
     `seed`) and its states, in one pass: {"ids": [...], "c": ..., "h": ...} as `states` gives them."""
     layers, hidden = model.num_layers, model.hidden_size
@@ -609,6 +609,6 @@ def main(argv=None) -> int:
         path = write_cells_json(loaded.folder, loaded.model, loaded.tokenizer, ids, held_out_source(len(ids)))
         print(f"# wrote {path}", file=sys.stderr)
     folder = None if args.recompute else loaded.folder
-    cells = load_cells(folder, loaded.model, loaded.tokenizer, record, args.data, max_tokens=MAX_TOKENS)
+    cells = load_cells(folder, loaded.model, loaded.tokenizer, record, args.data, max_tokens=HELD_OUT_SLICE_TOKENS)
     print(table(cells, TOP if args.all else 1))
     return 0

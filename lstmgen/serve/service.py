@@ -17,10 +17,10 @@ from ..hub import LoadedModel, resolve
 from ..engine.ort import OrtModel
 from ..core.records import RECORDS, ModelRecord, find, record_from_metrics
 from ..core.sampling import SEED_MAX, SamplingConfig, is_greedy
-from ..core.settings import SettingError, checked, limits, setting
+from ..core.settings import SettingError, checked, ranges, setting
 
 # The UI's sliders use these bounds; the server enforces them on every caller.
-LIMITS = limits(SamplingConfig)
+SAMPLING_RANGES = ranges(SamplingConfig)
 MAX_PROMPT_TOKENS = 2000  # a 2,000-character prompt of emoji is 8,000 subword byte tokens
 MAX_TEXT_TOKENS = 10_000
 STREAM_EVERY_S = 0.05  # how often a streaming caller gets an update
@@ -39,8 +39,8 @@ class Inputs:
     cell: int = setting(1, "the cell, numbered from 1", low=1)
 
 
-MAX_PROMPT_CHARS = limits(Inputs)["prompt"][1]
-MAX_TEXT_CHARS = limits(Inputs)["text"][1]
+MAX_PROMPT_CHARS = ranges(Inputs)["prompt"][1]
+MAX_TEXT_CHARS = ranges(Inputs)["text"][1]
 
 
 class RequestError(SettingError):

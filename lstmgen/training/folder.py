@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..inside.cells import MAX_TOKENS as CELLS_MAX_TOKENS, held_out_source, write_cells_json
-from ..core.evaluate import evaluate
+from ..core.evaluate import HELD_OUT_SLICE_TOKENS, evaluate
+from ..inside.cells import held_out_source, write_cells_json
 from ..core.files import BEST_FOLDER, CARD_FILE, CONFIG_FILE, LOSS_CURVE_FILE, METRICS_FILE, PRETRAINED_DIR, read_json, \
     replace_folder, write_json_atomic
 from ..core.model import LSTMLanguageModel
@@ -20,7 +20,6 @@ from ..engine.ort import OrtModel
 from ..core.tokenizers import load_tokenizer
 
 MODEL_FOLDER = "model"
-VAL_SLICE_TOKENS = 4000
 CONTINUATION_FILE = "continued_from.json"
 
 
@@ -65,7 +64,7 @@ def final_figures(model, config, data) -> dict:
     for name, m in (("float", model), ("int8", int8)):
         figures[f"val_{name}"] = measure(m, data.val_ids, config, data.val_per_tokens, data.val_chars)
         # A fixed slice, quick to recompute: the tests check the shipped weights against it.
-        figures[f"val_slice_{name}"] = measure(m, data.val_ids[:VAL_SLICE_TOKENS], config, batch_size=1, seq_len=256)
+        figures[f"val_slice_{name}"] = measure(m, data.val_ids[:HELD_OUT_SLICE_TOKENS], config, batch_size=1, seq_len=256)
         if data.test_ids is not None:
             figures[f"test_{name}"] = measure(m, data.test_ids, config)
             figures[f"test_{name}_one_stream"] = measure(m, data.test_ids, config, batch_size=1)
@@ -194,7 +193,7 @@ def finalize(out_dir: str | Path, record, data, config, stored_dtype: torch.dtyp
         tokenizer.save(tmp)
         stored = LSTMLanguageModel.from_pretrained(tmp, strict=True).float().eval()
         metrics = {
-            "preset": record.long_name, "kind": record.tokenizer.kind, "record": record.describe(),
+            "preset": record.long_name, "kind": record.tokenizer.kind, "record": record.to_metrics(),
             "parameters": stored.num_parameters(), "vocab_size": tokenizer.vocab_size,
             "stored_dtype": str(stored_dtype).replace("torch.", ""),
             "epochs": history, "final": final_figures(stored, config, data),
@@ -204,7 +203,7 @@ def finalize(out_dir: str | Path, record, data, config, stored_dtype: torch.dtyp
         }
         write_json_atomic(metrics, tmp / METRICS_FILE)
         # The cells that track text features, measured once on the held-out text (the app's cell explorer).
-        held_out = data.val_ids[:CELLS_MAX_TOKENS]
+        held_out = data.val_ids[:HELD_OUT_SLICE_TOKENS]
         write_cells_json(tmp, stored, tokenizer, held_out, held_out_source(len(held_out)))
         plot_loss_curve(history, tmp / LOSS_CURVE_FILE, record.long_name, continued_after)
         (tmp / CARD_FILE).write_text(model_card(record, metrics))
