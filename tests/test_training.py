@@ -92,14 +92,14 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninter
     # Killed at step 5 of the first epoch, or of the second once averaging has started there.
     kill_step = 5 + (num_batches(batchify(train_ids, 4), 32) if average_after else 0)
 
-    def kill_at_step_5(step):
-        if step == kill_step:
+    def kill_at_step_5(progress):
+        if progress["step"] == kill_step:
             raise Killed
 
     torch.manual_seed(0)
     with pytest.raises(Killed):
         Trainer(small_model(tokenizer.vocab_size), train_ids, val_ids, tmp_path / "killed", cfg,
-                on_step=kill_at_step_5).fit()
+                on_progress=kill_at_step_5).fit()
     resumed_model = small_model(tokenizer.vocab_size)
     trainer = Trainer(resumed_model, train_ids, val_ids, tmp_path / "killed", cfg)
     assert trainer.resume()

@@ -81,7 +81,8 @@ def corpus_files(corpus: Corpus, data: str | Path | None = None) -> list[Path]:
 
 def load_text(files: str | Path | list[str | Path] | None = None, dataset: str | None = None, split: str = "train",
               text_column: str = "text", cache_dir: str | None = None) -> str:
-    """The text of local files (in the order given), or of a dataset's text column, through `datasets`.
+    """The text of local files (in the order given; a folder gives its .txt files), or of a dataset's text
+    column, through `datasets`.
 
     `dataset` is a Hub id (e.g. stanfordnlp/imdb) or a local folder laid out as the Hub lays out a
     dataset (`plain_text/train-00000-of-00001.parquet`, …): `datasets` reads both the same way."""
@@ -100,6 +101,11 @@ def load_text(files: str | Path | list[str | Path] | None = None, dataset: str |
                               f"{', '.join(rows.column_names)} (choose one with --text-column)")
         return "\n".join(t for t in rows[text_column] if isinstance(t, str))
     files = [files] if isinstance(files, (str, Path)) else list(files)
+    if len(files) == 1 and Path(files[0]).expanduser().is_dir():  # a folder: every .txt in it, by name
+        folder = Path(files[0]).expanduser()
+        files = sorted(folder.glob("*.txt"))
+        if not files:
+            raise CorpusError(f"no .txt files in {folder}")
     for f in files:
         if not Path(f).is_file():
             raise CorpusError(f"corpus file not found: {f}")

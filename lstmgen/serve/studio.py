@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import queue
 import secrets
 import shutil
 import tempfile
@@ -30,12 +31,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Union
 
-import torch
 
 from ..core.data import Corpus
-from ..core.files import METRICS_FILE, read_json
+from ..core.files import BEST_FOLDER
+from ..training import run
 from ..training.gpu import compute_device, gpu_function, on_zerogpu
-from ..core.records import NEW_MODEL_SIZE, NEW_MODEL_SIZES, NEW_MODEL_TRAINING, ModelRecord, new_model, new_model_batch_size, prepare
+from ..training.trainer import CHECKPOINT_FILE
+from ..core.records import NEW_MODEL_SIZE, NEW_MODEL_SIZES, NEW_MODEL_TRAINING, ModelRecord, new_model
 from ..core.operator_settings import TrainingLimits, training_limits
 from ..core.settings import SettingError, checked, setting
 
@@ -106,68 +108,61 @@ def _duration(run_dir, text, tokenizer, size, seconds) -> int:
 
 @gpu_function(duration=_duration)
 def run_training(run_dir: str, text: str, tokenizer: str, size: str, seconds: float) -> Iterator[dict]:
-    """Train a visitor's model into run_dir, yielding progress; the last update has status "done" (with the
-    model folder) or "failed". On ZeroGPU this runs in a forked worker with a GPU: only what it yields and
-    what it writes to run_dir come back."""
-    from ..training import folder as publish
-    from ..training.trainer import Trainer
-
+    """Train a visitor's model into run_dir through the one pipeline (lstmgen.training.run), yielding its progress
+    at most once a second; the last update has status "done" (with the model folder) or "failed". On ZeroGPU
+    this runs in a forked worker with a GPU: only what it yields and what it writes to run_dir come back."""
     run_dir = Path(run_dir)
     device = "cuda" if on_zerogpu() else compute_device()  # inside a GPU function the GPU is real
     record = visitor_record(run_dir.name, tokenizer, size, seconds)
-    yield {"status": "tokenizing", "step": 0, "elapsed_s": 0.0}
-    data = prepare(record, text)
-    if len(data.train_ids) < 2 * record.train.batch_size or len(data.val_ids) < 2:
-        yield {"status": "failed", "error": "the text gives too few tokens to train on: give a longer text"}
-        return
-    config = replace(record.train, device=device, eval_per_tokens=data.val_per_tokens, eval_num_chars=data.val_chars,
-                     batch_size=new_model_batch_size(record.train, len(data.train_ids)))
-    torch.manual_seed(config.seed)  # the same text and settings train the same model
-    model = record.model.build(data.tokenizer.vocab_size)
-    trainer = Trainer(model, data.train_ids, data.val_ids, run_dir, config, tokenizer=data.tokenizer,
-                      should_stop=lambda: (run_dir / STOP_FILE).exists())
-    failure: list[BaseException] = []
+    updates: queue.Queue = queue.Queue()
+    outcome: dict = {}
 
-    def fit():
+    def work():
         try:
-            trainer.fit()
-        except BaseException as error:  # logged here, reported to the visitor in plain words below
+            outcome["trained"] = run.train(
+                record, text, run_dir, device, fit_batch_to_text=True, on_progress=updates.put,
+                should_stop=lambda: (run_dir / STOP_FILE).exists(), notes="Trained in the app's Train your own tab.",
+                command=f"trained in the app: {tokenizer}, {size}, {seconds:g} s")
+        except run.TrainingFailed as error:
+            outcome["error"] = f"{error}: give a longer text or more time" if isinstance(error, run.NothingToKeep) \
+                else str(error)
+        except BaseException as error:  # logged here, told to the visitor in plain words
             log.error("a visitor's training failed: %s: %s", type(error).__name__, error)
-            failure.append(error)
+            outcome["error"] = "the training failed on the server: try again, or with another text"
+        finally:
+            updates.put(None)
 
-    worker = threading.Thread(target=fit, name=f"train-{run_dir.name[:12]}", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(1.0)
-        yield progress(trainer, "training")
-    if failure:
-        yield {"status": "failed", "error": "the training failed on the server: try again, or with another text"}
+    threading.Thread(target=work, name=f"train-{run_dir.name[:12]}", daemon=True).start()
+    latest, pending, shown_at = {}, None, 0.0
+    while True:
+        try:
+            update = updates.get(timeout=0.5)
+        except queue.Empty:
+            update = {}
+        if update is None:
+            break
+        if update.get("status") == "starting":
+            continue
+        if update:
+            latest = update
+        if update.get("status") == "training":
+            pending = update
+        elif update:
+            pending = None
+            shown_at = time.monotonic()
+            yield update
+        if pending is not None and time.monotonic() - shown_at >= 1.0:
+            shown_at = time.monotonic()
+            yield pending
+            pending = None
+    if "error" in outcome:
+        yield {"status": "failed", "error": outcome["error"]}
         return
-    if not (run_dir / "best").is_dir():
-        yield {"status": "failed", "error": "training stopped before any step: nothing to keep"}
-        return
-    yield progress(trainer, "writing the model folder")
-    folder = publish.finalize(run_dir, record, data, config, notes="Trained in the app's Train your own tab.",
-                              command=f"trained in the app: {tokenizer}, {size}, {seconds:g} s")
-    kept = read_json(folder / METRICS_FILE, {}).get("final", {})
+    trained, figures = outcome["trained"], outcome["trained"].metrics.get("final", {})
     # The last update gives the kept (best) model's figures, not the last step's.
-    yield {**progress(trainer, "done"), "folder": str(folder), "parameters": model.num_parameters(),
-           "vocab_size": data.tokenizer.vocab_size, "val_loss": kept.get("val_float", {}).get("loss"),
-           "val_loss_int8": kept.get("val_int8", {}).get("loss")}
-
-
-def progress(trainer, status: str) -> dict:
-    last = trainer.curve[-1] if trainer.curve else {}
-    history = trainer.history[-1] if trainer.history else {}
-    train_loss = trainer.epoch_loss_sum / trainer.epoch_windows if trainer.epoch_windows else history.get("train_loss")
-    return {"status": status, "step": trainer.steps, "epoch": trainer.epoch + 1,
-            "train_loss": train_loss, "val_loss": history.get("val_loss", last.get("val_loss")),
-            "tokens_per_s": last.get("tokens_per_s"), "elapsed_s": trainer.elapsed,
-            # The live plot: quick points along the way, and each (part of an) epoch's full validation.
-            "curve": sorted([dict(p) for p in trainer.curve] + [
-                {"elapsed_s": h["elapsed_s"], "train_loss": h["train_loss"], "val_loss": h["val_loss"]}
-                for h in trainer.history], key=lambda p: p["elapsed_s"]),
-            "stopped": trainer.stopped}
+    yield {**latest, "status": "done", "folder": str(trained.folder), "parameters": trained.parameters,
+           "vocab_size": trained.vocab_size, "val_loss": figures.get("val_float", {}).get("loss"),
+           "val_loss_int8": figures.get("val_int8", {}).get("loss")}
 
 
 TextSource = Union[str, Callable[[], str]]  # the text, or a function that reads it (a Hub dataset) in the turn
@@ -284,8 +279,8 @@ class Studio:
             yield {**update, "done": update["status"] == "failed"}
         if last.get("status") != "done":
             return
-        shutil.rmtree(run_dir / "best", ignore_errors=True)  # only the model folder is kept
-        (run_dir / "last.pt").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / BEST_FOLDER, ignore_errors=True)  # only the model folder is kept
+        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         folder = Path(last.pop("folder"))
         served = self.load(str(folder)) if self.load else None
         self.evict(room_for=1)

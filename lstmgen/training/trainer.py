@@ -75,8 +75,10 @@ def save_model_folder(model, tokenizer, folder: Path) -> None:
 
 class Trainer:
     def __init__(self, model, train_ids, val_ids, out_dir: str | Path, config: TrainConfig, tokenizer=None,
-                 on_step: Callable[[int], None] | None = None, should_stop: Callable[[], bool] | None = None):
-        self.config, self.tokenizer, self.on_step, self.should_stop = config, tokenizer, on_step, should_stop
+                 on_progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None):
+        """`on_progress(self.progress())` is called after every step and every validation: the caller's view of
+        the run (nobody reads the trainer's counters from outside); `should_stop()` is asked after every step."""
+        self.config, self.tokenizer, self.on_progress, self.should_stop = config, tokenizer, on_progress, should_stop
         self.out_dir = Path(out_dir)
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -249,8 +251,8 @@ class Trainer:
                 self.curve_noted_at = self.elapsed
                 self.note_curve(self.epoch_loss_sum / self.epoch_windows, tokens / max(now - started, 1e-9))
                 previous = now = time.time()  # the quick validation is not training time
-            if self.on_step:
-                self.on_step(self.steps)
+            if self.on_progress:
+                self.on_progress(self.progress())
             due = (cfg.checkpoint_every_steps and self.steps % cfg.checkpoint_every_steps == 0) or (
                 now - last_checkpoint >= cfg.checkpoint_every_s)
             stop = self.must_stop()
@@ -279,6 +281,8 @@ class Trainer:
             "amp_bf16": self.amp, "averaged_weights": self.averaged is not None,
         }
         self.history.append(record)
+        if self.on_progress:
+            self.on_progress(self.progress())
         if val.loss < self.best_val:
             self.best_val, self.bad_epochs = val.loss, 0
             if self.is_main:
@@ -290,6 +294,19 @@ class Trainer:
             tqdm.write(f"epoch {epoch}: train {train_loss:.4f}  val {val.loss:.4f}  ppl {val.perplexity:.2f}  "
                        f"lr {record['lr']:.2e}  {tokens_per_s:.0f} tok/s")
         return val
+
+    def progress(self) -> dict:
+        """Where the run is: its step, epoch (1-based, the one in progress), training and validation losses, speed,
+        training seconds, and the curve (quick points and each validation, in time order)."""
+        last = self.curve[-1] if self.curve else {}
+        history = self.history[-1] if self.history else {}
+        train_loss = self.epoch_loss_sum / self.epoch_windows if self.epoch_windows else history.get("train_loss")
+        return {"step": self.steps, "epoch": self.epoch + 1, "train_loss": train_loss,
+                "val_loss": history.get("val_loss", last.get("val_loss")), "tokens_per_s": last.get("tokens_per_s"),
+                "elapsed_s": self.elapsed, "stopped": self.stopped,
+                "curve": sorted([dict(p) for p in self.curve] + [
+                    {"elapsed_s": h["elapsed_s"], "train_loss": h["train_loss"], "val_loss": h["val_loss"]}
+                    for h in self.history], key=lambda p: p["elapsed_s"])}
 
     def fit(self) -> list[dict]:
         """Train until the epochs, the patience, the time budget or should_stop() run out; keep the best model."""
