@@ -5,7 +5,7 @@
 Paths measured, each generating the same number of tokens from a short prompt (temperature 1):
 - float default / float torch / int8 torch: PyTorch's own kernels, the traced lstm_cell step, and
   torch's dynamic int8 copy (torch.ao quantize_dynamic): the engines lstmgen used before issue 18;
-- float / int8: lstmgen's engine, the step graphs on ONNX Runtime (lstmgen/ort_engine.py), what the app,
+- float / int8: lstmgen's engine, the step graphs on ONNX Runtime (lstmgen/engine/ort.py), what the app,
   the API and `python -m lstmgen generate` run;
 - naive re-feed: no state carried, the whole growing sequence re-fed every step (as several earlier
   projects do).

@@ -9,7 +9,7 @@ turns: each round runs every engine for `--steps` greedy steps carrying its stat
 slows all sides alike; ratios are per round, reported as median [min–max].
 
 Engines:
-- lstmgen int8 / lstmgen float: our engine (lstmgen/ort_engine.py), the step graph lstmgen/export.py
+- lstmgen int8 / lstmgen float: our engine (lstmgen/engine/ort.py), the step graph lstmgen/engine/graph.py
   writes, on ONNX Runtime: what the app generates with;
 - lstmgen int8 / float before: PyTorch's dynamic int8 copy (torch.ao quantize_dynamic) and the
   traced float step, the engines before issue 18;

@@ -1,10 +1,8 @@
-"""Resolve a model: an explicit local folder, else the Hugging Face Hub, else the weights bundled
-with the package. Safetensors only, and never a long wait.
+"""The Hugging Face Hub both ways: resolve a model (local folder, Hub, bundled weights) and push one.
 
-huggingface_hub's own time-outs (HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT) bound only the first
-request: measured here, a failing DNS costs ~23 s of retries, and an endpoint that accepts connections
-but never answers kept hf_hub_download busy for 396 s (snapshot_download did not return at all). So
-the download runs in a daemon thread and we stop waiting at a deadline.
+Resolving reads safetensors only and never waits long: huggingface_hub's own time-outs bound only its first
+request, so the download runs in a daemon thread and we stop waiting at a deadline (LSTMGEN_HUB_TIMEOUT).
+Pushing goes to the account of the token given (a visitor's own sign-in in the app), in plain-words errors.
 """
 
 from __future__ import annotations

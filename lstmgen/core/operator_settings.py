@@ -68,10 +68,14 @@ DECLARATIONS = (OperatorSettings, TrainingLimits)  # what --help and docs/deploy
 
 def variable(cls, name: str) -> str:
     """The environment variable of one declared setting, for messages: variable(OperatorSettings, "data")."""
-    return next(v for v, _, _ in _declared(cls) if v == cls.__dataclass_fields__[name].metadata["env"])
+    return cls.__dataclass_fields__[name].metadata["env"]
 
 
-def _declared(cls):
+def environment_help() -> str:
+    """The variables, one a line with its default: the epilog of `python app.py --help` and train_space.py's."""
     from .settings import environment_variables
 
-    return environment_variables(cls)
+    lines = ["environment variables (lstmgen/core/operator_settings.py):"]
+    for cls in DECLARATIONS:
+        lines += [f"  {name}  {help} (default {default!r})" for name, default, help in environment_variables(cls)]
+    return "\n".join(lines)

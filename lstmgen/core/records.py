@@ -1,7 +1,7 @@
-"""What a model *is*: one record each, read by the app, the service, the trainer, the model card,
-the benchmark and the tests. Adding a model is one record here plus its weights folder.
+"""What a model *is*: one record each, read by the app, the service, the trainer, the card and the tests.
 
-The shipped splits are the comparison contract with the projects we measure against, so they are fixed:
+Adding a model is one record here plus its weights folder. The shipped splits are the comparison contract
+with the projects we measure against, so they are fixed:
 - Shakespeare: the first 90% of tinyshakespeare.txt's characters train, the last 10% validate;
 - Harry Potter: books 1-7 in order, basic_english tokens, 70% / 15% / 15% train / val / test,
   vocabulary = tokens seen at least 3 times in the whole list, plus <unk> and <eos>.

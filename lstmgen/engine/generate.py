@@ -1,6 +1,6 @@
-"""Generation. The prompt goes through the network once; after that each new token costs one LSTM
-step, because the hidden state is carried from step to step. Data flows one way:
-text -> tokenizer -> model -> sampler (sampling.py) -> text."""
+"""Generation: the prompt through the network once, then one LSTM step per new token, the state carried.
+
+Data flows one way: text -> tokenizer -> model -> sampler (core/sampling.py) -> text."""
 
 from __future__ import annotations
 

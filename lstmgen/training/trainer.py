@@ -1,6 +1,7 @@
-"""Training: truncated BPTT with the state carried, AdamW, clipping, a plateau schedule,
-early stopping, bf16 autocast, tqdm, per-epoch metrics in JSON, and atomic checkpoints
-that let a killed run resume where it stopped. Works alone or under torchrun (DDP)."""
+"""The trainer: truncated BPTT with the state carried, checkpoints that resume, the best model kept.
+
+AdamW, clipping, plateau, cosine or time-budget schedules, early stopping, weight averaging, bf16 autocast,
+tqdm, per-epoch metrics in JSON and atomic checkpoints. Works alone or under torchrun (DDP)."""
 
 from __future__ import annotations
 
