@@ -3,7 +3,7 @@
     python -m lstmgen generate --model char-shakespeare --prompt "ROMEO:" --temperature 0.8 --length 300 [--int8] [--seed N]
     python -m lstmgen evaluate --model char-shakespeare --split val [--int8] [--data DIR]
     python -m lstmgen export --onnx char-shakespeare out/ [--weights float,int8]   (one stateful step, ONNX)
-    python -m lstmgen cells --model char [--no-hub] [--all]   (the cells that track text features best)
+    python -m lstmgen cells --model char [--no-hub] [--all] [--recompute] [--write] [--data DIR]   (the best cells)
 
 --model takes a preset, a Hub repo id or a local folder (local folder, else Hub, else bundled weights).
 """
@@ -118,14 +118,47 @@ def export_command(argv) -> int:
     return 0
 
 
+def cells_command(argv) -> int:
+    """`python -m lstmgen cells --model MODEL`: the cells that track text features best (lstmgen.inside), read
+    from the model's cells.json or measured on its held-out text; `--write` stores cells.json."""
+    from .core.evaluate import HELD_OUT_SLICE_TOKENS
+    from .inside import TOP, held_out_ids, held_out_source, load_cells, table, write_cells_json
+
+    parser = argparse.ArgumentParser(prog="python -m lstmgen cells",
+                                     description="the cells that track text features best, per feature")
+    parser.add_argument("--model", required=True, help="preset, Hub repo id or local folder")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    parser.add_argument("--no-hub", action="store_true", help="skip the Hub: local folder or bundled weights")
+    parser.add_argument("--data", help="folder holding the preset's corpus (where cells.json must be computed)")
+    parser.add_argument("--all", action="store_true", help=f"show the best {TOP} cells per feature, not only the first")
+    parser.add_argument("--recompute", action="store_true", help="ignore cells.json and measure now")
+    parser.add_argument("--write", action="store_true",
+                        help="measure on the held-out text and store cells.json in the model's folder")
+    args = parser.parse_args(argv)
+    with contextlib.redirect_stdout(sys.stderr):  # from_pretrained prints to stdout
+        loaded = resolve(args.model, revision=args.revision, use_hub=not args.no_hub)
+    print(f"# {loaded.source}", file=sys.stderr)
+    record = find(loaded.preset or args.model)
+    if args.write:
+        ids = held_out_ids(record, loaded.tokenizer, args.data) if record is not None else None
+        if not ids:
+            print("error: --write needs the preset's corpus (--data DIR) giving this model's tokenizer",
+                  file=sys.stderr)
+            return 2
+        path = write_cells_json(loaded.folder, loaded.model, loaded.tokenizer, ids, held_out_source(len(ids)))
+        print(f"# wrote {path}", file=sys.stderr)
+    folder = None if args.recompute else loaded.folder
+    cells = load_cells(folder, loaded.model, loaded.tokenizer, record, args.data, max_tokens=HELD_OUT_SLICE_TOKENS)
+    print(table(cells, TOP if args.all else 1))
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["export"]:
         return export_command(argv[1:])
     if argv[:1] == ["cells"]:
-        from .inside.cells import main as cells_main
-
-        return cells_main(argv[1:])
+        return cells_command(argv[1:])
     args = parse_args(argv)
     # Checked before loading anything, with the limits the app uses.
     sampling = checked(SamplingConfig, **given(args, SamplingConfig)) if args.command == "generate" else None

@@ -1,4 +1,4 @@
-"""lstmgen.inside.cells: what the LSTM's cells track, and scoring a text of one's own.
+"""lstmgen.inside: what the LSTM's cells track; and lstmgen.core.evaluate.score_text, scoring a text of one's own.
 
 Every feature is a number per token: the state of the text after that token is read."""
 
@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from lstmgen.inside import cells
-from lstmgen.core.evaluate import evaluate
+from lstmgen import inside
+from lstmgen.core.evaluate import evaluate, score_text
 from lstmgen.core.model import LSTMLanguageModel
 from lstmgen.core.tokenizers import CharTokenizer, WordTokenizer
 
 
 def char_features(text: str) -> dict[str, list[float]]:
     tokenizer = CharTokenizer.build(text)
-    return {k: v.tolist() for k, v in cells.features(tokenizer, tokenizer.encode(text).ids).items()}
+    return {k: v.tolist() for k, v in inside.token_features(tokenizer, tokenizer.encode(text).ids).items()}
 
 
 # --------------------------------------------------------------------------- features on hand-written text
@@ -54,12 +54,12 @@ def test_a_blank_line_closes_an_open_quote():
 
 def test_a_token_that_adds_no_text_keeps_the_state_before_it():
     # A subword token ending inside a UTF-8 character adds nothing until the character is complete.
-    assert cells.text_features(["ab", "", "\n"], "char")["line_position"].tolist() == [2, 2, 0]
+    assert inside.text_features(["ab", "", "\n"], "char")["line_position"].tolist() == [2, 2, 0]
 
 
 def test_word_features_sentence_position_quotes_and_sentence_end():
     texts = ["“Hello", " Harry", ".”", " he", " said", "."]
-    values = {k: v.tolist() for k, v in cells.text_features(texts, "word").items()}
+    values = {k: v.tolist() for k, v in inside.text_features(texts, "word").items()}
     assert values["sentence_position"] == [1, 2, 0, 1, 2, 0]
     assert values["sentence_end"] == [0, 0, 1, 0, 0, 1]
     assert values["in_quotes"] == [1, 1, 0, 0, 0, 0]
@@ -67,25 +67,34 @@ def test_word_features_sentence_position_quotes_and_sentence_end():
 
 def test_subword_tokens_of_spaces_only_keep_the_sentence_state():
     texts = ["ROM", "EO", ":", " Hi", ".", "\n", "Go", ' "', "now", '"', "!"]
-    values = {k: v.tolist() for k, v in cells.text_features(texts, "subword").items()}
+    values = {k: v.tolist() for k, v in inside.text_features(texts, "subword").items()}
     assert values["sentence_position"] == [1, 2, 3, 4, 0, 0, 1, 2, 3, 4, 0]
     assert values["sentence_end"] == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1]
     assert values["in_quotes"] == [0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0]
 
 
+def test_sentence_ends_follow_the_word_detokenizers_rule():
+    """One rule (lstmgen.core.english.Sentences): "Mr." and an ellipsis that trails off end no sentence, nor
+    does a closing quote after "?" ("said" follows in lower case)."""
+    texts = ["He", " saw", " Mr", ".", " Weasley", ".", " “Really", "?”", " said", " Ron", ".", " “Yes", "...", "”"]
+    values = {k: v.tolist() for k, v in inside.text_features(texts, "word").items()}
+    assert values["sentence_end"] == [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0]
+    assert values["sentence_position"] == [1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 0, 1, 2, 3]
+
+
 def test_features_of_a_word_tokenizer_come_from_its_decoded_text():
     words = ["“harry", "smiled", ".", "”", "he", "left", "."]
     tokenizer = WordTokenizer.build(words, min_freq=1)
-    values = cells.features(tokenizer, tokenizer.encode_words(words).ids)
+    values = inside.token_features(tokenizer, tokenizer.encode_words(words).ids)
     assert values["sentence_end"].tolist() == [0, 0, 1, 1, 0, 0, 1]
     assert values["in_quotes"].tolist() == [1, 1, 1, 0, 0, 0, 0]
-    assert set(values) == {f.name for f in cells.features_for("word")}
+    assert set(values) == {f.name for f in inside.features_for("word")}
 
 
 def test_the_one_table_says_which_features_each_tokenizer_gets():
-    assert [f.name for f in cells.features_for("char")] == [
+    assert [f.name for f in inside.features_for("char")] == [
         "line_position", "in_quotes", "in_brackets", "speaker_line", "next_capital", "in_word"]
-    assert [f.name for f in cells.features_for("subword")] == ["in_quotes", "sentence_position", "sentence_end"]
+    assert [f.name for f in inside.features_for("subword")] == ["in_quotes", "sentence_position", "sentence_end"]
 
 
 # --------------------------------------------------------------------------- cell states
@@ -103,7 +112,7 @@ def small_model(vocab_size: int, layers: int = 2, hidden: int = 16, seed: int = 
 def test_states_equal_nn_lstm_forward_after_every_token():
     model = small_model(10, layers=2)
     ids = torch.randint(0, 10, (30,), generator=torch.Generator().manual_seed(1))
-    got = cells.states(model, ids)
+    got = inside.cell_states(model, ids)
     assert got["c"].shape == got["h"].shape == (2, 30, 16)
     with torch.no_grad():
         x = model.embedding(ids[None])
@@ -120,11 +129,11 @@ def test_int8_states_follow_the_float_states():
 
     model = small_model(12, layers=2, hidden=32)
     ids = list(torch.randint(0, 12, (200,), generator=torch.Generator().manual_seed(2)))
-    float_states = cells.states(model, ids)
-    int8_states = cells.states(OrtModel(model, "int8"), ids)
+    float_states = inside.cell_states(model, ids)
+    int8_states = inside.cell_states(OrtModel(model, "int8"), ids)
     for k in "ch":
         difference = np.abs(int8_states[k] - float_states[k]) / (1 + np.abs(float_states[k]))
-        assert difference.max() < cells.INT8_STATE_TOLERANCE
+        assert difference.max() < inside.INT8_STATE_TOLERANCE
 
 
 def exported_int8_steps(model, ids):
@@ -156,12 +165,12 @@ def test_int8_states_and_scores_are_the_int8_copys_own():
     int8 = OrtModel(model, "int8", probabilities=True)  # as the app builds it
     ids = tokenizer.encode(SCORED).ids
     logits, h, c = exported_int8_steps(model, ids)
-    got = cells.states(int8, ids)
+    got = inside.cell_states(int8, ids)
     np.testing.assert_allclose(got["h"], h, atol=1e-5)
     np.testing.assert_allclose(got["c"], c, atol=1e-5)
     log_probs = torch.log_softmax(torch.from_numpy(logits[:-1]).double(), -1)
     nats = -log_probs[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
-    result = cells.score(int8, tokenizer, SCORED)
+    result = score_text(int8, tokenizer, SCORED)
     assert result.total_nats == pytest.approx(float(nats.sum()), abs=1e-3)
     assert result.probabilities[1:] == pytest.approx(torch.exp(-nats).tolist(), abs=1e-5)
 
@@ -193,14 +202,14 @@ def test_a_cell_that_counts_characters_since_the_line_began_is_ranked_first():
     tokenizer = CharTokenizer.build(text)
     model = counting_model(tokenizer)
     ids = tokenizer.encode(text).ids
-    c = cells.states(model, ids)["c"][0, :, 0]
-    np.testing.assert_allclose(c, math.tanh(0.1) * cells.features(tokenizer, ids)["line_position"], atol=1e-4)
-    rows = [r for r in cells.cell_features(model, tokenizer, ids) if r["feature"] == "line_position"]
+    c = inside.cell_states(model, ids)["c"][0, :, 0]
+    np.testing.assert_allclose(c, math.tanh(0.1) * inside.token_features(tokenizer, ids)["line_position"], atol=1e-4)
+    rows = [r for r in inside.rank_cells(model, tokenizer, ids) if r["feature"] == "line_position"]
     best = rows[0]
     assert (best["layer"], best["cell"], best["state"]) == (1, 1, "c")  # numbered from 1
     assert best["r"] > 0.9
     assert best["sentence"] == f"cell 1 of layer 1 counts characters since the line began (r = {best['r']:.2f})"
-    assert len(rows) == cells.TOP
+    assert len(rows) == inside.TOP
 
 
 def test_cells_json_is_kept_beside_the_weights_and_dropped_when_they_change(tmp_path):
@@ -209,24 +218,24 @@ def test_cells_json_is_kept_beside_the_weights_and_dropped_when_they_change(tmp_
     model = counting_model(tokenizer)
     model.save_pretrained(tmp_path)
     ids = tokenizer.encode(text).ids
-    path = cells.write_cells_json(tmp_path, model, tokenizer, ids, source="a test text")
-    stored = cells.read_cells_json(tmp_path)
+    path = inside.write_cells_json(tmp_path, model, tokenizer, ids, source="a test text")
+    stored = inside.read_cells_json(tmp_path)
     assert path.name == "cells.json" and stored["source"] == "a test text" and stored["tokens"] == len(ids)
-    assert cells.load_cells(tmp_path, model, tokenizer) == stored  # read, not recomputed
+    assert inside.load_cells(tmp_path, model, tokenizer) == stored  # read, not recomputed
     assert "in_quotes" in stored["constant"]  # never varies here: not ranked
     with torch.no_grad():
         model.lstm.bias_ih_l0[0] = 1.0
     model.save_pretrained(tmp_path)
-    assert cells.read_cells_json(tmp_path) is None  # other weights: the file is not believed
+    assert inside.read_cells_json(tmp_path) is None  # other weights: the file is not believed
 
 
 def test_without_held_out_text_the_cells_are_measured_on_text_the_model_samples():
     tokenizer = CharTokenizer.build("ab \n")
     model = counting_model(tokenizer)  # its output layer is all zeros: every character is equally likely
-    sampled = cells.sampled_states(model, tokenizer, length=300)
-    again = cells.states(model, tokenizer.encode("\n").ids + sampled["ids"])  # the start id, then the sampled ids
+    sampled = inside.sampled_states(model, tokenizer, length=300)
+    again = inside.cell_states(model, tokenizer.encode("\n").ids + sampled["ids"])  # the start id, then the sampled ids
     np.testing.assert_allclose(sampled["c"], again["c"][:, 1:], atol=1e-6)
-    measured = cells.load_cells(None, model, tokenizer, max_tokens=300)
+    measured = inside.load_cells(None, model, tokenizer, max_tokens=300)
     assert measured["source"].startswith("300 tokens the model sampled itself")
     best = measured["rows"][0]
     assert (best["feature"], best["layer"], best["cell"], best["state"]) == ("line_position", 1, 1, "c")
@@ -241,7 +250,7 @@ SCORED = ("ROMEO:\nBut soft, what light through yonder window breaks?\n" * 12)  
 def test_score_total_loss_equals_evaluate_on_one_stream():
     tokenizer = CharTokenizer.build(SCORED)
     model = small_model(tokenizer.vocab_size)
-    result = cells.score(model, tokenizer, SCORED)
+    result = score_text(model, tokenizer, SCORED)
     ids = tokenizer.encode(SCORED).ids
     reference = evaluate(model, ids, batch_size=1, seq_len=256, num_chars=len(SCORED))
     assert result.total_nats == pytest.approx(reference.total_nats, abs=1e-4)
@@ -255,7 +264,7 @@ def test_score_total_loss_equals_evaluate_on_one_stream():
 def test_score_from_the_start_id_predicts_every_token():
     tokenizer = CharTokenizer.build(SCORED)
     model = small_model(tokenizer.vocab_size)
-    result = cells.score(model, tokenizer, SCORED, from_start=True)
+    result = score_text(model, tokenizer, SCORED, from_start=True)
     assert result.tokens == len(SCORED) and None not in result.probabilities
 
 
@@ -264,7 +273,7 @@ def test_score_compares_with_the_held_out_figure():
     model = small_model(tokenizer.vocab_size)  # an untrained model: far worse than any held-out figure
     metrics = {"kind": "char", "record": {"corpus": "tiny_shakespeare"},
                "final": {"val_float": {"loss": 1.0, "perplexity": 2.7, "bits_per_char": 1.5}}}
-    result = cells.score(model, tokenizer, SCORED, metrics)
+    result = score_text(model, tokenizer, SCORED, metrics)
     assert result.comparison == (f"your text is {result.bits_per_char:.2f} bits per character: "
                                  "less Shakespeare-like than the plays' held-out part, 1.50")
 
@@ -277,9 +286,9 @@ def test_shipped_models_have_their_best_cells_stored(name):
     from lstmgen.core.records import find
 
     folder = find(name).bundled_folder
-    stored = cells.read_cells_json(folder)
+    stored = inside.read_cells_json(folder)
     assert stored is not None, f"{folder}/cells.json is missing or stale: python -m lstmgen cells --model {name} --write"
-    kinds = {f.name for f in cells.features_for(stored["kind"])}
+    kinds = {f.name for f in inside.features_for(stored["kind"])}
     assert {r["feature"] for r in stored["rows"]} | set(stored["constant"]) == kinds
 
 
@@ -301,9 +310,9 @@ def test_the_shipped_char_models_stored_correlations_are_the_cells_own(tmp_path)
 
     record = find("char-shakespeare")
     loaded = resolve(record, use_hub=False)
-    stored = cells.read_cells_json(record.bundled_folder)
-    ids = cells.held_out_ids(record, loaded.tokenizer, max_tokens=stored["tokens"])
-    values = cells.features(loaded.tokenizer, ids)
+    stored = inside.read_cells_json(record.bundled_folder)
+    ids = inside.held_out_ids(record, loaded.tokenizer, max_tokens=stored["tokens"])
+    values = inside.token_features(loaded.tokenizer, ids)
     with torch.inference_mode():  # layer by layer, keeping every step
         x = loaded.model.embedding(torch.tensor([ids]))
         hs, cs = [], []

@@ -9,8 +9,8 @@ from conftest import corpus_or_skip
 from lstmgen.core.data import cut
 from lstmgen.core.files import PRETRAINED_DIR
 from lstmgen.core.records import PRESETS
-from lstmgen.core.tokenizers import (
-    CharTokenizer, SubwordTokenizer, WordTokenizer, basic_english, basic_english_cased, casing_table, load_tokenizer)
+from lstmgen.core.english import basic_english, basic_english_cased, casing_table
+from lstmgen.core.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer, load_tokenizer
 
 
 # The first case is torchtext's documented example; the others exercise each of its rules.

@@ -471,7 +471,7 @@ def test_resuming_from_a_damaged_checkpoint_names_it_and_keeps_it(trained, corpu
 
 def test_a_new_model_from_the_command_line_learns_as_the_apps_train_your_own_does(tmp_path):
     """`train_space.py --tokenizer char --data FILE` (no preset) trains with the app's recipe for new models
-    (lstmgen/records.py): on the same 20 KB text, in the same 15-second budget, on one torch thread each,
+    (lstmgen/core/records.py): on the same 20 KB text, in the same 15-second budget, on one torch thread each,
     its validation loss is the Train your own tab's within 0.05 (it was 3.43 against 1.86 at 60 s)."""
     from lstmgen.serve import studio
 

@@ -3,18 +3,20 @@
 Every tokenizer turns text into model ids and back, knows its vocabulary size, its
 special ids and the id generation starts from, and saves a JSON-able state next to
 the weights (`tokenizer.json`), so a checkpoint always carries its own tokenizer.
+The word tokenizer's English (its words, sentence ends and casing) is lstmgen.core.english.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
-import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .english import (  # basic_english_cased too: lstmgen.core.records imports it from here
+    EOS, OPENING, Sentences, basic_english, basic_english_cased, capitalize_first, casing_table, closes, split_opening)
 from .files import GPT2_RANKS_FILE, TOKENIZER_FILE
 
 # GPT-2's pre-tokenizer pattern and end-of-text id, as tiktoken's "gpt2" encoding defines them.
@@ -80,6 +82,15 @@ class Detokenizer:
         return ""
 
 
+def token_texts(tokenizer: Tokenizer, ids) -> list[str]:
+    """The text each token adds to the decoded text, the last with what the detokenizer held back."""
+    detokenizer = tokenizer.detokenizer()
+    texts = [detokenizer(int(i)) for i in ids]
+    if texts:
+        texts[-1] += detokenizer.flush()
+    return texts
+
+
 # --------------------------------------------------------------------------- character
 
 
@@ -135,170 +146,6 @@ class CharTokenizer(Tokenizer):
 
 # --------------------------------------------------------------------------- word
 
-# torchtext's `basic_english`, line for line (torchtext does not install with torch 2.13).
-_BASIC_ENGLISH = [
-    (re.compile(r"\'"), " '  "),
-    (re.compile(r"\""), ""),
-    (re.compile(r"\."), " . "),
-    (re.compile(r"<br \/>"), " "),
-    (re.compile(r","), " , "),
-    (re.compile(r"\("), " ( "),
-    (re.compile(r"\)"), " ) "),
-    (re.compile(r"\!"), " ! "),
-    (re.compile(r"\?"), " ? "),
-    (re.compile(r"\;"), " "),
-    (re.compile(r"\:"), " "),
-    (re.compile(r"\s+"), " "),
-]
-
-
-def basic_english(line: str) -> list[str]:
-    """Lower-case, split off . , ( ) ! ? and ', drop " ; : — exactly torchtext's basic_english."""
-    line = line.lower()
-    for pattern, replacement in _BASIC_ENGLISH:
-        line = pattern.sub(replacement, line)
-    return line.split()
-
-
-# The same rules on text that is not lower-cased ("<BR />" is a break too).
-_BASIC_ENGLISH_CASED = [(re.compile(p.pattern, re.IGNORECASE), r) for p, r in _BASIC_ENGLISH]
-
-
-def basic_english_cased(line: str) -> list[str]:
-    """basic_english's tokens as the text spells them: the same split, one for one, not lower-cased
-    (what a word tokenizer's casing table is counted from)."""
-    for pattern, replacement in _BASIC_ENGLISH_CASED:
-        line = pattern.sub(replacement, line)
-    return line.split()
-
-
-# How decoded words are joined. A token made only of closing marks (". , ! ? ; : ) ' ” ’", e.g. "”" or "’”")
-# joins the word before it; a token ending in an opening mark ("(", "“", "‘", "'") joins the word after it.
-# Curly quotes are mostly part of word tokens already ("“i", "harry’s"); straight "'" joins both sides
-# ("don ' t" -> "don't"), as basic_english splits every one off.
-_CLOSING = frozenset(".,!?;:)'”’")
-_OPENING = frozenset("(“‘'")
-# Where a new sentence starts (see _Sentences): after these a capital letter follows.
-_SENTENCE_ENDS = frozenset(".!?")
-# "mr ." is "Mr." inside a sentence, not its end.
-ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "prof", "jr", "sr", "mt", "messrs", "mme", "mlle"})
-
-
-def _closes(token: str) -> bool:
-    return all(c in _CLOSING for c in token)
-
-
-def _has_alnum(token: str) -> bool:
-    return any(c.isalnum() for c in token)
-
-
-def _split_opening(token: str) -> tuple[str, str]:
-    """An opening mark glued to a word, and the word: "“i" -> ("“", "i"), "“—" -> ("“—", "")."""
-    core = token.lstrip("“‘(—")
-    return token[: len(token) - len(core)], core
-
-
-class _Sentences:
-    """Follows a stream of basic_english tokens and says which words start a sentence.
-
-    A sentence starts at the beginning, after <eos>, after . ! ? (not after "mr ." nor after an ellipsis
-    ". . .", which mostly trails off inside a sentence in the books; ". . . ." is an ellipsis and a period),
-    after a closing quote that ends a sentence ('.”', and '—”', an interrupted line whose answer starts a
-    new paragraph; not '?”' or '!”', which "said harry" mostly follows), and at an opening quote that
-    starts a line of dialogue (after a closing quote, a sentence end or "(": not after "," or a word, where
-    the quote mostly continues a sentence: "“well ,” said harry , “we ...").
-    With the casing table of the Harry Potter books' training part, these rules restore the casing of
-    98.3% of the words of that part and 97.7% of the held-out test part (tests/test_tokenizers.py).
-    """
-
-    def __init__(self):
-        self.start = True
-        self.previous: str | None = None
-        self.dots = 0  # full stops in a row
-
-    def step(self, token: str) -> bool:
-        """Whether `token` (lower-case) is a word that starts a sentence; then move past it."""
-        previous, starts = self.previous, False
-        if token == WordTokenizer.EOS:
-            self.start = True
-        elif token == ".":
-            # "mr ." goes on; ". . ." mostly trails off inside a sentence, ". . . ." (and a period) ends one.
-            self.dots = self.dots + 1 if previous == "." else 1
-            self.start = self.dots >= 4 if self.dots > 1 else previous not in ABBREVIATIONS
-        elif token in _SENTENCE_ENDS:
-            self.start = True
-        elif token in (",", ";", ":"):
-            self.start = False
-        elif _closes(token):
-            if token.endswith("”"):  # a double quote closes; after '?”' and '!”' the sentence mostly goes on
-                self.start = self.start and previous not in ("!", "?")
-        elif token.endswith("”") and not _has_alnum(token):  # "—”": an interrupted line
-            self.start = True
-        else:
-            prefix, core = _split_opening(token)
-            if prefix[:1] in ("“", "‘") and previous is not None and not _has_alnum(previous) and (
-                    previous[-1] in "”’(" or previous in _SENTENCE_ENDS):
-                self.start = True  # an opening quote after a closing one: a new line of dialogue
-            if "—" in prefix or token.startswith("—"):
-                self.start = False  # a dash goes on with the sentence: "“— and the locket"
-            elif _has_alnum(core):
-                starts, self.start = self.start, False
-        self.previous = token
-        return starts
-
-
-def capitalize_first(word: str) -> str:
-    """The word with its first letter upper-cased, if no digit or letter comes before it: "“i" -> "“I"."""
-    for i, c in enumerate(word):
-        if c.isalpha():
-            return word[:i] + c.upper() + word[i + 1:]
-        if c.isdigit():
-            break
-    return word
-
-
-def _shouted(token: str) -> bool:
-    """A word in capitals, as headings and shouts write them: "CHAPTER", "STINKS" (not "I" or "A")."""
-    return token.isupper() and sum(c.isalpha() for c in token) > 1
-
-
-def casing_table(cased_tokens: list[str], words=None) -> dict[str, str]:
-    """Each word's most common spelling inside sentences (where no capital is due to a sentence start),
-    counted from basic_english_cased tokens of the original text: {"harry": "Harry", "i": "I", ...}.
-
-    A word only ever seen at sentence starts takes its most common spelling there. Capitals next to
-    capitals ("CHAPTER ONE", "POTTER STINKS") are headings or shouts and are not counted; a word in
-    capitals on its own ("BBC", "OUCH") is. Opening marks are counted apart: "“harry" counts as "harry",
-    so the entry of a word serves every token that carries it. Only the words in `words` (all if None)
-    not spelled in lower case are kept."""
-    inside: dict[str, Counter] = {}
-    anywhere: dict[str, Counter] = {}
-    sentences = _Sentences()
-    tokens = list(cased_tokens)
-    for i, token in enumerate(tokens):
-        starts = sentences.step(token.lower())
-        core = _split_opening(token)[1]
-        if not any(c.isalpha() for c in core):
-            continue
-        neighbours = tokens[max(i - 1, 0):i] + tokens[i + 1:i + 2]
-        if _shouted(core) and any(_shouted(n) for n in neighbours):
-            continue
-        key = core.lower()
-        anywhere.setdefault(key, Counter())[core] += 1
-        if not starts:
-            inside.setdefault(key, Counter())[core] += 1
-    if words is not None:
-        keep = {_split_opening(w)[1] for w in words}
-        anywhere = {k: v for k, v in anywhere.items() if k in keep}
-    table = {}
-    for key, counts in anywhere.items():
-        counts = inside.get(key) or counts
-        # Most common first; a tie goes to lower case, then alphabetical, so the table is reproducible.
-        best = min(counts, key=lambda form: (-counts[form], form != key, form))
-        if best != key:
-            table[key] = best
-    return dict(sorted(table.items()))
-
 
 class WordTokenizer(Tokenizer):
     """basic_english words; words below the minimum frequency map to <unk> and are reported.
@@ -309,7 +156,7 @@ class WordTokenizer(Tokenizer):
     words stay lower case."""
 
     kind = "word"
-    UNK, EOS = "<unk>", "<eos>"
+    UNK, EOS = "<unk>", EOS
 
     def __init__(self, words: list[str], start_word: str = ".", casing: dict[str, str] | None = None):
         self.words = list(words)
@@ -350,7 +197,7 @@ class WordTokenizer(Tokenizer):
         """A vocabulary word as the text spells it: "“harry" -> "“Harry", "i" -> "I" (without a table: as is)."""
         if self.casing is None or word in (self.UNK, self.EOS):
             return word
-        prefix, core = _split_opening(word)
+        prefix, core = split_opening(word)
         word = prefix + self.casing.get(core, core)
         return capitalize_first(word) if starts_sentence else word
 
@@ -360,7 +207,7 @@ class WordTokenizer(Tokenizer):
         class _Detokenizer(Detokenizer):
             def __init__(self):
                 self.previous: str | None = None  # the token before, for spacing
-                self.sentences = _Sentences()  # where capitals are due
+                self.sentences = Sentences()  # where capitals are due
 
             def __call__(self, token_id: int) -> str:
                 word = words[token_id]
@@ -369,7 +216,7 @@ class WordTokenizer(Tokenizer):
                     self.previous = None
                     return "\n"
                 # A space between words; none before closing marks, none after opening ones.
-                glue = self.previous is None or _closes(word) or self.previous[-1] in _OPENING
+                glue = self.previous is None or closes(word) or self.previous[-1] in OPENING
                 self.previous = word
                 word = cased(word, starts)
                 return word if glue else " " + word

@@ -125,6 +125,23 @@ def forward_step(model, ids, h, c):
     return logits[0, -1], h, c
 
 
+def lstm_weights(lstm: torch.nn.LSTM) -> list[tuple[torch.Tensor, ...]]:
+    """Each layer's (weight_ih, weight_hh, bias_ih, bias_hh) of an nn.LSTM, as torch.lstm_cell takes them."""
+    return [tuple(getattr(lstm, f"{kind}_l{i}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            for i in range(lstm.num_layers)]
+
+
+def step_layers(x, h, c, weights) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One step up through the layers with torch.lstm_cell: input x (1, input), each layer's h[i] and c[i]
+    (1, hidden), `weights` as lstm_weights gives them -> the new per-layer h and c lists (h[-1]: the output)."""
+    hs, cs = [], []
+    for i, layer in enumerate(weights):
+        x, c_i = torch.lstm_cell(x, (h[i], c[i]), *layer)
+        hs.append(x)
+        cs.append(c_i)
+    return hs, cs
+
+
 class SingleStep(torch.nn.Module):
     """One decoding step at batch 1: (ids (1, 1), h, c) -> (next-token logits, h, c).
 
@@ -142,14 +159,8 @@ class SingleStep(torch.nn.Module):
         model = self.model
         if not self.cells:
             return forward_step(model, ids, h, c)
-        x = model.embedding(ids[0])
-        hs, cs = [], []
-        for i in range(model.num_layers):
-            weights = [getattr(model.lstm, f"{kind}_l{i}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            x, c_i = torch.lstm_cell(x, (h[i], c[i]), *weights)
-            hs.append(x)
-            cs.append(c_i)
-        return model.decoder(x)[0], torch.stack(hs), torch.stack(cs)
+        hs, cs = step_layers(model.embedding(ids[0]), h, c, lstm_weights(model.lstm))
+        return model.decoder(hs[-1])[0], torch.stack(hs), torch.stack(cs)
 
 
 _traced_steps: "weakref.WeakKeyDictionary[torch.nn.Module, torch.jit.ScriptModule]" = weakref.WeakKeyDictionary()

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..core.evaluate import HELD_OUT_SLICE_TOKENS, evaluate
-from ..inside.cells import held_out_source, write_cells_json
+from ..inside import held_out_source, write_cells_json
 from ..core.files import BEST_FOLDER, CARD_FILE, CONFIG_FILE, LOSS_CURVE_FILE, METRICS_FILE, PRETRAINED_DIR, read_json, \
     replace_folder, write_json_atomic
 from ..core.model import LSTMLanguageModel
