@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-import app
+import app as space
+from lstmgen.app import build_demo
 from lstmgen.serve import service
 from lstmgen.core.files import SHIPPED_DATA_DIR
 
@@ -47,8 +48,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from gradio_client import Client
 
-    app.prepare_runtime()
-    demo = app.build_demo(service.load_all(records=[], use_hub=False), studio_root=tempfile.mkdtemp())
+    space.prepare_runtime()
+    demo = build_demo(service.load_all(records=[], use_hub=False), studio_root=tempfile.mkdtemp())
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)

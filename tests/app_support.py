@@ -100,9 +100,9 @@ def wait_until_serving(url: str, server, timeout_s: float = 120.0) -> None:
 
 
 def launch(demo) -> str:
-    """Launch on loopback without blocking, with the app's own limits (app.launch); returns the local URL."""
-    import app
+    """Launch on loopback without blocking, with the app's own limits (lstmgen.app.launch); returns the local URL."""
+    from lstmgen.app import launch as launch_app
 
     port = free_port()
-    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    launch_app(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return f"http://127.0.0.1:{port}/"

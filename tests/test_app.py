@@ -19,6 +19,7 @@ import torch
 
 import app
 from app_support import build_model_folders, launch
+from lstmgen.app import build_demo
 from lstmgen.serve import service
 from lstmgen.core.records import RECORDS
 from lstmgen.serve.service import SAMPLING_RANGES, MAX_PROMPT_CHARS
@@ -60,7 +61,7 @@ def runtime():
 
 @pytest.fixture(scope="module")
 def server(served, runtime):
-    demo = app.build_demo(served)
+    demo = build_demo(served)
     url = launch(demo)
     yield demo, url
     demo.close()
@@ -107,7 +108,7 @@ def test_view_api_documents_the_named_endpoints(client):
         assert defaults == {"prompt": "", "temperature": 0.8, "length": 200, "top_k": 0, "top_p": 1.0, "seed": None,
                             "allow_special": False, "min_p": 0.0}
     generate_doc = named["/generate"]["description"]
-    assert "float model and its int8 copy" in generate_doc and "0 is greedy" in generate_doc
+    assert "float32 model and its int8 copy" in generate_doc and "0 is greedy" in generate_doc
     assert "at most 2000 characters" in generate_doc and "token_probabilities" in generate_doc
     assert "fidelity" in generate_doc and "masked" in generate_doc
     assert [p["parameter_name"] for p in named["/next_tokens"]["parameters"]] == ["model", "prompt", "k", "temperature"]
@@ -296,14 +297,15 @@ def test_a_prompt_at_the_limit_is_accepted(client):
     assert result["float32"]["tokens"] == 3
 
 
-def test_nan_temperature_is_refused_in_process():
+def test_nan_temperature_is_refused_in_process(server):
     # gradio_client cannot send NaN (JSON has none); the function refuses it all the same.
     import gradio as gr
 
+    api = server[0].lstmgen_app
     with pytest.raises(gr.Error, match="temperature must be a finite number"):
-        app.generate("char", "ROMEO:", float("nan"), 5, 0, 1.0, 1, False)
+        api.generate("char", "ROMEO:", float("nan"), 5, 0, 1.0, 1, False)
     with pytest.raises(gr.Error, match="top_p must be a finite number"):
-        next(app.generate_stream("char", "ROMEO:", 0.8, 5, 0, math.inf, 1, False))
+        next(api.generate_stream("char", "ROMEO:", 0.8, 5, 0, math.inf, 1, False))
 
 
 def test_nan_temperature_sent_as_raw_json_gets_a_clear_error(client, url):
@@ -349,19 +351,17 @@ def test_concurrent_clients_get_independent_answers(client, url):
 
 @pytest.fixture
 def demo_with_a_failed_model(served, folders, tmp_path, server):
-    """char and word load; subword's folder does not exist. app.build_demo keeps the served models in a
-    module-level dict, so the module's app gets its own models back afterwards."""
+    """char and word load; subword's folder does not exist. Each demo has an App of its own, so the
+    module's server keeps its three models meanwhile."""
     broken = service.load_one(replace(RECORDS["subword"], folder=tmp_path / "missing-folder"), use_hub=False)
     assert broken.loaded is None and broken.error
     mixed = {"char": served["char"], "subword": broken, "word": served["word"]}
-    demo = app.build_demo(mixed)
+    demo = build_demo(mixed)
     url = launch(demo)
     try:
         yield demo, url, broken
     finally:
         demo.close()
-        app.models.clear()  # give the module's server its models back
-        app.models.update(served)
 
 
 def test_a_model_that_failed_to_load_is_reported_and_the_others_work(demo_with_a_failed_model):
@@ -482,7 +482,7 @@ def test_a_fourth_model_record_gets_its_own_tab_and_endpoint(served, tmp_path, s
 
     fourth = service.load_one(record, use_hub=False)
     assert fourth.loaded is not None, fourth.error
-    demo = app.build_demo({**served, "limerick": fourth})
+    demo = build_demo({**served, "limerick": fourth})
     url = launch(demo)
     try:
         config = json.dumps(demo.config, ensure_ascii=False, default=str)
@@ -495,8 +495,6 @@ def test_a_fourth_model_record_gets_its_own_tab_and_endpoint(served, tmp_path, s
         assert result["model"] == "limerick" and result["float32"]["tokens"] == 12
     finally:
         demo.close()
-        app.models.clear()  # give the module's server its models back
-        app.models.update(served)
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import app
 from app_support import build_model_folders, launch
+from lstmgen.app import build_demo
 from lstmgen.serve import service
 from lstmgen.core.records import RECORDS
 
@@ -34,7 +34,7 @@ def url(tmp_path_factory):
     folders = build_model_folders(tmp_path_factory.mktemp("browser-models"))
     served = service.load_all(records=[], sources=[str(folder) for folder in folders.values()], use_hub=False)
     assert all(s.loaded is not None for s in served.values()), {n: s.error for n, s in served.items()}
-    demo = app.build_demo(served)
+    demo = build_demo(served)
     url = launch(demo)
     yield url
     demo.close()
@@ -318,7 +318,7 @@ def test_train_your_own_from_an_upload_to_a_download(browser, url, artifacts, tm
 @pytest.fixture(scope="module")
 def shipped_url():
     """The app as `python app.py --no-hub` serves it: the three shipped models."""
-    demo = app.build_demo(service.load_all(use_hub=False))
+    demo = build_demo(service.load_all(use_hub=False))
     url = launch(demo)
     yield url
     demo.close()

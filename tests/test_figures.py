@@ -1,6 +1,6 @@
 """Every figure the app shows, checked against an independent computation.
 
-Each test below takes one figure of the named API (service.side_by_side, service.next_tokens, the
+Each test below takes one figure of the named API (service.side_by_side, service.candidates, the
 model sizes) for the three shipped models, loaded as the app loads them, and recomputes it another way:
 plain numpy over a model's full logits (no reference calls lstmgen's sampling or comparison code).
 Figures must agree to 1e-4 (absolute); sizes, shown to 0.01 MB, must round to the same figure.
@@ -227,7 +227,7 @@ def test_next_token_candidates_kl_and_top1_against_full_distributions(models, na
     compares their argmax."""
     request = service.validate(models, name, PROMPTS[name], **settings)
     served = request.served
-    reported = service.next_tokens(request, K)
+    reported = service.candidates(request, K)
     masked = masked_ids(served, settings.get("allow_special", False))
     whole = {}
     for label, reference in (("float32", served.loaded.model), ("int8", served.int8)):

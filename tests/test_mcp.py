@@ -9,8 +9,8 @@ import asyncio
 
 import pytest
 
-import app
 from app_support import build_model_folders, launch
+from lstmgen.app import build_demo
 from lstmgen.serve import service
 
 pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     folders = build_model_folders(tmp_path_factory.mktemp("mcp-models"))
-    demo = app.build_demo(service.load_all(records=[], sources=[str(f) for f in folders.values()], use_hub=False))
+    demo = build_demo(service.load_all(records=[], sources=[str(f) for f in folders.values()], use_hub=False))
     url = launch(demo)
     yield url
     demo.close()

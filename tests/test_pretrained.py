@@ -117,7 +117,7 @@ def test_float_and_int8_agree_on_the_next_token_for_the_example_prompts(name):
     models = served(name)
     for prompt in PRESETS[name].examples:
         request = service.validate(models, PRESETS[name].name, prompt, temperature=1.0, seed=0)
-        result = service.next_tokens(request, 10)
+        result = service.candidates(request, 10)
         top, runner_up = (c["probability"] for c in result["float32"][:2])
         # The same top choice, unless the float model itself was split between two (within half a point).
         assert result["same_top1"] or top - runner_up < 0.005, (prompt, result["float32"][:2], result["int8"][:2])

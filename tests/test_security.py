@@ -357,14 +357,14 @@ def test_one_training_per_visitor_first_come_first_served_and_generation_goes_on
 
 
 def test_train_has_one_concurrency_limit_and_its_own_group():
-    import app
+    from lstmgen.app import build_demo
     from lstmgen.serve import service
 
-    demo = app.build_demo(service.load_all(records=[], use_hub=False))
+    demo = build_demo(service.load_all(records=[], use_hub=False))
     trains = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") in ("train", "on_train")]
     generates = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") in ("generate", "on_generate_trained")]
     assert len(trains) == 2 and {fn.concurrency_id for fn in trains} == {"train"}
-    assert {fn.concurrency_limit for fn in trains} == {app.studio.limits.max_waiting + 5}
+    assert {fn.concurrency_limit for fn in trains} == {demo.lstmgen_app.studio.limits.max_waiting + 5}
     assert "train" not in {fn.concurrency_id for fn in generates}
 
 
@@ -465,7 +465,7 @@ def test_a_datasets_text_is_read_in_the_visitors_turn(tmp_path):
 
 
 def test_nothing_of_a_visitor_outlives_its_models_hour(tmp_path, monkeypatch):
-    import app
+    from lstmgen.app.train_tab import forget_download
     from lstmgen.core.operator_settings import TrainingLimits
     from lstmgen.serve import studio
 
@@ -482,7 +482,7 @@ def test_nothing_of_a_visitor_outlives_its_models_hour(tmp_path, monkeypatch):
     copy = tmp_path / "gradio" / "0123abcd" / f"{key}.zip"
     copy.parent.mkdir(parents=True)
     copy.write_bytes(b"zip")
-    app._forget(key)
+    forget_download(key)
     assert not copy.exists()
     runs.close()
     assert not (tmp_path / "visitors").exists()

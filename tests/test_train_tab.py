@@ -5,6 +5,7 @@ the zip a visitor downloads loads anywhere; publishing pushes to the visitor's o
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import app
 from app_support import build_model_folders, launch
 from lstmgen import hub as publish
+from lstmgen.app import build_demo
 from lstmgen.serve import service
 from lstmgen.core.operator_settings import TrainingLimits
 from lstmgen.serve import studio
@@ -29,13 +30,24 @@ CALL_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def launched(tmp_path_factory):
     folders = build_model_folders(tmp_path_factory.mktemp("train-tab-models"))
     served = service.load_all(records=[], sources=[str(folder) for folder in folders.values()], use_hub=False)
-    demo = app.build_demo(served, studio_root=tmp_path_factory.mktemp("visitors"))
+    demo = build_demo(served, studio_root=tmp_path_factory.mktemp("visitors"))
     url = launch(demo)
-    yield url
+    yield demo, url
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def server(launched):
+    return launched[1]
+
+
+@pytest.fixture(scope="module")
+def app_studio(launched):
+    """The launched app's studio: the visitors' trainings and models."""
+    return launched[0].lstmgen_app.studio
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +94,12 @@ def test_the_new_model_works_in_every_endpoint_for_whoever_holds_its_key(client,
     assert len(candidates["float32"]) == 5
 
 
-def test_the_model_folder_is_what_train_space_writes_and_loads_anywhere(client, trained, tmp_path):
+def test_the_model_folder_is_what_train_space_writes_and_loads_anywhere(client, trained, app_studio, tmp_path):
     name = trained[-1]["model"]
-    folder = app.studio.folder(name)
+    folder = app_studio.folder(name)
     assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "loss_curve.png",
             "README.md"} <= {p.name for p in folder.iterdir()}
-    archive = Path(app.shutil.make_archive(str(tmp_path / "download"), "zip", folder))
+    archive = Path(shutil.make_archive(str(tmp_path / "download"), "zip", folder))
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(archive) as z:
         z.extractall(unpacked)
@@ -123,7 +135,7 @@ def test_the_model_folder_is_what_train_space_writes_and_loads_anywhere(client, 
         server.wait(20)
 
 
-def test_a_second_training_waits_its_turn_then_succeeds(server):
+def test_a_second_training_waits_its_turn_then_succeeds(server, app_studio):
     from gradio_client import Client
 
     results: dict[str, list] = {}
@@ -134,7 +146,7 @@ def test_a_second_training_waits_its_turn_then_succeeds(server):
 
     first = threading.Thread(target=visitor, args=("first",))
     first.start()
-    while not app.studio.running:  # the first one has the trainer
+    while not app_studio.running:  # the first one has the trainer
         first.join(0.1)
     second = threading.Thread(target=visitor, args=("second",))
     second.start()
@@ -296,9 +308,9 @@ except publish.PublishError as error:
 """
 
 
-def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_token(trained, tmp_path):
+def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_token(trained, app_studio, tmp_path):
     hub = FakeHubForUploads()
-    folder = app.studio.folder(trained[-1]["model"])
+    folder = app_studio.folder(trained[-1]["model"])
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("HF_")}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
@@ -322,7 +334,7 @@ def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_tok
     assert "sign in with Hugging Face first" in push("my-lstm", "")["error"]
 
 
-def test_the_trained_models_validation_figures_are_its_loss_on_the_held_out_text(trained):
+def test_the_trained_models_validation_figures_are_its_loss_on_the_held_out_text(trained, app_studio):
     """/train's last update gives the kept model's loss on the last 10% of the text, float and int8: here
     recomputed directly, one plain log-softmax over the whole held-out text (16 streams, as measured)."""
     import torch
@@ -332,7 +344,7 @@ def test_the_trained_models_validation_figures_are_its_loss_on_the_held_out_text
     from lstmgen.core.records import prepare
 
     final = trained[-1]
-    loaded = resolve(str(app.studio.folder(final["model"])), use_hub=False)
+    loaded = resolve(str(app_studio.folder(final["model"])), use_hub=False)
     held_out = prepare(studio.visitor_record("check", "char", "tiny", 10), TEXT_50KB).val_ids
     assert loaded.tokenizer.encode(TEXT_50KB[int(len(TEXT_50KB) * 0.9):]).ids == list(held_out)
     streams = 16
@@ -346,5 +358,5 @@ def test_the_trained_models_validation_figures_are_its_loss_on_the_held_out_text
 
     assert final["val_loss"] == pytest.approx(direct_loss(loaded.model), abs=1e-4)
     assert final["val_loss_int8"] == pytest.approx(direct_loss(OrtModel(loaded.model, "int8")), abs=1e-4)
-    kept = json.loads((app.studio.folder(final["model"]) / "metrics.json").read_text())["final"]
+    kept = json.loads((app_studio.folder(final["model"]) / "metrics.json").read_text())["final"]
     assert final["val_loss"] == kept["val_float"]["loss"]  # the kept (best) model's figure, not the last step's

@@ -1,5 +1,6 @@
-"""What the app serves, without the UI: the loaded models, request validation, float-beside-int8
-generation that streams both texts with their own timings, and the look inside the models."""
+"""What the app serves, without the UI: loaded models, checked requests, float32 beside int8, the look inside.
+
+Generation streams both texts with their own timings; the look inside reads the same two copies."""
 
 from __future__ import annotations
 
@@ -52,11 +53,13 @@ class RequestError(SettingError):
 class ServedModel:
     record: ModelRecord
     loaded: LoadedModel | None = None
-    float32: OrtModel | None = None  # the two copies that generate, on ONNX Runtime
+    float32: OrtModel | None = None  # the two copies, on ONNX Runtime: every float32 or int8 figure is theirs
     int8: OrtModel | None = None
     float_bytes: int = 0
     int8_bytes: int = 0
     error: str | None = None  # why it could not be loaded
+    best_cells_found: dict | None = field(default=None, repr=False)  # best_cells' answer, found once
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -89,9 +92,9 @@ def public_source(source: str) -> str:
 
 
 def serve(record: ModelRecord, loaded: LoadedModel) -> ServedModel:
-    """A loaded model with the two copies that generate: float32 and int8, each a step graph on ONNX
-    Runtime built now from the float weights (lstmgen.engine.ort). The torch model stays for the
-    batched look inside (fidelity, next-token candidates)."""
+    """A loaded model with its two copies, float32 and int8, each a step graph on ONNX Runtime built now
+    from the float weights (lstmgen.engine.ort): they generate, and every figure of either side is theirs.
+    The torch model stays for its description (parameters) and for measuring its best cells."""
     int8 = OrtModel(loaded.model, "int8", probabilities=True)
     # Each side's size is the bytes of its weights: the float model's parameters (a tied matrix once), and
     # the int8 graph's weights with their scales. No file headers on either side.
@@ -275,27 +278,26 @@ def side_by_side(request: Request, stream_every_s: float | None = None) -> Itera
         side.text += tail
         if side.pieces:
             side.pieces[-1] += tail
+    # The float32 side's logits along its own text, from the same float32 weights in one batched torch pass (the
+    # graph would step them token by token, ~1.5x the whole run's time); they equal the graph's to float rounding.
     result.fidelity = compare.fidelity(served.loaded.model, served.int8, request.prompt_ids, result.float.ids, sampled,
                                        u_keeps, config, banned)
     result.done = True
     yield result
 
 
-def next_tokens(request: Request, k) -> dict:
-    """The top-k next tokens of both models for the request's prompt (see compare.next_tokens)."""
+def candidates(request: Request, k) -> dict:
+    """The top-k next tokens of both copies for the request's prompt (compare.top_candidates)."""
     k = checked(Inputs, k=k).k
     if is_greedy(request.sampling.temperature):
         raise RequestError("temperature must be above 0 for next-token probabilities (0 is greedy: one token, "
                            "probability 1)")
     served = request.served
-    return compare.next_tokens(served.loaded.model, served.int8, served.loaded.tokenizer, request.prompt_ids, k,
-                               request.sampling, banned_ids(served.loaded.tokenizer))
+    return compare.top_candidates(served.float32, served.int8, served.loaded.tokenizer, request.prompt_ids, k,
+                                  request.sampling, banned_ids(served.loaded.tokenizer))
 
 
 # --------------------------------------------------------------------------- inside the LSTM
-
-_CELLS: dict[int, dict] = {}  # id(model) -> its best cells (cells.json, or measured once at first use)
-_CELLS_LOCK = threading.Lock()
 
 
 def checked_text(served: ServedModel, text) -> list[int]:
@@ -312,46 +314,46 @@ def checked_text(served: ServedModel, text) -> list[int]:
     return ids
 
 
-def cell_features(served: ServedModel) -> dict:
-    """The model's best cells per text feature (lstmgen.inside.cells): read from its cells.json, else measured once."""
-    from ..inside.cells import load_cells, sentence
+def best_cells(served: ServedModel) -> dict:
+    """The model's best cells per text feature (lstmgen.inside): its cells.json, else measured once on the
+    torch model (the float32 copy's weights) and kept on the served model."""
+    from ..inside import load_cells, sentence
 
-    key = id(served.loaded.model)
-    with _CELLS_LOCK:
-        if key not in _CELLS:
+    with served.lock:
+        if served.best_cells_found is None:
             found = load_cells(served.loaded.folder, served.loaded.model, served.loaded.tokenizer, served.record)
-            _CELLS[key] = {**found, "rows": [{**row, "sentence": row.get("sentence") or sentence(row)}
-                                              for row in found["rows"]]}
-        found = _CELLS[key]
+            served.best_cells_found = {**found, "rows": [{**row, "sentence": row.get("sentence") or sentence(row)}
+                                                         for row in found["rows"]]}
+        found = served.best_cells_found
     return {"model": served.name, "source": found.get("source"), "tokens": found.get("tokens"),
             "rows": found["rows"], "constant": found.get("constant", [])}
 
 
-def cell_values(served: ServedModel, text, layer, cell) -> dict:
-    """One cell's memory (c) and output (h) after each token of `text`, in the float model and its int8 copy.
+def cell_trace(served: ServedModel, text, layer, cell) -> dict:
+    """One cell's memory (c) and output (h) after each token of `text`, in the float32 and int8 copies.
     Layers and cells are numbered from 1."""
-    from ..inside.cells import states, token_texts
+    from ..inside import cell_states, token_texts
 
-    model = served.loaded.model
-    where = checked(Inputs, bounds={"layer": (1, model.num_layers), "cell": (1, model.hidden_size)},
+    copy = served.float32
+    where = checked(Inputs, bounds={"layer": (1, copy.num_layers), "cell": (1, copy.hidden_size)},
                     layer=layer, cell=cell)
     layer, cell = where.layer, where.cell
     ids = checked_text(served, text)
     out = {"model": served.name, "layer": layer, "cell": cell, "pieces": token_texts(served.loaded.tokenizer, ids)}
-    for side, engine in (("float32", model), ("int8", served.int8)):
-        values = states(engine, ids)
+    for side, engine in (("float32", served.float32), ("int8", served.int8)):
+        values = cell_states(engine, ids)
         out[side] = {which: [round(float(v), 6) for v in values[which][layer - 1, :, cell - 1]] for which in ("c", "h")}
     return out
 
 
-def score_text(served: ServedModel, text) -> dict:
-    """How surprising each model finds `text`, token by token, with the totals (lstmgen.inside.cells.score)."""
-    from ..inside.cells import score
+def text_scores(served: ServedModel, text) -> dict:
+    """How surprising each copy finds `text`, token by token, with the totals (lstmgen.core.evaluate.score_text)."""
+    from ..core.evaluate import score_text
 
     checked_text(served, text)
     out = {"model": served.name}
-    for side, engine in (("float32", served.loaded.model), ("int8", served.int8)):
-        result = score(engine, served.loaded.tokenizer, text, served.loaded.metrics)
+    for side, engine in (("float32", served.float32), ("int8", served.int8)):
+        result = score_text(engine, served.loaded.tokenizer, text, served.loaded.metrics)
         out[side] = {"pieces": result.texts, "probabilities": [None if p is None else round(p, 6)
                                                                 for p in result.probabilities],
                      "total_nats": round(result.total_nats, 6), "tokens": result.tokens, "loss": round(result.loss, 6),
