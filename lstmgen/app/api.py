@@ -138,8 +138,8 @@ class App:
         """One LSTM cell's value after each token of a text, in the float32 model and its int8 copy: the cell's
         memory (c, the cell state) and its output (h, the hidden state). Layers and cells are numbered from 1
         (see /cell_features for the cells that track something). Returns {"pieces": the text each token adds,
-        "float32": {"c": [...], "h": [...]}, "int8": {...}, "layer", "cell"}. Both sides are the ONNX Runtime
-        copies that /generate runs.
+        "float32": {"c": [...], "h": [...]}, "int8": {...}, "layer", "cell"}. The int8 side is /generate's int8
+        graph; the float32 side reads the same float32 weights as /generate's float graph through torch.
 
         Inputs (checked on the server):
             model: the model's name (see /models), or your trained model's key
@@ -168,8 +168,8 @@ class App:
         tokens before it (temperature 1, nothing masked; the first token has none), the total loss in nats,
         loss per token, bits per character and perplexity, and a sentence comparing them with the model's
         held-out figure. Returns {"float32": {"pieces", "probabilities", "total_nats", "tokens", "loss",
-        "bits_per_char", "perplexity", "comparison"}, "int8": {...}}. Both sides are the ONNX Runtime copies
-        that /generate runs.
+        "bits_per_char", "perplexity", "comparison"}, "int8": {...}}. The int8 side is /generate's int8 graph;
+        the float32 side reads the same float32 weights as /generate's float graph through torch, batched.
 
         Inputs (checked on the server):
             model: the model's name (see /models), or your trained model's key

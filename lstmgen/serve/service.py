@@ -53,7 +53,7 @@ class RequestError(SettingError):
 class ServedModel:
     record: ModelRecord
     loaded: LoadedModel | None = None
-    float32: OrtModel | None = None  # the two copies, on ONNX Runtime: every float32 or int8 figure is theirs
+    float32: OrtModel | None = None  # the two copies that generate, step graphs on ONNX Runtime
     int8: OrtModel | None = None
     float_bytes: int = 0
     int8_bytes: int = 0
@@ -93,8 +93,8 @@ def public_source(source: str) -> str:
 
 def serve(record: ModelRecord, loaded: LoadedModel) -> ServedModel:
     """A loaded model with its two copies, float32 and int8, each a step graph on ONNX Runtime built now
-    from the float weights (lstmgen.engine.ort): they generate, and every figure of either side is theirs.
-    The torch model stays for its description (parameters) and for measuring its best cells."""
+    from the float weights (lstmgen.engine.ort): they generate. The look inside reads the float32 side from
+    the torch model, batched (the same float32 numbers to rounding, in one pass instead of a step per token)."""
     int8 = OrtModel(loaded.model, "int8", probabilities=True)
     # Each side's size is the bytes of its weights: the float model's parameters (a tied matrix once), and
     # the int8 graph's weights with their scales. No file headers on either side.
@@ -278,8 +278,7 @@ def side_by_side(request: Request, stream_every_s: float | None = None) -> Itera
         side.text += tail
         if side.pieces:
             side.pieces[-1] += tail
-    # The float32 side's logits along its own text, from the same float32 weights in one batched torch pass (the
-    # graph would step them token by token, ~1.5x the whole run's time); they equal the graph's to float rounding.
+    # The float32 side's logits along its own text in one batched torch pass (see serve()).
     result.fidelity = compare.fidelity(served.loaded.model, served.int8, request.prompt_ids, result.float.ids, sampled,
                                        u_keeps, config, banned)
     result.done = True
@@ -293,7 +292,7 @@ def candidates(request: Request, k) -> dict:
         raise RequestError("temperature must be above 0 for next-token probabilities (0 is greedy: one token, "
                            "probability 1)")
     served = request.served
-    return compare.top_candidates(served.float32, served.int8, served.loaded.tokenizer, request.prompt_ids, k,
+    return compare.top_candidates(served.loaded.model, served.int8, served.loaded.tokenizer, request.prompt_ids, k,
                                   request.sampling, banned_ids(served.loaded.tokenizer))
 
 
@@ -334,13 +333,13 @@ def cell_trace(served: ServedModel, text, layer, cell) -> dict:
     Layers and cells are numbered from 1."""
     from ..inside import cell_states, token_texts
 
-    copy = served.float32
-    where = checked(Inputs, bounds={"layer": (1, copy.num_layers), "cell": (1, copy.hidden_size)},
+    model = served.loaded.model
+    where = checked(Inputs, bounds={"layer": (1, model.num_layers), "cell": (1, model.hidden_size)},
                     layer=layer, cell=cell)
     layer, cell = where.layer, where.cell
     ids = checked_text(served, text)
     out = {"model": served.name, "layer": layer, "cell": cell, "pieces": token_texts(served.loaded.tokenizer, ids)}
-    for side, engine in (("float32", served.float32), ("int8", served.int8)):
+    for side, engine in (("float32", model), ("int8", served.int8)):
         values = cell_states(engine, ids)
         out[side] = {which: [round(float(v), 6) for v in values[which][layer - 1, :, cell - 1]] for which in ("c", "h")}
     return out
@@ -352,7 +351,7 @@ def text_scores(served: ServedModel, text) -> dict:
 
     checked_text(served, text)
     out = {"model": served.name}
-    for side, engine in (("float32", served.float32), ("int8", served.int8)):
+    for side, engine in (("float32", served.loaded.model), ("int8", served.int8)):
         result = score_text(engine, served.loaded.tokenizer, text, served.loaded.metrics)
         out[side] = {"pieces": result.texts, "probabilities": [None if p is None else round(p, 6)
                                                                 for p in result.probabilities],
