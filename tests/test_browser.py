@@ -324,9 +324,14 @@ def shipped_url():
     demo.close()
 
 
-def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, shipped_url):
-    """Writes docs/app.png, the picture at the top of the README: the char tab after a run with a set seed,
-    the colouring on, with what the model expects next; and docs/cells.png, a cell along that text."""
+def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, shipped_url, artifacts):
+    """The picture at the top of the README: the char tab after a run with a set seed, the colouring on, with
+    what the model expects next; and a cell along that text. Written to test-artifacts/ (readme-app.png,
+    readme-cells.png); with UPDATE_README_PICTURES=1 to docs/app.png and docs/cells.png, which the README shows."""
+    import os
+
+    folder = Path(__file__).resolve().parent.parent / "docs" if os.environ.get("UPDATE_README_PICTURES") == "1" \
+        else artifacts
     context, page, errors = open_app(browser, shipped_url, viewport={"width": 1280, "height": 1250})
     try:
         page.locator("#char-prompt textarea").fill("ROMEO:\nBut soft, what light")
@@ -348,7 +353,7 @@ def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, sh
         text = page.locator("#char-float32-colour").inner_text()
         assert "ROMEO:" in text and "sure (≥ 90%)" in text
         page.wait_for_function("() => (document.querySelector('#char-next-float')?.innerText ?? '').includes('%')")
-        shot = Path(__file__).resolve().parent.parent / "docs" / "app.png"
+        shot = folder / ("app.png" if folder != artifacts else "readme-app.png")
         page.wait_for_timeout(1000)  # the colouring fades in
         page.screenshot(path=str(shot), full_page=False)
         assert_not_blank(shot)
@@ -359,7 +364,7 @@ def test_the_readmes_screenshot_shows_the_shipped_char_model_at_work(browser, sh
         page.wait_for_function("() => document.querySelectorAll('#char-cell-float32 .token').length > 200")
         page.locator("#char-cell-float32 .token").nth(30).locator("*").first.click()
         page.locator("#char-cell-pointed").get_by_text("in the full model").wait_for()
-        shot = shot.with_name("cells.png")
+        shot = shot.with_name(shot.name.replace("app", "cells"))
         page.wait_for_timeout(1000)
         page.locator("#char-cells").screenshot(path=str(shot))
         assert_not_blank(shot)
