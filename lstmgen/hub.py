@@ -231,9 +231,11 @@ def push_to_account(folder: str | Path, name: str, token: str | None, timeout_s:
             outcome["url"] = push(folder, f"{user}/{name}", token)
         except HfHubHTTPError as error:
             status = getattr(error.response, "status_code", None)
-            if status in (401, 403):
-                outcome["error"] = (f"your sign-in cannot create or write to {name}: sign in again and allow "
-                                    "writing to your repos")
+            if status == 401:
+                outcome["error"] = f"your sign-in cannot create {name}: sign in again"
+            elif status == 403:  # the sign-in lets this app write only to repos it created (contribute-repos)
+                outcome["error"] = (f"{name} is already on your account and this app may write only to models it "
+                                    "created itself: choose a new name")
             elif status == 409:
                 outcome["error"] = f"{name} already exists and cannot be written to: choose another name"
             else:

@@ -58,3 +58,18 @@ def test_ab_times_two_revisions_taking_turns(capsys):
     for row in rows:
         base, this, ratio = (float(cell.split()[0]) for cell in row[3:])
         assert base > 0 and this > 0 and ratio > 0
+
+
+def test_flood_measures_another_visitor_under_a_flood_and_writes_its_table(tmp_path):
+    import bench.flood as flood
+    from app_support import free_port
+
+    out = tmp_path / "flood.md"
+    flood.main(["--seconds", "3", "--requests", "4", "--rounds", "2", "--only", "cells", "--port", str(free_port()),
+                "--out", str(out)])
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| none (idle)", "| cells"]
+    idle, cells = ([cell.strip() for cell in row.strip("|").split("|")] for row in rows)
+    assert idle[3] == "1.00" and idle[4] == "0 of 2"  # the idle row is the baseline: its ratio is 1
+    taken, refused = map(int, cells[5].split(" / "))
+    assert taken + refused == 4 and 1 <= taken <= 2  # one client holds at most its share of 2

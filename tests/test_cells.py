@@ -235,7 +235,7 @@ def test_without_held_out_text_the_cells_are_measured_on_text_the_model_samples(
     sampled = inside.sampled_states(model, tokenizer, length=300)
     again = inside.cell_states(model, tokenizer.encode("\n").ids + sampled["ids"])  # the start id, then the sampled ids
     np.testing.assert_allclose(sampled["c"], again["c"][:, 1:], atol=1e-6)
-    measured = inside.load_cells(None, model, tokenizer, max_tokens=300)
+    measured = inside.load_cells(None, model, tokenizer, max_tokens=300, min_tokens=300)
     assert measured["source"].startswith("300 tokens the model sampled itself")
     best = measured["rows"][0]
     assert (best["feature"], best["layer"], best["cell"], best["state"]) == ("line_position", 1, 1, "c")

@@ -385,3 +385,121 @@ def test_each_sides_speed_is_its_tokens_over_its_own_time_within_the_runs_wall_t
         assert shown["tokens_per_s"] == pytest.approx(shown["tokens"] / (shown["total_ms"] / 1000), rel=1e-3)
         assert 0 < shown["first_token_ms"] <= shown["total_ms"]
     assert summary["float32"]["total_ms"] + summary["int8"]["total_ms"] <= wall_ms
+
+
+# --------------------------------------------------------------------------- inside the LSTM: /cells and /score
+# /cells and /score run each copy over the whole text at once: the float32 side a layer at a time through torch
+# (c recovered from the gates), the int8 side as one run of its step graph. The references step token by token.
+
+
+def inside_text() -> str:
+    """2,000 characters of the plays' held-out part (the text ships with the repository), for all three models."""
+    from lstmgen.core.data import cut, read_corpus
+    from lstmgen.core.records import find
+
+    record = find("char")
+    return cut(read_corpus(record.corpus), record.corpus.cuts)[1][:2000]
+
+
+def lstm_stepped(model, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The float model's nn.LSTM fed one token at a time, its (h, c) carried: every layer's h and c after each
+    token, (layers, T, hidden) each."""
+    state, hs, cs = None, [], []
+    with torch.inference_mode():
+        for token in ids:
+            _, state = model.lstm(model.embedding(torch.tensor([[token]])), state)
+            hs.append(state[0][:, 0].numpy().copy())
+            cs.append(state[1][:, 0].numpy().copy())
+    return np.stack(hs, 1), np.stack(cs, 1)
+
+
+def engine_stepped(int8, ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The int8 engine /generate steps with, fed one token at a time from a fresh state: each step's logits
+    (T, vocab) float64, and every layer's h and c after each token (layers, T, hidden)."""
+    engine, state, logits, hs, cs = int8.new_engine(), None, [], [], []
+    for token in ids:
+        out, state = engine.step(token, state)
+        logits.append(out.double().numpy().copy())
+        hs.append(state[0][:, 0].numpy().copy())
+        cs.append(state[1][:, 0].numpy().copy())
+    return np.stack(logits), np.stack(hs, 1), np.stack(cs, 1)
+
+
+def assert_states_close(got: np.ndarray, expected: np.ndarray) -> None:
+    """Equal to 1e-5 relative to 1 + |value|: some of the char model's cells hold c near 200, where float32 keeps
+    about 5 decimals."""
+    assert got.shape == expected.shape
+    gap = np.abs(got - expected) / (1 + np.abs(expected))
+    assert gap.max() <= 1e-5, f"largest gap {gap.max():.2e}"
+
+
+@pytest.mark.parametrize("name", list(PROMPTS))
+def test_a_whole_text_at_once_gives_the_states_of_stepping_token_by_token(models, name):
+    """inside.cell_states over a whole text (every layer, every cell), on each copy: the float32 side equals
+    nn.LSTM stepped token by token, the int8 side its engine stepped token by token; a few cells of the
+    bottom layers, as /cells asks for them, are the same numbers."""
+    from lstmgen import inside
+
+    served = models[name]
+    ids = served.loaded.tokenizer.encode(inside_text()).ids
+    float_h, float_c = lstm_stepped(served.loaded.model, ids)
+    _, int8_h, int8_c = engine_stepped(served.int8, ids)
+    cells = [served.loaded.model.hidden_size - 1, 0, 7]
+    for engine, h, c in ((served.loaded.model, float_h, float_c), (served.int8, int8_h, int8_c)):
+        states = inside.cell_states(engine, ids)
+        assert_states_close(states["h"], h)
+        assert_states_close(states["c"], c)
+        some = inside.cell_states(engine, ids, layers=1, cells=cells)
+        assert_states_close(some["h"], h[:1, :, cells])
+        assert_states_close(some["c"], c[:1, :, cells])
+
+
+@pytest.mark.parametrize("name", list(PROMPTS))
+def test_cells_shows_each_copys_own_states(models, name):
+    """/cells' c and h of the top layer's last cell, recomputed by stepping each copy token by token."""
+    served = models[name]
+    model, text = served.loaded.model, inside_text()
+    ids = served.loaded.tokenizer.encode(text).ids
+    layer, cell = model.num_layers, model.hidden_size
+    shown = service.cell_trace(served, text, layer, cell)
+    float_h, float_c = lstm_stepped(model, ids)
+    _, int8_h, int8_c = engine_stepped(served.int8, ids)
+    for side, h, c in (("float32", float_h, float_c), ("int8", int8_h, int8_c)):
+        assert_states_close(np.array(shown[side]["h"]), h[layer - 1, :, cell - 1])
+        assert_states_close(np.array(shown[side]["c"]), c[layer - 1, :, cell - 1])
+
+
+@pytest.mark.parametrize("name", list(PROMPTS))
+def test_score_shows_each_copys_own_probabilities_of_the_text(models, name):
+    """/score's figures from each copy's logits along the text: the float32 model's one batched forward, the int8
+    engine stepped token by token. Token i's probability is softmax(logits after token i - 1)[token i]; the
+    totals follow from the documented definitions (loss per GPT-2 token for the subword model)."""
+    served = models[name]
+    tokenizer, text = served.loaded.tokenizer, inside_text()
+    ids = tokenizer.encode(text).ids
+    shown = service.text_scores(served, text)
+    engine_logits, _, _ = engine_stepped(served.int8, ids)
+    for side, logits in (("float32", teacher_forced(served.loaded.model, ids)), ("int8", engine_logits)):
+        log_p = np.log(softmax(logits[:-1]))
+        nats = -log_p[np.arange(len(ids) - 1), ids[1:]]
+        figures = shown[side]
+        assert figures["probabilities"][0] is None  # the first token has nothing before it
+        assert figures["probabilities"][1:] == pytest.approx(np.exp(-nats).tolist(), abs=1e-5)
+        assert figures["tokens"] == len(ids) - 1
+        assert figures["total_nats"] == pytest.approx(nats.sum(), abs=TOLERANCE)
+        per = tokenizer.gpt2_token_count(text) if name == "subword" else len(ids) - 1
+        assert figures["loss"] == pytest.approx(nats.sum() / per, abs=TOLERANCE)
+        assert figures["perplexity"] == pytest.approx(np.exp(nats.sum() / per), rel=TOLERANCE)
+        assert figures["bits_per_char"] == pytest.approx(nats.sum() / np.log(2) / len(text), abs=TOLERANCE)
+
+
+def test_score_lists_the_characters_the_vocabulary_drops(models):
+    """Like /generate's warning: each character outside the char model's vocabulary once, and how many there were;
+    the rest of the text is scored."""
+    served = models["char"]
+    text = "The harvest grew 23% this year, and 2% more."
+    dropped = [c for c in text if c not in served.loaded.tokenizer.chars]
+    assert set(dropped) == {"2", "%"}  # the plays have a "3" but no "2" and no "%"
+    shown = service.text_scores(served, text)
+    assert shown["unknown"] == list(dict.fromkeys(dropped)) and shown["unknown_total"] == len(dropped)
+    assert shown["float32"]["tokens"] == shown["int8"]["tokens"] == len(text) - len(dropped) - 1

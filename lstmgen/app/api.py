@@ -13,11 +13,11 @@ import gradio as gr
 from ..core.operator_settings import operator_settings
 from ..core.records import NEW_MODEL_HELD_OUT, NEW_MODEL_SIZE, NEW_MODEL_TRAINING
 from ..core.sampling import SamplingConfig
-from ..core.settings import SettingError, describe, ranges
+from ..core.settings import SettingError, describe
 from ..serve import service
 from ..serve.service import MAX_PROMPT_CHARS, SAMPLING_RANGES, ServedModel
-from ..serve.studio import SIZES, Studio
-from ..serve.web import client_address
+from ..serve.studio import SIZES, Studio, TrainRequest
+from ..serve.web import client_key
 
 PUBLIC_UPDATE = ("status", "step", "epoch", "train_loss", "val_loss", "val_loss_int8", "tokens_per_s", "elapsed_s",
                  "done", "model", "error", "place", "wait_s", "parameters", "vocab_size")
@@ -31,9 +31,22 @@ def answer(fn, *args, **kwargs):
         raise gr.Error(str(error), print_exception=False) from None
 
 
+LOGGED_CHARS = 200  # a refusal's line in the server's log is cut to this: visitors choose what it quotes
+
+
 def refused(what: str, error: Exception) -> None:
-    """A visitor's bad input is not a server fault: one log line, no traceback."""
-    print(f"refused {what}: {error}", flush=True)
+    """A visitor's bad input is not a server fault: one short log line, no traceback."""
+    line = f"refused {what}: {error}"
+    print(line if len(line) <= LOGGED_CHARS else line[:LOGGED_CHARS - 1] + "…", flush=True)
+
+
+def page_session(request) -> str:
+    """The browser session a call came from, for "stop my training"; "" for Gradio's MCP server, which calls
+    the app for every MCP client in one session of its own (they are told apart by client_key alone)."""
+    headers = getattr(request, "headers", None) or {}
+    if hasattr(headers, "get") and headers.get("x-gradio-user") == "mcp":
+        return ""
+    return getattr(request, "session_hash", None) or ""
 
 
 def _sampling_endpoint(method):
@@ -70,6 +83,12 @@ def _sampling_endpoint(method):
     return endpoint
 
 
+def _prompt() -> str:
+    """The prompt's declaration and limits, as every endpoint that takes one documents it."""
+    return (f"{describe(service.Inputs, 'prompt')}, at most {MAX_PROMPT_CHARS:,} characters and "
+            f"{service.MAX_PROMPT_TOKENS:,} tokens")
+
+
 def _fill(doc: str, values: dict) -> str:
     """A docstring with its {placeholders} replaced (the rest of its braces are left alone)."""
     for name, value in values.items():
@@ -88,6 +107,8 @@ class App:
     def reachable(self, model) -> dict[str, ServedModel]:
         """The models this caller may use: everyone's, and the visitor's model whose key they hold. An unknown
         key is answered like any unknown name, and errors list only everyone's models."""
+        if not isinstance(model, str):
+            return self.models  # answered like any unknown name
         visitor = self.studio.get(model) if model not in self.models else None
         if visitor is not None and visitor.served is not None:
             return {**self.models, model: visitor.served}
@@ -105,6 +126,31 @@ class App:
         in the studio's line, and a few more so that a refusal (line full, one per visitor) is answered at once
         instead of waiting in Gradio's queue. Generation has its own limit, so trainings never hold its slots."""
         return self.studio.limits.max_waiting + 1 + 4
+
+    def endpoint(self, fn, **options) -> None:
+        """gr.api(fn, **options), each parameter described in view_api() and the API panel as in the MCP tool
+        list: by its line under "Args:" in fn's docstring, read with gradio's own parser (else gradio shows only
+        its generic sentence). The panel's snippets show a served model and its first example prompt for
+        `model` and `text`, which have no default, so they run as copied (gradio's placeholder "..." names no
+        model, and may hold no token the model knows). An endpoint that is not an MCP tool
+        (fn._mcp_type, as train_endpoint sets it) is left out of the docs too, since the panel counts every
+        documented endpoint as a tool; callers still reach it by name."""
+        from gradio.context import get_blocks_context
+        from gradio.utils import get_function_description, get_function_params
+
+        if getattr(fn, "_mcp_type", "tool") != "tool":
+            options = {"api_visibility": "undocumented", **options}
+        dependency = gr.api(fn, **options)
+        _, descriptions, _ = get_function_description(fn)
+        names = [name for name, *_ in get_function_params(fn)]  # the inputs, in order (gr.Request left out)
+        served = next((served for served in self.models.values() if served.loaded), None)
+        examples = {"model": served.name, "text": next(filter(None, served.record.examples), "...")} \
+            if served is not None and "model" in names else {}
+        for name, component in zip(names, get_blocks_context().fns[dependency["id"]].inputs, strict=True):
+            component.label = name  # the panel reads "The input value that is provided in the <label> component."
+            component._api_info = {**component._api_info, "additional_description": descriptions[name]}
+            if name in examples and component.value is None:  # what gradio's snippets show for this parameter
+                component.example_payload = lambda value=examples[name]: value
 
     # ----------------------------------------------------------------------- the endpoints
 
@@ -125,12 +171,13 @@ class App:
         probability, the KL divergence between the two next-token distributions, and whether their top
         choice is the same: {"float32": [{"token", "probability"}, ...], "int8": [...], "kl_nats", "same_top1"}.
         Spaces and line breaks in tokens are shown as ␣ and ↵; special tokens are masked, as in generation.
+        Every argument is checked on the server.
 
-        Inputs (checked on the server):
-            model: the model's name (see /models)
-            prompt: the text so far, with the limits of /generate
-            k: how many candidates, {k_low} to {k_high}
-            temperature: above 0 and at most {high}; the distribution generation would sample from
+        Args:
+            model: the model's name (see /models), or your trained model's key
+            prompt: {prompt}
+            k: {k}
+            temperature: above 0 and at most {temperature_high}; the distribution generation would sample from
         """
         return answer(service.candidates, self.validated(model, prompt, temperature=temperature, seed=0), k)
 
@@ -139,13 +186,14 @@ class App:
         memory (c, the cell state) and its output (h, the hidden state). Layers and cells are numbered from 1
         (see /cell_features for the cells that track something). Returns {"pieces": the text each token adds,
         "float32": {"c": [...], "h": [...]}, "int8": {...}, "layer", "cell"}. The int8 side is /generate's int8
-        graph; the float32 side reads the same float32 weights as /generate's float graph through torch.
+        graph; the float32 side reads the same float32 weights as /generate's float graph through torch. Every
+        argument is checked on the server.
 
-        Inputs (checked on the server):
+        Args:
             model: the model's name (see /models), or your trained model's key
-            text: at most {text_chars} characters and {text_tokens} tokens
-            layer: 1 to the model's number of layers
-            cell: 1 to the model's hidden size
+            text: {text}
+            layer: {layer}, up to the model's number of layers
+            cell: {cell}, up to the model's hidden size
         """
         return answer(service.cell_trace, self.served(model), text, layer, cell)
 
@@ -158,7 +206,7 @@ class App:
         never vary in that text, "source", "tokens"}. The ranking is measured on the float32 weights (the
         torch model), once per model.
 
-        Inputs (checked on the server):
+        Args:
             model: the model's name (see /models), or your trained model's key
         """
         return answer(service.best_cells, self.served(model))
@@ -168,12 +216,15 @@ class App:
         tokens before it (temperature 1, nothing masked; the first token has none), the total loss in nats,
         loss per token, bits per character and perplexity, and a sentence comparing them with the model's
         held-out figure. Returns {"float32": {"pieces", "probabilities", "total_nats", "tokens", "loss",
-        "bits_per_char", "perplexity", "comparison"}, "int8": {...}}. The int8 side is /generate's int8 graph;
+        "bits_per_char", "perplexity", "comparison"}, "int8": {...}, "unknown", "unknown_total"}. Pieces of the
+        text outside the model's vocabulary are dropped (char), read as the unknown word (word) or spelled in
+        bytes (subword), and listed once each in `unknown` (at most 20; unknown_total counts them all), as
+        /generate lists a prompt's. The int8 side is /generate's int8 graph, run over the whole text at once;
         the float32 side reads the same float32 weights as /generate's float graph through torch, batched.
 
-        Inputs (checked on the server):
+        Args:
             model: the model's name (see /models), or your trained model's key
-            text: at most {text_chars} characters and {text_tokens} tokens
+            text: {text}
         """
         return answer(service.text_scores, self.served(model), text)
 
@@ -196,15 +247,15 @@ class App:
         server, first come first served, and one per visitor; your text is never stored, and the model is
         deleted after {keep_minutes} minutes (or sooner when newer models need the room).
 
-        Inputs (checked on the server):
-            text: UTF-8 text to learn from, the last {held_out} held out for validation ({min_kb} KB to {max_mb} MB)
-            tokenizer: char, word or subword
-            size: {sizes}
-            seconds: the time budget, {min_seconds} to {max_seconds}
+        Args:
+            text: {text}, the last {held_out} held out for validation ({min_kb} KB to {max_mb} MB)
+            tokenizer: {tokenizer}: char, word or subword
+            size: {size}: {sizes}
+            seconds: {seconds}, {min_seconds} to {max_seconds}
         """
         try:
-            for update in self.studio.train(text, tokenizer, size, seconds, client=client_address(request),
-                                            session=getattr(request, "session_hash", None) or ""):
+            for update in self.studio.train(text, tokenizer, size, seconds, client=client_key(request),
+                                            session=page_session(request)):
                 yield {k: update.get(k) for k in PUBLIC_UPDATE if k in update or k in ("done", "model")}
         except SettingError as error:  # the request's checks and the studio's refusals (TrainingError)
             refused("train", error)
@@ -235,11 +286,12 @@ first_token_ms, total_ms, tokens_per_s and size_mb. `fidelity` is the int8 model
 text with the same random numbers: same_choice (share of steps where it makes the same choice),
 top1_agreement, mean_kl_nats and steps. Special tokens (<unk>, <eos>, <|endoftext|>) are masked before
 the draw and the rest renormalised, unless allow_special is true. Prompt pieces outside the vocabulary
-are listed once each in `unknown` (at most 20; unknown_total counts them all).
+are listed once each in `unknown` (at most 20; unknown_total counts them all). Every argument is checked on
+the server with the UI's limits.
 
-Inputs (checked on the server with the UI's limits):
-    model: the model's name (see /models), e.g. char, subword or word
-    prompt: the text to continue, at most {MAX_PROMPT_CHARS} characters and {service.MAX_PROMPT_TOKENS} tokens
+Args:
+    model: the model's name (see /models), e.g. char, subword or word, or your trained model's key
+    prompt: {_prompt()}
 """ + "\n".join(f"    {f.name}: {describe(SamplingConfig, f.name)}" for f in dataclasses.fields(SamplingConfig)) + "\n"
 App.generate_stream.__doc__ = ("Like /generate, but streams: each update holds both texts so far, their timings and "
                                "token probabilities; the last has done=true and the fidelity.\n\n"
@@ -247,12 +299,19 @@ App.generate_stream.__doc__ = ("Like /generate, but streams: each update holds b
 
 
 def _document_limits() -> None:
-    """Write the declared limits (lstmgen.core.sampling, lstmgen.serve.service.Inputs) into the docs, once."""
-    k_low, k_high = ranges(service.Inputs)["k"]
-    values = {"high": SAMPLING_RANGES["temperature"][1], "k_low": k_low, "k_high": k_high,
+    """Write the declared settings and limits (lstmgen.core.sampling, lstmgen.serve.service.Inputs and
+    lstmgen.serve.studio.TrainRequest) into the docs, once: each {name} of an Args line is that input's declaration."""
+    text_limits = f"at most {service.MAX_TEXT_CHARS:,} characters and {service.MAX_TEXT_TOKENS:,} tokens"
+    values = {"prompt": _prompt(), "k": describe(service.Inputs, "k"),
+              "text": f"{describe(service.Inputs, 'text')}, {text_limits}",
+              "layer": describe(service.Inputs, "layer"), "cell": describe(service.Inputs, "cell"),
+              "temperature_high": SAMPLING_RANGES["temperature"][1],
               "text_chars": f"{service.MAX_TEXT_CHARS:,}", "text_tokens": f"{service.MAX_TEXT_TOKENS:,}"}
     for endpoint in (App.next_tokens, App.cells, App.score):
         endpoint.__doc__ = _fill(endpoint.__doc__, values)
+    # /train's inputs are a training request's (its server's limits are filled in by train_endpoint)
+    App.train.__doc__ = _fill(App.train.__doc__, {f.name: describe(TrainRequest, f.name)
+                                                  for f in dataclasses.fields(TrainRequest)})
 
 
 _document_limits()

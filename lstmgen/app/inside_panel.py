@@ -3,71 +3,119 @@
 # No `from __future__ import annotations`: gradio reads the handlers' type hints (gr.SelectData) to inject them.
 import gradio as gr
 
+from ..inside.cells import MIN_TOKENS
+from ..inside.features import FEATURE_BY_NAME, features_for
 from ..serve.service import MAX_TEXT_CHARS
 from . import words
 from .api import App
 
+LEVELS = 4  # colour steps each way from 0 in the cell view
+PICKED = "the piece you clicked"
+BLUE, RED = (37, 99, 235), (220, 38, 38)  # low, high
 
-def cell_colours(pieces: list[str], values: list[float]) -> list[tuple[str, float]]:
-    """Pieces with their cell's value scaled to [-1, 1] for the colouring (blue negative, red positive)."""
+
+def level_name(step: int) -> str:
+    return f"{step / LEVELS:+.2f}"
+
+
+def cell_colour_map() -> dict[str, str]:
+    """The cell view's colours: from deep blue (the cell's lowest value along the text, scaled to -1) through
+    white (0) to deep red (+1), in LEVELS steps each way; the clicked piece yellow."""
+    colours = {}
+    for step in range(-LEVELS, LEVELS + 1):
+        share = abs(step) / LEVELS
+        base = BLUE if step < 0 else RED
+        colours[level_name(step)] = "#" + "".join(f"{round(255 + (b - 255) * share):02x}" for b in base)
+    return {**colours, PICKED: "#facc15"}
+
+
+def cell_colours(pieces: list[str], values: list[float], picked: int | None = None) -> list[tuple[str, str]]:
+    """Pieces with their cell's value scaled to [-1, 1] (by the largest |value| along the text) and rounded to
+    a colour step; the clicked piece marked instead."""
     top = max((abs(v) for v in values), default=0.0) or 1.0
-    return [(piece, round(v / top, 4)) for piece, v in zip(pieces, values)]
+    return [(piece, PICKED if i == picked else level_name(round(v / top * LEVELS)))
+            for i, (piece, v) in enumerate(zip(pieces, values))]
+
+
+def follows(row: dict) -> str:
+    """What a best cell does, without the cell's numbers (the table's columns hold them): /cell_features'
+    sentence from "counts characters since the line began" on."""
+    feature = FEATURE_BY_NAME.get(row["feature"])
+    if feature is None:
+        return f"follows {row['description']}"
+    return feature.phrase if row["r"] >= 0 else feature.negative
 
 
 def feature_rows(found: dict) -> list[list]:
-    return [[row["sentence"], row["layer"], row["cell"], row["state"], round(row["r"], 3)] for row in found["rows"]]
+    """The cell table: layer, cell and r first, short (they stay in sight on a phone), what the cell does last."""
+    return [[row["layer"], row["cell"], row["state"], round(row["r"], 2), follows(row)] for row in found["rows"]]
 
 
-def inside_panel(app: App, model, text_box, prompt_box, unit: str, prefix: str | None = None) -> None:
+def text_of(shown, prompt) -> str:
+    """The text on the page: the prompt and the full model's text when something was written, else the prompt."""
+    return shown["prompt"] + "".join(shown["float32"][0]) if shown else prompt
+
+
+def inside_panel(app: App, model, shown, prompt_box, unit: str, prefix: str | None = None) -> None:
     """The cell explorer, then the score panel, for the model named by the `model` State (a tab's name, or the
-    visitor's key); a cell is read along `text_box`'s text, else `prompt_box`'s."""
+    visitor's key); a cell is read along the text on the page (the `shown` State of the tab's texts), else
+    `prompt_box`'s."""
     def eid(part):
         return f"{prefix}-{part}" if prefix else None
 
     def on_open(key):
-        return feature_rows(app.cell_features(key)) if key else []
+        if not key:
+            return [], ""
+        found = app.cell_features(key)
+        kind = app.served(key).loaded.tokenizer.kind
+        return feature_rows(found), words.cells_missing(found, features_for(kind), MIN_TOKENS)
 
-    def on_show(key, text, prompt, layer, cell, which):
+    def on_show(key, shown_texts, prompt, layer, cell, which):
         if not key:
             raise gr.Error(words.TRAIN_FIRST, print_exception=False)
-        found = app.cells(key, text or prompt, layer, cell)
+        found = app.cells(key, text_of(shown_texts, prompt), layer, cell)
         views = [cell_colours(found["pieces"], found[side][which]) for side in ("float32", "int8")]
         return (*views, found, words.cell_shown(found, which, unit))
 
     def on_row(evt: gr.SelectData):
-        _, layer, cell, which, _ = evt.row_value  # the clicked row of the table
+        layer, cell, which, *_ = evt.row_value  # the clicked row of the table
         return int(layer), int(cell), str(which)
 
     def on_point(found, which, evt: gr.SelectData):
         if not found:
-            return ""
-        return words.cell_pointed(found, which, evt.index if isinstance(evt.index, int) else evt.index[0])
+            return "", gr.skip(), gr.skip()
+        i = evt.index if isinstance(evt.index, int) else evt.index[0]
+        views = [cell_colours(found["pieces"], found[side][which], picked=i) for side in ("float32", "int8")]
+        return words.cell_pointed(found, which, i), *views
 
     with gr.Accordion("Inside the network: what its cells keep", open=False, elem_id=eid("cells")) as explorer:
         gr.Markdown(words.CELLS_INTRO)
-        table = gr.Dataframe(headers=["what it follows", "layer", "cell", "c or h", "r"], interactive=False,
-                             elem_id=eid("cell-table"), wrap=True)
+        table = gr.Dataframe(headers=["layer", "cell", "c/h", "r", "what it does"], interactive=False,
+                             elem_id=eid("cell-table"), elem_classes=["cell-table"], wrap=True,
+                             column_widths=["17%", "14%", "11%", "17%", "41%"])
+        missing = gr.Markdown(elem_id=eid("cell-missing"))
         with gr.Row():
             layer = gr.Number(value=1, precision=0, label="Layer", minimum=1, min_width=80)
             cell = gr.Number(value=1, precision=0, label="Cell", minimum=1, min_width=80)
             which = gr.Radio([("memory (c)", "c"), ("output (h)", "h")], value="c", label="Which value")
             show = gr.Button("Show this cell", min_width=120)
         with gr.Row(equal_height=True):
-            cell_views = [gr.HighlightedText(label=label, show_legend=False, combine_adjacent=False,
+            cell_views = [gr.HighlightedText(label=label, show_legend=False, show_inline_category=False,
+                                             combine_adjacent=False, color_map=cell_colour_map(),
                                              elem_classes=["running-text"], elem_id=eid(f"cell-{side}"))
                           for side, label in words.SIDES.items()]
         pointed = gr.Markdown(elem_id=eid("cell-pointed"))
         values = gr.State(None)
 
-    show_event = dict(inputs=[model, text_box, prompt_box, layer, cell, which], outputs=[*cell_views, values, pointed],
+    show_event = dict(inputs=[model, shown, prompt_box, layer, cell, which], outputs=[*cell_views, values, pointed],
                       api_visibility="private", concurrency_id="inside")
     table.select(on_row, None, [layer, cell, which], api_visibility="private", queue=False).then(
         on_show, **show_event)
     show.click(on_show, **show_event)
     for view in cell_views:
-        view.select(on_point, [values, which], pointed, api_visibility="private", queue=False)
+        view.select(on_point, [values, which], [pointed, *cell_views], api_visibility="private", queue=False)
     # The table fills when the explorer opens: nothing is computed for a visitor who never looks.
-    explorer.expand(on_open, model, table, api_visibility="private", concurrency_id="inside")
+    explorer.expand(on_open, model, [table, missing], api_visibility="private", concurrency_id="inside")
     score_panel(app, model, eid)
 
 
@@ -77,11 +125,13 @@ def score_panel(app: App, model, eid) -> None:
     def on_score(key, text):
         if not key:
             raise gr.Error(words.TRAIN_FIRST, print_exception=False)
+        if not (text or "").strip():  # said where the verdict goes, not as error badges over the last one
+            return words.GIVE_TEXT, [], []
         found = app.score(key, text)
         views = [[(piece, None if p is None else words.band(p))
                   for piece, p in zip(found[side]["pieces"], found[side]["probabilities"])]
                  for side in ("float32", "int8")]
-        return words.score_verdict(found), *views
+        return words.score_verdict(found, app.served(key)), *views
 
     with gr.Accordion("How surprising is your text?", open=False, elem_id=eid("score")):
         mine = gr.Textbox(label="Paste any text", lines=4, max_lines=10, max_length=MAX_TEXT_CHARS,

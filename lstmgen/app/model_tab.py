@@ -2,55 +2,127 @@
 
 from __future__ import annotations
 
+import html
+import threading
+
 import gradio as gr
 import pandas as pd
 
-from ..core.sampling import SamplingConfig, is_greedy
+from ..core.sampling import SamplingConfig
+from ..engine.compare import visible
 from ..serve import service
 from ..serve.service import MAX_PROMPT_CHARS, SAMPLING_RANGES, ServedModel
 from . import words
 from .api import App
 from .inside_panel import inside_panel
 
+ARRIVAL_SEED = 1  # the example each tab opens with is written once, with this seed, on the first page load
+CANDIDATES = 10  # next pieces listed per copy
+
 
 def loss_frame(served: ServedModel) -> pd.DataFrame:
+    """The model's learning curve in bits per piece, as every surprise is shown."""
     epochs = served.loaded.metrics.get("epochs", [])
-    rows = [{"pass": e["epoch"], "loss": e[key], "text": label}
+    rows = [{"pass": e["epoch"], "surprise": words.bits(e[key]), "text": label}
             for e in epochs for key, label in (("train_loss", "text it learns from"),
                                                ("val_loss", "held-out text")) if key in e]
-    return pd.DataFrame(rows, columns=["pass", "loss", "text"])
+    return pd.DataFrame(rows, columns=["pass", "surprise", "text"])
+
+
+def text_html(label: str, prompt: str, pieces: list[str], probabilities: list[float], parted: int | None,
+              colour: bool, anchor: str | None) -> str:
+    """One copy's text as the page shows it: the prompt, then each written piece, the first one where the two
+    texts differ marked (with `anchor` as its id, the fidelity sentence links to it), and with `colour` each
+    piece on its band's colour (its probability on hover). Everything the visitor or the model wrote is escaped."""
+    out = []
+    for i, (piece, p) in enumerate(zip(pieces, probabilities)):
+        text = html.escape(piece)
+        style = f' style="background-color: {words.BAND_COLOURS[words.band(p)]}66" title="{p:.1%}"' if colour else ""
+        if i == parted:
+            where = f' id="{anchor}"' if anchor else ""
+            out.append(f'<mark class="parted"{where}{style} title="the texts part here">{text}</mark>')
+        else:
+            out.append(f"<span{style}>{text}</span>" if colour else text)
+    legend = ""
+    if colour:
+        legend = ('<div class="legend">How sure it was of each piece (creativity 1): ' + " ".join(
+            f'<span style="background-color: {c}66">{html.escape(name)}</span>' for _, name, c in words.BANDS) + "</div>")
+    return (f'<div class="side-label">{html.escape(label)}</div>{legend}<div class="running">'
+            f'<span class="prompt">{html.escape(prompt)}</span>{"".join(out)}</div>')
 
 
 def model_tab(app: App, served: ServedModel):
-    """The tab's blocks and events; returns (handler, inputs, outputs) for the candidates at page load, or None
-    for a model that could not be loaded."""
+    """The tab's blocks and events; returns (handler, inputs, outputs) that fill it at page load (its opening
+    example and what the model expects next), or None for a model that could not be loaded."""
     if served.loaded is None:
         gr.Markdown(words.NOT_LOADED)
         return None
     name, record = served.name, served.record
     one, many = words.unit(served), words.unit(served, True)
+    kind = served.loaded.tokenizer.kind
     labels = words.side_labels(served)
+    anchors = {side: f"{name}-{side}-part" for side in ("float32", "int8")}
 
-    def on_predict(prompt, temperature):
-        temperature = 1.0 if is_greedy(temperature) else temperature  # greedy has no spread to show: show temperature 1
-        return words.candidate_labels(app.next_tokens(name, prompt, 10, temperature), one)
+    def next_pieces(prompt, allow_special, after=()):
+        # At creativity 1, like the colours and the table: the model's own chances (words.PROBABILITIES_AT).
+        request = app.validated(name, prompt, temperature=1.0, seed=0, allow_special=bool(allow_special))
+        return request, service.candidates(request, CANDIDATES, after)
 
-    def on_generate(prompt, temperature, length, top_k, top_p, seed, allow_special, min_p):
+    def on_predict(prompt, allow_special):
+        _, result = next_pieces(prompt, allow_special)
+        return words.candidate_labels(result, one, kind)
+
+    def on_add(prompt, allow_special):
+        """The full model's most likely next piece, added to the prompt (the panel then follows the prompt)."""
+        _, result = next_pieces(prompt, allow_special)
+        text = result["float32"][0]["text"]
+        return prompt + (text.lstrip(" ") if prompt.endswith((" ", "\n")) else text)
+
+    def rendered(shown, colour):
+        return [text_html(labels[side], shown["prompt"], *shown[side], shown["parted"], colour, anchors[side])
+                for side in ("float32", "int8")]
+
+    def views(prompt, result, colour, allow_special, arrival=False):
+        """Everything a run shows: both texts with their figures, the note, and once it is done the table and
+        what each copy expects after the full model's text."""
+        summary = result.summary()
+        shown = {"prompt": prompt, "parted": result.parted_at(),
+                 "float32": (result.float.pieces, result.float.probabilities),
+                 "int8": (result.int8.pieces, result.int8.probabilities)}
+        texts = rendered(shown, colour)
+        row = [texts[0], words.stats(summary["float32"], many), texts[1], words.stats(summary["int8"], many),
+               words.fidelity_note(summary, words.units(served), anchors["float32"], arrival)]
+        if not result.done:
+            return (*row, gr.skip(), shown, gr.skip(), gr.skip(), gr.skip())
+        table = [[i + 1, visible(f), round(pf, 4), visible(q), round(pq, 4)]  # spaces shown, as in the candidates
+                 for i, (f, pf, q, pq) in enumerate(zip(result.float.pieces, result.float.probabilities,
+                                                        result.int8.pieces, result.int8.probabilities))]
+        _, after = next_pieces(prompt, allow_special, result.float.ids)
+        return (*row, table, shown, *words.candidate_labels(after, one, kind, after_text=True))
+
+    def on_generate(prompt, temperature, length, top_k, top_p, seed, allow_special, min_p, colour):
         seed = seed.strip() if isinstance(seed, str) else seed  # "" (or blanks) = random
         request = app.validated(name, prompt, temperature=temperature, length=length, top_k=top_k, top_p=top_p,
                                 seed=seed or None, allow_special=allow_special, min_p=min_p)
-        for result in service.side_by_side(request):
-            summary, row = result.summary(), []
-            for side, part in (("float32", result.float), ("int8", result.int8)):
-                row += [prompt + part.text, words.coloured(prompt, part.pieces, part.probabilities),
-                        words.stats(summary[side])]
-            rows = [[i + 1, f.replace("\n", "↵"), round(pf, 4), q.replace("\n", "↵"), round(pq, 4)]
-                    for i, (f, pf, q, pq) in enumerate(zip(result.float.pieces, result.float.probabilities,
-                                                           result.int8.pieces, result.int8.probabilities))]
-            yield (*row, words.fidelity_note(summary, words.units(served)), rows if result.done else gr.skip())
+        for result in service.side_by_side(request):  # Stop can be pressed until the last update
+            yield (*views(prompt, result, colour, request.sampling.allow_special),
+                   gr.update(interactive=not result.done))
 
-    def on_colour(on):
-        return [gr.update(visible=not on), gr.update(visible=on)] * 2
+    arrival: dict = {}
+    arrival_lock = threading.Lock()
+
+    def on_arrive():
+        """The tab's opening example (the first example prompt, seed ARRIVAL_SEED), written on the first page
+        load and kept: every later visitor sees it at once."""
+        with arrival_lock:
+            if "views" not in arrival:
+                request = app.validated(name, record.examples[0], length=record.length, seed=ARRIVAL_SEED)
+                *_, result = service.side_by_side(request, stream_every_s=float("inf"))
+                arrival["views"] = views(request.prompt, result, False, False, arrival=True)
+        return arrival["views"]
+
+    def on_colour(shown, colour):
+        return rendered(shown, colour) if shown else [gr.skip(), gr.skip()]
 
     with gr.Row():
         with gr.Column(scale=3, min_width=300):
@@ -58,45 +130,50 @@ def model_tab(app: App, served: ServedModel):
                                 max_length=MAX_PROMPT_CHARS, elem_id=f"{name}-prompt")
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate", scale=3, min_width=120)
-                stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+                stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, interactive=False,
+                                 elem_id=f"{name}-stop")
         with gr.Column(scale=2, min_width=240):
             temperature = gr.Slider(*SAMPLING_RANGES["temperature"], value=SamplingConfig.temperature, step=0.05,
                                     label="Creativity", info="Low: safe and repetitive. High: surprising. 0 always "
                                     "takes the most likely piece (temperature).")
             length = gr.Slider(*SAMPLING_RANGES["length"], value=record.length, step=1, label=f"Length ({many} to add)",
                                elem_id=f"{name}-length")
-    gr.Examples(list(record.examples), inputs=prompt, label="Examples")
-    top_k, top_p, min_p, seed, allow_special = _more_settings(many)
+    examples = gr.Examples(list(record.examples), inputs=prompt, label="Examples (click one to write it)",
+                           elem_id=f"{name}-examples")
+    top_k, top_p, min_p, seed, allow_special = _more_settings(many, bool(served.loaded.tokenizer.special_ids))
     colour = gr.Checkbox(value=False, label="Colour each piece by how sure the model was of it",
                          elem_id=f"{name}-colour")
-    outputs = _outputs(name, labels)
+    texts = _outputs(name, labels)
     fidelity = gr.Markdown(elem_id=f"{name}-fidelity")
-    float_next, int8_next, next_note, predict = _next_panel(name, labels, one)
+    float_next, int8_next, next_note, add = _next_panel(name, labels, one)
     with gr.Accordion(f"How sure it was of each {one} (table)", open=False):
-        table = gr.Dataframe(headers=["#", f"full model's {one}", "its probability", f"compressed copy's {one}",
-                                      "its probability"], interactive=False)
-    inside_panel(app, gr.State(name), outputs["float32"][0], prompt, one, prefix=name)
+        table = gr.Dataframe(headers=["#", f"full model's {one}", "its chance (creativity 1)",
+                                      f"compressed copy's {one}", "its chance (creativity 1)"], interactive=False,
+                             elem_id=f"{name}-table")
+    shown = gr.State(None)  # the texts on the page, to colour them again
+    inside_panel(app, gr.State(name), shown, prompt, one, prefix=name)
     with gr.Accordion("About this model", open=False):
         gr.Markdown(words.model_card(served))
-        gr.LinePlot(loss_frame(served), x="pass", y="loss", color="text", title="How it learned",
-                    x_title="pass over the training text (epoch)", y_title="average surprise (loss)", height=260)
+        gr.LinePlot(loss_frame(served), x="pass", y="surprise", color="text", title="How it learned",
+                    x_title="pass over the training text (epoch)", y_title=f"average surprise (bits per {one})",
+                    height=260)
 
     next_outputs = [float_next, int8_next, next_note]
-    predict.click(on_predict, [prompt, temperature], next_outputs, api_visibility="private",
-                  concurrency_id="next_tokens")
-    # Also when the prompt changes (typing, an example): only the last pending update runs, a debounce.
-    prompt.change(on_predict, [prompt, temperature], next_outputs, api_visibility="private",
+    run_outputs = [*texts, fidelity, table, shown, *next_outputs]
+    add.click(on_add, [prompt, allow_special], prompt, api_visibility="private", concurrency_id="next_tokens")
+    # Also when the prompt changes (typing, an example, the button above): only the last pending update runs.
+    prompt.change(on_predict, [prompt, allow_special], next_outputs, api_visibility="private",
                   trigger_mode="always_last", show_progress="hidden", concurrency_id="next_tokens")
-    flat = [c for side in ("float32", "int8") for c in outputs[side]]
-    event = run.click(on_generate, [prompt, temperature, length, top_k, top_p, seed, allow_special, min_p],
-                      [*flat, fidelity, table], api_visibility="private", concurrency_id="generate")
-    stop.click(None, cancels=[event])
-    colour.change(on_colour, colour, [outputs["float32"][0], outputs["float32"][1], outputs["int8"][0],
-                                      outputs["int8"][1]], api_visibility="private", queue=False)
-    return on_predict, [prompt, temperature], next_outputs
+    inputs = [prompt, temperature, length, top_k, top_p, seed, allow_special, min_p, colour]
+    runs = [run.click(on_generate, inputs, [*run_outputs, stop], api_visibility="private", concurrency_id="generate"),
+            examples.load_input_event.then(on_generate, inputs, [*run_outputs, stop], api_visibility="private",
+                                           concurrency_id="generate")]
+    stop.click(lambda: gr.update(interactive=False), None, stop, cancels=runs, api_visibility="private", queue=False)
+    colour.change(on_colour, [shown, colour], [texts[0], texts[2]], api_visibility="private", queue=False)
+    return on_arrive, [], run_outputs
 
 
-def _more_settings(many: str) -> tuple:
+def _more_settings(many: str, has_markers: bool) -> tuple:
     """The sampling settings beyond creativity and length, in a closed accordion."""
     with gr.Accordion("More settings", open=False):
         with gr.Row():
@@ -114,36 +191,35 @@ def _more_settings(many: str) -> tuple:
             # once opened and then sends 0, so every later run would use seed 0 instead of a random one.
             seed = gr.Textbox(value="", label="Random seed", placeholder="new each time", max_lines=1,
                               info="The same seed and settings write the same text again.")
-        allow_special = gr.Checkbox(value=SamplingConfig.allow_special,
+        # Only a model with markers (special tokens) offers them: a letters model has none.
+        allow_special = gr.Checkbox(value=SamplingConfig.allow_special, visible=has_markers,
                                     label="Let the model write its markers for an unknown word or the end of a text",
                                     info="Special tokens (<unk>, <eos>, <|endoftext|>) are left out by default.")
     return top_k, top_p, min_p, seed, allow_special
 
 
-def _outputs(name: str, labels: dict) -> dict:
-    """Each side's text, its coloured twin (shown instead when colouring is on) and its figures."""
-    outputs = {}
+def _outputs(name: str, labels: dict) -> list:
+    """Each copy's text (coloured when asked, where the texts part marked) and its figures, side by side."""
+    outputs = []
     with gr.Row(equal_height=True):
         for side in ("float32", "int8"):
             with gr.Column(min_width=300):
-                text = gr.Textbox(label=labels[side], lines=10, max_lines=20, interactive=False, elem_id=f"{name}-{side}")
-                coloured = gr.HighlightedText(label=labels[side], visible=False, show_legend=True,
-                                              show_inline_category=False, combine_adjacent=False,
-                                              color_map=words.BAND_COLOURS, elem_id=f"{name}-{side}-colour",
-                                              elem_classes=["running-text"])
-                stats = gr.Markdown(elem_id=f"{name}-{side}-stats")
-            outputs[side] = (text, coloured, stats)
+                outputs += [gr.HTML(text_html(labels[side], "", [], [], None, False, None), elem_id=f"{name}-{side}",
+                                    elem_classes=["side-text"], padding=False),
+                            gr.Markdown(elem_id=f"{name}-{side}-stats")]
     return outputs
 
 
 def _next_panel(name: str, labels: dict, one: str) -> tuple:
-    """What each copy expects next: its most likely candidates with their probabilities."""
+    """What each copy expects next: its most likely candidates with their chances; a button adds the first."""
     with gr.Accordion("What the model expects next", open=True, elem_id=f"{name}-next"):
         with gr.Row(equal_height=True):
-            float_next = gr.Label(num_top_classes=10, label=labels["float32"], elem_id=f"{name}-next-float",
+            float_next = gr.Label(num_top_classes=CANDIDATES, label=labels["float32"], elem_id=f"{name}-next-float",
                                   min_width=280)
-            int8_next = gr.Label(num_top_classes=10, label=labels["int8"], elem_id=f"{name}-next-int8", min_width=280)
+            int8_next = gr.Label(num_top_classes=CANDIDATES, label=labels["int8"], elem_id=f"{name}-next-int8",
+                                 min_width=280)
         with gr.Row():
             next_note = gr.Markdown(elem_id=f"{name}-next-note")
-            predict = gr.Button(f"Predict the next {one}", size="sm", scale=0, min_width=160)
-    return float_next, int8_next, next_note, predict
+            add = gr.Button(f"Add the most likely {one} to the prompt", size="sm", scale=0, min_width=200,
+                            elem_id=f"{name}-add")
+    return float_next, int8_next, next_note, add

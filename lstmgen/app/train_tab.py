@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: gradio reads the handlers' type hints (gr.Request, gr.OAuthToken) to
 # inject them, so they must be real objects, not strings.
 import shutil
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -16,16 +17,24 @@ from ..core.settings import SettingError
 from ..serve import service
 from ..serve import studio as studio_lib
 from ..serve.service import MAX_PROMPT_CHARS
-from ..serve.web import client_address
+from ..serve.web import client_key
+from ..training.run import steps_per_second
 from . import words
 from .api import App, refused
 from .inside_panel import inside_panel
+from .model_tab import text_html
+
+# When training starts, the room for the status line and the curve is kept (so the page does not grow under
+# the visitor) and the Train button scrolled to the top: the run stays in view, on a desktop and on a phone.
+WATCH_JS = ("(...args) => { const room = document.getElementById('train-progress'); if (room) room.style.minHeight = "
+            "'330px'; document.getElementById('train-start')?.scrollIntoView({block: 'start'}); return args; }")
 
 
 def curve_frame(update: dict) -> pd.DataFrame:
-    rows = [{"seconds": p["elapsed_s"], "loss": p[key], "text": label} for p in update.get("curve", [])
+    """The run's curve in bits per piece, as every surprise is shown."""
+    rows = [{"seconds": p["elapsed_s"], "surprise": words.bits(p[key]), "text": label} for p in update.get("curve", [])
             for key, label in (("train_loss", "your text"), ("val_loss", "held-out part")) if p.get(key) is not None]
-    return pd.DataFrame(rows, columns=["seconds", "loss", "text"])
+    return pd.DataFrame(rows, columns=["seconds", "surprise", "text"])
 
 
 def visitor_text(limits, upload, pasted, dataset, column):
@@ -58,29 +67,38 @@ def forget_download(key: str) -> None:
 def train_tab(app: App) -> None:
     studio = app.studio
     limits = studio.limits
+    speeds: dict[str, float] = {}  # training steps a second by size, measured on this server (a probe, then runs)
+    probing = threading.Lock()
 
-    def on_train(upload, pasted, dataset, column, tokenizer, size, seconds, request: gr.Request,
-                 progress=gr.Progress()):
+    def on_expect(tokenizer, size, seconds):
+        """What the chosen size and time give here; the first call for a size measures its speed (half a second)."""
+        with probing:
+            if size not in speeds:
+                speeds[size] = steps_per_second(size)
+        return words.train_expectation(speeds[size], size, float(seconds), tokenizer)
+
+    def on_train(upload, pasted, dataset, column, tokenizer, size, seconds, request: gr.Request):
         hidden = gr.update(visible=False)
         yield "⏳ Reading your text…", hidden, gr.skip(), hidden, gr.skip(), gr.skip(), gr.update(interactive=True)
         update = {"status": "waiting"}
         try:
             text = visitor_text(limits, upload, pasted, dataset, column)
-            for update in studio.train(text, tokenizer, size, seconds, client=client_address(request),
+            for update in studio.train(text, tokenizer, size, seconds, client=client_key(request),
                                        session=request.session_hash):
-                if update["status"] == "training":
-                    progress(min(1.0, update["elapsed_s"] / float(seconds)), desc="training")
                 plot = gr.update(value=curve_frame(update), visible=True) if update.get("curve") else gr.skip()
-                yield words.train_status(update), plot, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                yield (words.train_status(update, float(seconds), tokenizer), plot, gr.skip(), gr.skip(), gr.skip(),
+                       gr.skip(), gr.skip())
         except (SettingError, CorpusError) as error:
             refused("a training", error)
             yield f"⚠️ {error}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=False)
             raise gr.Error(str(error), print_exception=False) from None
         if not update.get("model"):
             return
+        if tokenizer == "char" and update.get("elapsed_s"):  # the run's own speed on this server, as it was
+            speeds[size] = update["step"] / update["elapsed_s"]
         key, folder = update["model"], studio.folder(update["model"])
         archive = shutil.make_archive(str(folder.parent / key), "zip", folder)  # deleted with the model
-        yield (words.train_status(update), gr.skip(), key, gr.update(visible=True),
+        yield (words.train_status(update, float(seconds), tokenizer), gr.skip(), key, gr.update(visible=True),
                words.trained_figures(studio.get(key).served, update, limits.keep_s), archive, gr.skip())
 
     def on_stop(request: gr.Request):
@@ -98,22 +116,27 @@ def train_tab(app: App) -> None:
                                      scale=3, max_lines=1, max_length=200, elem_id="train-dataset")
                 column = gr.Textbox(value="text", label="Column with the text", scale=1, min_width=100, max_lines=1,
                                     max_length=100)
-        with gr.Column(scale=2, min_width=260):
             tokenizer = gr.Radio([("letters", "char"), ("words", "word"), ("word pieces", "subword")], value="char",
                                  label="Read the text as", info="The model writes one of these at a time (tokenizer).")
-            size = gr.Radio([(f"{n} ({studio_lib.parameter_count(n) / 1e3:,.0f} k parameters)", n)
-                             for n in studio_lib.SIZES], value=NEW_MODEL_SIZE, label="Model size",
-                            info="Bigger learns more but needs more time.")
-            seconds = gr.Slider(limits.min_seconds, limits.max_seconds, value=NEW_MODEL_TRAINING.time_budget_s, step=5,
-                                label="Training time (seconds)")
+            with gr.Row():
+                size = gr.Radio([(f"{n} ({studio_lib.parameter_count(n) / 1e3:,.0f} k parameters)", n)
+                                 for n in studio_lib.SIZES], value=NEW_MODEL_SIZE, label="Model size",
+                                info="Bigger learns more but needs more time.")
+                seconds = gr.Slider(limits.min_seconds, limits.max_seconds, value=NEW_MODEL_TRAINING.time_budget_s,
+                                    step=5, label="Training time (seconds)", elem_id="train-seconds")
+        # Beside the text on a desktop, right under it on a phone: what to expect, Train, and while it trains
+        # the status and the curve, together in view.
+        with gr.Column(scale=2, min_width=260, elem_id="train-watch"):
+            expectation = gr.Markdown(elem_id="train-expect")
             with gr.Row():
                 start = gr.Button("Train", variant="primary", elem_id="train-start")
                 stop = gr.Button("Stop (keeps the best so far)", variant="stop", elem_id="train-stop",
                                  interactive=False)
-    status = gr.Markdown(elem_id="train-status")
-    curve = gr.LinePlot(x="seconds", y="loss", color="text", title="Surprise while learning (lower is better)",
-                        x_title="seconds", y_title="average surprise (loss)", height=260, elem_id="train-plot",
-                        visible=False)
+            with gr.Column(elem_id="train-progress"):
+                status = gr.Markdown(elem_id="train-status")
+                curve = gr.LinePlot(x="seconds", y="surprise", color="text", title="Surprise while learning (lower is "
+                                    "better)", x_title="seconds", y_title="bits per piece", height=240,
+                                    elem_id="train-plot", visible=False)
     trained = gr.State(None)  # the key of this session's model
     with gr.Column(visible=False) as result:
         figures = gr.Markdown(elem_id="train-figures")
@@ -121,9 +144,14 @@ def train_tab(app: App) -> None:
         download = gr.DownloadButton("Download the model folder (.zip)", elem_id="train-download")
         _publish_row(app, trained)
 
+    # At page load and when a setting changes (the speed is measured once per size).
+    gr.on(None, on_expect, [tokenizer, size, seconds], expectation, api_visibility="private",
+          show_progress="hidden", concurrency_id="train-expect", concurrency_limit=1)
+    # No progress overlay: the status line says where the run is, with the run's own clock.
     train_event = start.click(on_train, [upload, pasted, dataset, column, tokenizer, size, seconds],
                               [status, curve, trained, result, figures, download, stop], api_visibility="private",
-                              concurrency_id="train", concurrency_limit=app.train_slots())
+                              concurrency_id="train", concurrency_limit=app.train_slots(), show_progress="hidden",
+                              js=WATCH_JS)
     train_event.then(lambda: gr.update(interactive=False), None, stop, api_visibility="private", queue=False)
     stop.click(on_stop, None, None, api_visibility="private", queue=False)
 
@@ -135,9 +163,15 @@ def _try_trained(app: App, trained) -> None:
             raise gr.Error(words.EXPIRED, print_exception=False)
         request = app.validated(key, prompt, length=200, seed=None)
         *_, result = service.side_by_side(request, stream_every_s=float("inf"))
-        summary = result.summary()
-        return (prompt + result.float.text, words.stats(summary["float32"]), prompt + result.int8.text,
-                words.stats(summary["int8"]), words.fidelity_note(summary, words.units(request.served)))
+        summary, served = result.summary(), request.served
+        shown = {"prompt": prompt, "parted": result.parted_at(),
+                 "float32": (result.float.pieces, result.float.probabilities),
+                 "int8": (result.int8.pieces, result.int8.probabilities)}
+        many = words.unit(served, True)
+        return (*[value for side, label in words.SIDES.items() for value in (
+                    text_html(label, prompt, *shown[side], shown["parted"], False, f"train-{side}-part"),
+                    words.stats(summary[side], many))],
+                words.fidelity_note(summary, words.units(served), "train-float32-part"), shown)
 
     with gr.Row():
         prompt = gr.Textbox(label="Start the text", lines=2, scale=3, elem_id="train-prompt", max_length=MAX_PROMPT_CHARS)
@@ -146,12 +180,14 @@ def _try_trained(app: App, trained) -> None:
     with gr.Row(equal_height=True):
         for side, label in words.SIDES.items():
             with gr.Column(min_width=300):
-                sides += [gr.Textbox(label=label, lines=6, interactive=False, elem_id=f"train-{side}"),
+                sides += [gr.HTML(text_html(label, "", [], [], None, False, None), elem_id=f"train-{side}",
+                                  elem_classes=["side-text"], padding=False),
                           gr.Markdown(elem_id=f"train-{side}-stats")]
     fidelity = gr.Markdown(elem_id="train-fidelity")
-    inside_panel(app, trained, sides[0], prompt, "piece", prefix="train")
+    shown = gr.State(None)
+    inside_panel(app, trained, shown, prompt, "piece", prefix="train")
 
-    generate_button.click(on_generate_trained, [trained, prompt], [*sides, fidelity], api_visibility="private",
+    generate_button.click(on_generate_trained, [trained, prompt], [*sides, fidelity, shown], api_visibility="private",
                           concurrency_id="generate")
 
 

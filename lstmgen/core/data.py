@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import json
 import re
+import subprocess
+import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +27,7 @@ import torch
 
 from .files import SHIPPED_DATA_DIR
 from .operator_settings import OperatorSettings, operator_settings, variable
+from .settings import shown
 
 DATA_ENV = variable(OperatorSettings, "data")  # named in messages and --help
 log = logging.getLogger("lstmgen.core.data")
@@ -144,52 +146,69 @@ def read_hub_dataset(dataset_id: str, text_column: str = "text", split: str = "t
                      timeout_s: float = 60.0) -> str:
     """A visitor's Hub dataset, read as a stranger would: anonymously (never this server's token), streamed row
     by row (nothing is downloaded whole or cached), and stopped at `max_bytes` of text or `timeout_s` seconds,
-    each with a clear CorpusError. Dataset scripts are refused by `datasets` itself (5.x)."""
+    each with a clear CorpusError. Dataset scripts are refused by `datasets` itself (5.x).
+
+    The reading runs in a child process that is killed at the time limit: a Hub (or anything posing as one) that
+    sends a byte now and then keeps a read inside `datasets` from ever returning, and a thread cannot be stopped."""
     dataset_id = check_hub_dataset_id(dataset_id)
-    text_column = (text_column or "text").strip()
-    result: dict = {}
-    deadline = time.monotonic() + timeout_s
-
-    def read():
-        from datasets import load_dataset
-
-        try:
-            with tempfile.TemporaryDirectory(prefix="lstmgen-dataset-") as cache:
-                rows = load_dataset(dataset_id, split=split, streaming=True, token=False, cache_dir=cache)
-                if rows.column_names is not None and text_column not in rows.column_names:
-                    result["error"] = (f"the dataset {dataset_id} has no column {text_column!r}; its columns are "
-                                       f"{', '.join(rows.column_names)}")
-                    return
-                parts, size = [], 0
-                for row in rows:
-                    text = row.get(text_column)
-                    if not isinstance(text, str):
-                        continue
-                    size += len(text.encode("utf-8")) + 1
-                    if size > max_bytes:
-                        result["error"] = (f"the dataset {dataset_id} has more than {max_bytes:,} bytes of text; "
-                                           f"the limit is {max_bytes:,}: upload a part of it as a file instead")
-                        return
-                    if time.monotonic() > deadline:
-                        return
-                    parts.append(text)
-                result["text"] = "\n".join(parts)
-        except Exception as error:  # datasets raises many types: not found, gated, offline, bad split
-            log.warning("dataset %r could not be read: %s: %s", dataset_id, type(error).__name__,
-                        str(error).splitlines()[0] if str(error) else "")
-            result["error"] = (f"the dataset {dataset_id} (split {split!r}) could not be read: check that it exists, "
-                               "is public and has that split, or upload the text as a file")
-
-    worker = threading.Thread(target=read, name="read-dataset", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if "text" in result:
-        return result["text"]
+    text_column = (text_column or "text").strip() if isinstance(text_column, str) else "text"
+    job = json.dumps({"dataset_id": dataset_id, "text_column": text_column, "split": split, "max_bytes": max_bytes})
+    # The child gets no Hub token to send (token=False too), and finds lstmgen where this process did.
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
+    try:
+        child = subprocess.run([sys.executable, "-c", "from lstmgen.core.data import _read_in_child; _read_in_child()"],
+                               input=job, capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:  # subprocess.run kills the child: its connection to the Hub goes with it
+        raise CorpusError(f"reading the dataset {dataset_id} took longer than {timeout_s:g} seconds: try a smaller "
+                          "dataset, or upload the text as a file") from None
+    try:
+        result = json.loads(child.stdout.splitlines()[-1])
+    except (IndexError, ValueError):
+        result = {"error": f"the dataset {dataset_id} could not be read: upload the text as a file instead"}
+    if "error" in result and child.stderr.strip():  # why, for the operator: one line
+        log.warning("reading dataset %r: %s", dataset_id, child.stderr.strip().splitlines()[-1][:200])
     if "error" in result:
         raise CorpusError(result["error"])
-    # Still reading (or gave up at the deadline): the thread ends at its next row or its next request.
-    raise CorpusError(f"reading the dataset {dataset_id} took longer than {timeout_s:g} seconds: try a smaller "
-                      "dataset, or upload the text as a file")
+    return result["text"]
+
+
+def _read_in_child() -> None:
+    """read_hub_dataset's child: the job as JSON on stdin, {"text"} or {"error"} as one JSON line on stdout."""
+    job = json.loads(sys.stdin.read())
+    dataset_id, split = job["dataset_id"], job["split"]
+    from datasets import load_dataset
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="lstmgen-dataset-") as cache:
+            rows = load_dataset(dataset_id, split=split, streaming=True, token=False, cache_dir=cache)
+            result = dataset_text(rows, dataset_id, job["text_column"], job["max_bytes"])
+    except Exception as error:  # datasets raises many types: not found, gated, offline, bad split
+        print(f"dataset {dataset_id!r} could not be read: {type(error).__name__}: "
+              f"{str(error).splitlines()[0][:200] if str(error) else ''}", file=sys.stderr)
+        result = {"error": f"the dataset {dataset_id} (split {shown(split)}) could not be read: check that it "
+                           "exists, is public and has that split, or upload the text as a file"}
+    print(json.dumps(result), flush=True)
+
+
+def dataset_text(rows, dataset_id: str, text_column: str, max_bytes: int) -> dict:
+    """{"text": the rows' `text_column` joined by line breaks} or {"error": why not}, reading no row more than
+    `max_bytes` needs (a streamed dataset may have no end)."""
+    columns = getattr(rows, "column_names", None)
+    if columns is not None and text_column not in columns:
+        return {"error": f"the dataset {dataset_id} has no column {shown(text_column)}; its columns are "
+                         f"{', '.join(columns)[:300]}"}
+    parts, size = [], 0
+    for row in rows:
+        text = row.get(text_column)
+        if not isinstance(text, str):
+            continue
+        size += len(text.encode("utf-8")) + 1
+        if size > max_bytes:
+            return {"error": f"the dataset {dataset_id} has more than {max_bytes:,} bytes of text; the limit is "
+                             f"{max_bytes:,}: upload a part of it as a file instead"}
+        parts.append(text)
+    return {"text": "\n".join(parts)}
 
 
 def read_corpus(corpus: Corpus, data: str | Path | None = None) -> str:

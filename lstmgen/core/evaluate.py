@@ -28,14 +28,17 @@ SCORE_WINDOW = 256  # score_text's window: evaluate's for one stream (batch 1)
 def window_nats(model, rows: torch.Tensor, seq_len: int, per_token: bool = False) -> list[torch.Tensor]:
     """The one scoring loop: `rows` (batch, length) through `model(ids, state) -> (logits, state)` in windows of
     `seq_len` steps, the state carried from a zero state, each step predicting the next id. Each window's
-    cross-entropy in nats (float32): summed, or with `per_token` one value per predicted token (row-major).
+    cross-entropy in nats: summed (float32), or with `per_token` one value per predicted token (row-major),
+    taken in float64 from the float32 logits (a text's figures are shown to 6 decimals, beyond what float32's
+    log-softmax over a large vocabulary keeps).
     `model`: an LSTMLanguageModel or anything with its call (lstmgen.engine.ort.OrtModel)."""
     was_training = model.training
     model.eval()
     state, nats = None, []
     for _, inputs, targets in bptt_batches(rows, seq_len):
         logits, state = model(inputs, state)
-        nats.append(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+        logits = logits.double() if per_token else logits.float()
+        nats.append(F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
                                     reduction="none" if per_token else "sum"))
     model.train(was_training)
     return nats

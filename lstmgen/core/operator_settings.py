@@ -55,6 +55,33 @@ class TrainingLimits:
                                        env="LSTMGEN_TRAIN_DATASET_TIMEOUT_S")
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one client of a public server may hold at once, and how the server tells clients apart. A client is
+    a signed-in Hugging Face user, else an address (docs/deploy.md: what an anonymous client can cost)."""
+
+    client_requests: int = setting(2, "requests one client may have waiting, running or unread in each group of "
+                                      "endpoints (generating, looking inside, training); one more is refused at once", low=1,
+                                   env="LSTMGEN_CLIENT_REQUESTS")
+    unread_keep_s: float = setting(60.0, "seconds a finished request's answer waits to be read before it is dropped",
+                                   low=1.0, env="LSTMGEN_UNREAD_KEEP_S")
+    trusted_proxies: int = setting(-1, "proxies in front of the app that append the client's address to "
+                                       "X-Forwarded-For; the client is the hop that many from the right (-1: 1 on a "
+                                       "Hugging Face Space, 0 elsewhere, where the connection's own address counts)",
+                                   low=-1, env="LSTMGEN_TRUSTED_PROXIES")
+    allowed_origins: str = setting("", "web pages besides the app's own (and huggingface.co on a Space) that may "
+                                       "call it from a browser, comma-separated: https://example.org",
+                                   env="LSTMGEN_ALLOWED_ORIGINS")
+    sessions: int = setting(2_000, "browser sessions whose page state the server keeps (the oldest is dropped "
+                                   "first)", low=1, env="LSTMGEN_SESSIONS")
+    uploads_per_minute: int = setting(10, "files one client may upload in a minute", low=1,
+                                      env="LSTMGEN_UPLOADS_PER_MINUTE")
+    upload_bytes_per_minute: int = setting(30_000_000, "bytes one client may upload in a minute", low=1,
+                                           env="LSTMGEN_UPLOAD_BYTES_PER_MINUTE")
+    upload_keep_s: float = setting(300.0, "seconds an upload no training has used is kept", low=1.0,
+                                   env="LSTMGEN_UPLOAD_KEEP_S")
+
+
 def operator_settings() -> OperatorSettings:
     return from_environment(OperatorSettings)
 
@@ -63,7 +90,11 @@ def training_limits() -> TrainingLimits:
     return from_environment(TrainingLimits)
 
 
-DECLARATIONS = (OperatorSettings, TrainingLimits)  # what --help and docs/deploy.md list
+def server_limits() -> ServerLimits:
+    return from_environment(ServerLimits)
+
+
+DECLARATIONS = (OperatorSettings, TrainingLimits, ServerLimits)  # what --help and docs/deploy.md list
 
 
 def variable(cls, name: str) -> str:

@@ -24,6 +24,15 @@ import os
 import typing
 
 
+SHOWN_CHARS = 60  # a visitor's value quoted in a message (and so in the server's log) is cut to this
+
+
+def shown(value) -> str:
+    """repr(value) for a message, cut to SHOWN_CHARS: a 9 MB value must not travel into a reply or a log line."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…"
+
+
 class SettingError(ValueError):
     """A value outside a setting's declared type or limits, or another request the program refuses
     (lstmgen.serve.service.RequestError, lstmgen.serve.studio.TrainingError): the message is meant for the user."""
@@ -98,7 +107,7 @@ def _check(cls, field: dataclasses.Field, value, bounds: tuple | None = None):
         if not isinstance(value, str):
             raise SettingError(f"{name} must be text")
         if meta.get("choices") and value not in meta["choices"]:
-            raise SettingError(f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}")
+            raise SettingError(f"{name} must be one of {', '.join(meta['choices'])}, not {shown(value)}")
         return _check_length(value, name, meta, low, high)
     if kind is bool:
         if not isinstance(value, bool):
@@ -111,7 +120,7 @@ def _check(cls, field: dataclasses.Field, value, bounds: tuple | None = None):
     except OverflowError:  # an integer too large for a float
         raise SettingError(f"{name} must be a finite number") from None
     except (TypeError, ValueError):
-        raise SettingError(f"{name} must be a number, not {value!r}") from None
+        raise SettingError(f"{name} must be a number, not {shown(value)}") from None
     if not math.isfinite(number):
         raise SettingError(f"{name} must be a finite number")
     if kind is int and number != int(number):
@@ -147,7 +156,7 @@ def checked(cls, bounds: dict[str, tuple] | None = None, **values):
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise SettingError(f"unknown setting {unknown[0]!r}")
+        raise SettingError(f"unknown setting {shown(unknown[0])}")
     bounds = bounds or {}
     return cls(**{name: _check(cls, known[name], value, bounds.get(name)) for name, value in values.items()})
 

@@ -6,10 +6,13 @@ a torch model runs it batched).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..core.sampling import SamplingConfig, distribution, without_filters
 from ..core.tokenizers import Tokenizer
+from .generate import primed_detokenizer
 
 VISIBLE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥"})
 
@@ -29,17 +32,24 @@ def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 def top_candidates(float_model, int8_model, tokenizer: Tokenizer, prompt_ids: list[int], k: int,
                    config: SamplingConfig, banned=None) -> dict:
     """The k most likely next tokens under each model (the distribution generation would sample from),
-    the KL divergence between the two distributions, and whether their top choices agree. The divergence
+    each as a token ("token": spaces and line breaks shown) and as it would be written after `prompt_ids`
+    ("text": what the detokenizer adds, cased and spaced as generation writes it), the KL divergence
+    between the two distributions, and whether their top choices agree. The divergence
     is taken at the temperature with special tokens masked, before top-k and top-p: those can leave the
     two models different tokens to choose from, and the divergence would then be infinite."""
     inputs = torch.tensor([prompt_ids])
     logits = [model(inputs)[0][0, -1].double() for model in (float_model, int8_model)]
     dists = [distribution(values, config, banned) for values in logits]
     whole = without_filters(config)
+    primed = primed_detokenizer(tokenizer, prompt_ids)
+
+    def written(token: int) -> str:
+        decode = copy.deepcopy(primed)  # each candidate follows the same text
+        return decode(token) + decode.flush()
 
     def top(probs):
         values, ids = torch.topk(probs, min(k, probs.numel()))
-        return [{"token": visible(tokenizer.piece(int(i))), "probability": float(v)}
+        return [{"token": visible(tokenizer.piece(int(i))), "text": written(int(i)), "probability": float(v)}
                 for v, i in zip(values, ids) if v > 0]
 
     log_p, log_q = (distribution(values, whole, banned).clamp_min(1e-300).log() for values in logits)

@@ -31,7 +31,7 @@ transposed DynamicQuantizeMatMul matrix would need a column); `share_tied` overr
 vocabulary is no larger than layer 0's input width, layer 0's input product is stored for every
 token instead, and a step gathers one row of it.
 
-The engine's graphs (lstmgen/ort_engine.py; exported files have neither):
+The engine's graphs (lstmgen.engine.ort; exported files have none of these):
 - `layer_states=True`: one h and one c input and output per layer ((1, 1, hidden) each), and every
   tensor (1, 1, features) to the logits: no Split, Concat or Reshape copy a step.
 - `sampler=True` (with layer_states): the sampling distribution and the draw, in the step. Inputs
@@ -45,6 +45,8 @@ The engine's graphs (lstmgen/ort_engine.py; exported files have neither):
   `probabilities=True` adds `model_probs`, the model's own distribution (temperature 1, nothing
   masked), for the app's "how sure was it" (inputs `temperature` and `mask` then carry what the bias
   does not).
+- `sequence_model(step, layers, logits)`: an engine's step graph over a whole text in one run (an ONNX Scan
+  of the step's own nodes, pruned to the outputs asked for), for reading every token's states or logits.
 """
 from __future__ import annotations
 
@@ -81,6 +83,13 @@ class GraphNames:
     probs: str = "probs"  # the sampler's outputs
     token_out: str = "token_out"
     model_probs: str = "model_probs"
+    tokens: str = "tokens"  # the sequence graph's (sequence_model): int64 (T, 1, 1)
+    cells: str = "cells"  # int64 (k,): the cells whose states it keeps
+    h_seq: str = "h_seq"  # each kept layer's h and c after every token: (T, 1, 1, k)
+    c_seq: str = "c_seq"
+    logits_seq: str = "logits_seq"  # (T, 1, 1, padded vocab)
+    h_last: str = "h_last"  # each kept layer's state after the last token: (1, 1, hidden)
+    c_last: str = "c_last"
 
     def layer(self, state: str, i: int) -> str:
         """Layer i's state in the engine's graphs (one (1, 1, hidden) tensor each): h0, c0, h_out0, c_out0."""
@@ -326,6 +335,68 @@ def _sampler(g: _Graph, decoder: dict, x: str, blocks: int, block: int, probabil
     index = last_start_at_or_below_u(local)  # (1, 1)
     g.op("Add", [g.op("Mul", [b, const("block_size", np.array(block, np.int64))])[0], index], [NAMES.token_out])
     return inputs
+
+
+def sequence_model(step, layers: int, logits: bool):
+    """The engine's step graph (`step`: a ModelProto step_model made with layer_states) over a whole text in one
+    run: an ONNX Scan whose body is the step's own nodes, so that every token computes exactly what a step does
+    (the int8 products quantize their input per step, as they do when stepping). The body keeps only what the
+    outputs need: the bottom `layers` layers, and the output layer with `logits` (all layers then); a sampler's
+    inputs are fixed at temperature 1 with nothing masked, as a fresh engine has them.
+
+    Inputs: `tokens` int64 (T, 1, 1), `cells` int64 (k,), and each kept layer's state to start from (h0, c0, ...:
+    (1, 1, hidden)). Outputs: each kept layer's h and c after every token, of the `cells` only (h_seq0, c_seq0,
+    ...: (T, 1, 1, k)), its state after the last token (h_last0, c_last0, ...) and with `logits` the logits after
+    every token (logits_seq: (T, 1, 1, padded vocab))."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = step.graph
+    inputs = {value.name: value for value in graph.input}
+    if NAMES.layer("h", 0) not in inputs:
+        raise ValueError("the sequence graph is built from the engine's step graph (layer_states=True)")
+    total = int(next(p.value for p in step.metadata_props if p.key == "lstmgen.layers"))
+    layers = total if logits else layers
+    if not 1 <= layers <= total:
+        raise ValueError(f"layers must be between 1 and {total}, not {layers}")
+    kept = range(layers)
+    wanted = {NAMES.layer(k, i) for k in ("h_out", "c_out") for i in kept} | ({NAMES.logits} if logits else set())
+    nodes = []
+    for node in reversed(graph.node):  # the graph is in order: walk back from the outputs asked for
+        if wanted.intersection(node.output):
+            nodes.append(node)
+            wanted.update(node.input)
+    nodes.reverse()
+    constants = [t for t in graph.initializer if t.name in wanted]
+    for name, value in ((NAMES.inverse_temperature, 1.0), (NAMES.temperature, 1.0)):
+        if name in wanted:
+            constants.append(numpy_helper.from_array(np.array([value], np.float32), name))
+    hidden = inputs[NAMES.layer("h", 0)].type.tensor_type.shape.dim[-1].dim_value
+
+    def value(name, shape=None, kind=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, kind, shape)
+
+    # Scan hands the body one token (1, 1); each step's states are also scan outputs, the kept cells only.
+    states = [NAMES.layer(k, i) for k in "hc" for i in kept]
+    states_out = [NAMES.layer(k, i) for k in ("h_out", "c_out") for i in kept]
+    sequences = [NAMES.layer(k, i) for k in ("h_seq", "c_seq") for i in kept]
+    nodes += [helper.make_node("Gather", [state, NAMES.cells], [seq], axis=2)
+              for state, seq in zip(states_out, sequences)]
+    if logits:
+        sequences.append(NAMES.logits_seq)
+        nodes.append(helper.make_node("Identity", [NAMES.logits], [NAMES.logits_seq]))
+    body = helper.make_graph(nodes, "lstmgen_step", [value(n, [1, 1, hidden]) for n in states] +
+                             [value(NAMES.token, [1, 1], TensorProto.INT64)],
+                             [value(n, [1, 1, hidden]) for n in states_out] + [value(n) for n in sequences], constants)
+    lasts = [NAMES.layer(k, i) for k in ("h_last", "c_last") for i in kept]
+    scan = helper.make_node("Scan", states + [NAMES.tokens], lasts + sequences, body=body, num_scan_inputs=1)
+    outer = helper.make_graph([scan], "lstmgen_sequence",
+                              [value(NAMES.tokens, ["T", 1, 1], TensorProto.INT64),
+                               value(NAMES.cells, ["k"], TensorProto.INT64)] + [value(n, [1, 1, hidden]) for n in states],
+                              [value(n) for n in sequences] + [value(n, [1, 1, hidden]) for n in lasts])
+    proto = helper.make_model(outer, opset_imports=list(step.opset_import), producer_name="lstmgen")
+    proto.ir_version = step.ir_version
+    helper.set_model_props(proto, {p.key: p.value for p in step.metadata_props})
+    return proto
 
 
 def is_tied(model) -> bool:

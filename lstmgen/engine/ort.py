@@ -11,6 +11,9 @@ tensors share without copying.
     logits, state = engine.forward(prompt_ids)        # the prompt, one step a token
     logits, state = engine.step(token, state)         # each new token
 
+A whole text goes through in one run instead (OrtModel.forward's logits, OrtModel.states' h and c): the step
+graph's own nodes in an ONNX Scan (lstmgen.engine.graph.sequence_model), so each token computes what a step does.
+
 `step` returns torch tensors that view the engine's buffers: the logits stay valid until the step
 after next, as does the state; pass the returned state back (a state from elsewhere, such as a torch
 model's, is copied in first). One engine decodes one text at a time; engines share their session (`fork`).
@@ -29,6 +32,7 @@ a generated token is a few reads (OrtStream, the stream interface of lstmgen.eng
 
 from __future__ import annotations
 
+import threading
 
 import numpy as np
 import torch
@@ -334,8 +338,9 @@ def _initializer(proto, name: str) -> np.ndarray | None:
 class OrtModel(torch.nn.Module):
     """A model for generation on ONNX Runtime, float or int8 weights: the calls of the torch model it
     was built from (`model(ids, state)`, `init_state`, `eval`), `stream(config, banned)` (the stream
-    interface of lstmgen.engine.streams) and `new_engine()`, an engine of its own for each stream. The float
-    weights are read once, when the graph is built; nothing derived is stored. `probabilities`: each
+    interface of lstmgen.engine.streams), `new_engine()`, an engine of its own for each stream, and `states`, a
+    text's h and c. The float weights are read once, when the step graph is built; the graphs that run a whole
+    text in one call (`forward`, `states`, `sequence`) are made from it when first used. `probabilities`: each
     step also computes the model's own distribution (one more softmax over the vocabulary), for
     model_probability."""
 
@@ -350,6 +355,10 @@ class OrtModel(torch.nn.Module):
         self._bytes = initializer_bytes(proto)
         self._engine = OrtStep(proto, threads, spinning)
         self.weights = weights
+        # The sequence graphs (a whole text in one run) are built from the step graph when first asked for.
+        self._step, self._threads = proto, threads
+        self._sequences: dict[tuple[int, bool], object] = {}
+        self._sequences_lock = threading.Lock()
         self.eval()
 
     def size_bytes(self) -> int:
@@ -374,17 +383,70 @@ class OrtModel(torch.nn.Module):
         return torch.zeros(shape), torch.zeros(shape)
 
     def forward(self, ids: torch.Tensor, state=None):
-        """ids (batch, time) -> logits (batch, time, vocab) and the new state, one step a token per row."""
+        """ids (batch, time) -> logits (batch, time, vocab) and the new state: each row through the sequence
+        graph in one run, the numbers a fresh engine's steps give (temperature 1, nothing masked)."""
         batch, time = ids.shape
         logits = torch.empty(batch, time, self.vocab_size)
         h_all, c_all = state if state is not None else self.init_state(batch)
-        hs, cs = [], []
-        engine = self.new_engine()
+        h_new, c_new = torch.empty_like(h_all, dtype=torch.float32), torch.empty_like(c_all, dtype=torch.float32)
         for b in range(batch):
-            row_state = (h_all[:, b : b + 1], c_all[:, b : b + 1])
-            for t, token in enumerate(ids[b].tolist()):
-                out, row_state = engine.step(token, row_state)
-                logits[b, t] = out
-            hs.append(row_state[0].clone())
-            cs.append(row_state[1].clone())
-        return logits, (torch.cat(hs, 1), torch.cat(cs, 1))
+            out = self.sequence(ids[b].tolist(), (h_all[:, b], c_all[:, b]), cells=(), logits=True)
+            logits[b] = torch.from_numpy(out["logits"])
+            h_new[:, b], c_new[:, b] = torch.from_numpy(out["h_last"]), torch.from_numpy(out["c_last"])
+        return logits, (h_new, c_new)
+
+    def states(self, ids, state=None, layers: int | None = None, cells=None) -> tuple[np.ndarray, np.ndarray]:
+        """h and c after each token of `ids`, of the bottom `layers` layers (default all) and the `cells` asked
+        for (indices, default all): two float32 arrays (layers, T, cells), what the engine's steps give."""
+        out = self.sequence(ids, state, layers or self.num_layers, cells)
+        return out["h"], out["c"]
+
+    def sequence(self, ids, state=None, layers: int | None = None, cells=None, logits: bool = False) -> dict:
+        """A whole text through the step graph in one run (lstmgen.engine.graph.sequence_model): {"h", "c": each
+        kept layer's states after each token, (layers, T, cells); "h_last", "c_last": the state after the last
+        token, (layers, hidden); with `logits` (all layers then) "logits": (T, vocab)}. `state`: (h, c) of shape
+        (layers, ..., hidden) to start from (default zeros); `cells`: indices (default all)."""
+        ids = np.asarray(torch.as_tensor(ids).reshape(-1).tolist(), np.int64)
+        layers = self.num_layers if logits or layers is None else layers
+        cells = np.arange(self.hidden_size) if cells is None else np.asarray(cells, np.int64).reshape(-1)
+        hidden, steps = self.hidden_size, len(ids)
+        if state is None:
+            h = c = np.zeros((layers, hidden), np.float32)
+        else:
+            h, c = (torch.as_tensor(s).detach().float().reshape(-1, hidden)[:layers].numpy() for s in state)
+        out = {k: np.zeros((layers, steps, len(cells)), np.float32) for k in "hc"}
+        out["h_last"], out["c_last"] = h.copy(), c.copy()
+        if logits:
+            out["logits"] = np.zeros((steps, self.vocab_size), np.float32)
+        if steps == 0:
+            return out
+        feeds = {NAMES.tokens: ids.reshape(-1, 1, 1), NAMES.cells: cells}
+        for i in range(layers):
+            feeds[NAMES.layer("h", i)] = np.ascontiguousarray(h[i].reshape(1, 1, hidden))
+            feeds[NAMES.layer("c", i)] = np.ascontiguousarray(c[i].reshape(1, 1, hidden))
+        session = self._sequence_session(layers, logits)
+        names = [o.name for o in session.get_outputs()]
+        results = dict(zip(names, session.run(names, feeds)))
+        for i in range(layers):
+            for k in "hc":
+                out[k][i] = results[NAMES.layer(f"{k}_seq", i)].reshape(steps, len(cells))
+                out[f"{k}_last"][i] = results[NAMES.layer(f"{k}_last", i)].reshape(hidden)
+        if logits:
+            out["logits"] = results[NAMES.logits_seq].reshape(steps, -1)[:, : self.vocab_size]
+        return out
+
+    def _sequence_session(self, layers: int, logits: bool):
+        """The session of the sequence graph for the bottom `layers` layers (with `logits`: all of them and the
+        output layer), made the first time it is asked for: at most one a layer count, and one with logits."""
+        import onnxruntime as ort
+
+        from .graph import sequence_model
+
+        key = (layers, logits)
+        with self._sequences_lock:
+            if key not in self._sequences:
+                proto = sequence_model(self._step, layers, logits)
+                self._sequences[key] = ort.InferenceSession(proto.SerializeToString(),
+                                                            session_options(self._threads, spinning=False),
+                                                            providers=["CPUExecutionProvider"])
+            return self._sequences[key]

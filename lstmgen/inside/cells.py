@@ -2,7 +2,10 @@
 
 For each feature (lstmgen.inside.features), the Pearson correlation of every cell's c and h, every layer,
 with the feature over a text (by default the first HELD_OUT_SLICE_TOKENS tokens of the model's held-out
-text), ranked by |r|, the best TOP kept (rank_cells). **Layers and cells are numbered from 1 wherever
+text), ranked by |r|, the best TOP kept (rank_cells). A correlation over a short text, or with a feature that
+hardly changes in it, means little (a cell that drifts "counts characters since the line began" over 100
+characters without a line break): a text under MIN_TOKENS tokens ranks no cells, and a feature that starts over
+(a new line, a quote closed) fewer than MIN_RESTARTS times in it is not ranked. **Layers and cells are numbered from 1 wherever
 shown** (rows, sentences, cells.json): the row {"layer": 2, "cell": 417} is `cell_states(...)["c"][1, :, 416]`.
 An int8 copy's correlations differ from the float model's by at most INT8_R_TOLERANCE, so the best cells are
 the same cells (figures: bench/cells.md).
@@ -31,6 +34,8 @@ STARTUP_TOKENS = 2000  # where cells.json is missing, load_cells measures on thi
 TOP = 5  # best cells kept per feature
 INT8_R_TOLERANCE = 0.01  # largest |r_int8 - r_float| of a cell's correlation with a feature
 CELLS_VERSION = 1
+MIN_TOKENS = 2000  # the shortest text whose correlations are shown
+MIN_RESTARTS = 3  # how often a feature must fall back (a line break, a quote closed, a word ended) to be ranked
 
 
 def correlations(values: dict[str, np.ndarray], states: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -69,11 +74,18 @@ def sentence(row: dict) -> str:
     return f"{which} {phrase} (r = {row['r']:.2f})"
 
 
+def restarts(values) -> int:
+    """How often a feature falls back along a text: a count starting over, a 0/1 feature switching off."""
+    values = np.asarray(values)
+    return int((values[1:] < values[:-1]).sum())
+
+
 def rank_cells(model, tokenizer, ids, top: int = TOP, states=None) -> list[dict]:
     """The `top` cells (c or h, any layer) most correlated with each feature of the tokenizer's kind over `ids`,
     best |r| first: rows {feature, description, layer, cell, state ('c' | 'h'), r, sentence}, layer and cell
-    counted from 1. Features that do not vary over `ids` have no rows (see `constant_features`)."""
-    values = token_features(tokenizer, ids)
+    counted from 1. Features that do not vary over `ids` (see `constant_features`), or start over fewer than
+    MIN_RESTARTS times there, have no rows."""
+    values = {name: v for name, v in token_features(tokenizer, ids).items() if restarts(v) >= MIN_RESTARTS}
     states = cell_states(model, ids) if states is None else states
     rows = []
     for name, r in correlations(values, states).items():
@@ -98,12 +110,13 @@ def weights_digest(folder) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def compute_cells(model, tokenizer, ids, source: str, top: int = TOP, states=None) -> dict:
+def compute_cells(model, tokenizer, ids, source: str, top: int = TOP, states=None, min_tokens: int = MIN_TOKENS) -> dict:
     """cells.json's content for `ids` (described by `source`, e.g. "the first 4000 tokens of the model's
-    held-out text"); `states`: the cell states of `ids` where already computed."""
+    held-out text"); `states`: the cell states of `ids` where already computed. Fewer than `min_tokens` ids rank
+    no cells (`tokens` says how many there were)."""
     started = time.perf_counter()
     ids = list(ids)
-    rows = rank_cells(model, tokenizer, ids, top, states)
+    rows = rank_cells(model, tokenizer, ids, top, states) if len(ids) >= min_tokens else []
     return {"version": CELLS_VERSION, "numbering": "layers and cells counted from 1", "kind": tokenizer.kind,
             "source": source, "tokens": len(ids), "top": top,
             "features": [{"name": f.name, "description": f.description} for f in features_for(tokenizer.kind)],
@@ -163,22 +176,23 @@ def held_out_ids(record, tokenizer, data=None, max_tokens: int = HELD_OUT_SLICE_
         return None
 
 
-def load_cells(folder, model, tokenizer, record=None, data=None, max_tokens: int = STARTUP_TOKENS) -> dict:
+def load_cells(folder, model, tokenizer, record=None, data=None, max_tokens: int = STARTUP_TOKENS,
+               min_tokens: int = MIN_TOKENS) -> dict:
     """The model's best cells (cells.json's content): its folder's cells.json where it is there and matches the
     weights; else measured now, on `max_tokens` tokens (a few seconds at most), of the held-out text where
-    `record`'s corpus is in local files at hand, else of text the model samples itself (`source` says which).
-    Nothing is written: write_cells_json does that."""
+    `record`'s corpus is in local files at hand, else of text the model samples itself (`source` says which);
+    fewer than `min_tokens` rank no cells. Nothing is written: write_cells_json does that."""
     cells = read_cells_json(folder) if folder is not None else None
     if cells is not None:
         return cells
     ids = held_out_ids(record, tokenizer, data, max_tokens, check=False) if record is not None else None
     if ids:
-        return compute_cells(model, tokenizer, ids, held_out_source(len(ids)))
+        return compute_cells(model, tokenizer, ids, held_out_source(len(ids)), min_tokens=min_tokens)
     if not hasattr(model, "lstm"):
         raise TypeError("cells are measured on the float torch model (LSTMLanguageModel)")
     sampled = sampled_states(model, tokenizer, max_tokens)
     return compute_cells(model, tokenizer, sampled["ids"], f"{max_tokens} tokens the model sampled itself "
-                         "(temperature 1, seed 0)", states=sampled)
+                         "(temperature 1, seed 0)", states=sampled, min_tokens=min_tokens)
 
 
 def table(cells: dict, per_feature: int = 1) -> str:

@@ -5,5 +5,5 @@ from ..core.package import lazy_exports
 __all__, __getattr__ = lazy_exports(__name__, {
     "service": ("ServedModel", "load_all", "load_source", "validate", "side_by_side", "RequestError"),
     "studio": ("Studio", "TrainingError", "run_training"),
-    "web": ("client_address", "BodyLimit"),
+    "web": ("client_key", "Gate", "BodyLimit"),
 })

@@ -18,7 +18,7 @@ from ..hub import LoadedModel, resolve
 from ..engine.ort import OrtModel
 from ..core.records import RECORDS, ModelRecord, find, record_from_metrics
 from ..core.sampling import SEED_MAX, SamplingConfig, is_greedy
-from ..core.settings import SettingError, checked, ranges, setting
+from ..core.settings import SettingError, checked, ranges, setting, shown
 
 # The UI's sliders use these bounds; the server enforces them on every caller.
 SAMPLING_RANGES = ranges(SamplingConfig)
@@ -169,7 +169,7 @@ def pick_model(models: dict[str, ServedModel], model) -> ServedModel:
     if isinstance(model, str):
         served = models.get(model) or next((s for s in models.values() if s.record.long_name == model), None)
     if served is None:
-        raise RequestError(f"unknown model {model!r}: choose one of {', '.join(models)}")
+        raise RequestError(f"unknown model {shown(model)}: choose one of {', '.join(models)}")
     if served.loaded is None:
         raise RequestError(f"the {served.name} model could not be loaded on the server: choose another")
     return served
@@ -285,15 +285,17 @@ def side_by_side(request: Request, stream_every_s: float | None = None) -> Itera
     yield result
 
 
-def candidates(request: Request, k) -> dict:
-    """The top-k next tokens of both copies for the request's prompt (compare.top_candidates)."""
+def candidates(request: Request, k, after: list[int] = ()) -> dict:
+    """The top-k next tokens of both copies for the request's prompt followed by the tokens `after` (a
+    generated text's ids: what each copy expects once that text is written), compare.top_candidates."""
     k = checked(Inputs, k=k).k
     if is_greedy(request.sampling.temperature):
         raise RequestError("temperature must be above 0 for next-token probabilities (0 is greedy: one token, "
                            "probability 1)")
     served = request.served
-    return compare.top_candidates(served.loaded.model, served.int8, served.loaded.tokenizer, request.prompt_ids, k,
-                                  request.sampling, banned_ids(served.loaded.tokenizer))
+    return compare.top_candidates(served.loaded.model, served.int8, served.loaded.tokenizer,
+                                  request.prompt_ids + list(after), k, request.sampling,
+                                  banned_ids(served.loaded.tokenizer))
 
 
 # --------------------------------------------------------------------------- inside the LSTM
@@ -340,13 +342,14 @@ def cell_trace(served: ServedModel, text, layer, cell) -> dict:
     ids = checked_text(served, text)
     out = {"model": served.name, "layer": layer, "cell": cell, "pieces": token_texts(served.loaded.tokenizer, ids)}
     for side, engine in (("float32", model), ("int8", served.int8)):
-        values = cell_states(engine, ids)
-        out[side] = {which: [round(float(v), 6) for v in values[which][layer - 1, :, cell - 1]] for which in ("c", "h")}
+        values = cell_states(engine, ids, layers=layer, cells=[cell - 1])  # the layers below it, one cell kept
+        out[side] = {which: [round(float(v), 6) for v in values[which][layer - 1, :, 0]] for which in ("c", "h")}
     return out
 
 
 def text_scores(served: ServedModel, text) -> dict:
-    """How surprising each copy finds `text`, token by token, with the totals (lstmgen.core.evaluate.score_text)."""
+    """How surprising each copy finds `text`, token by token, with the totals (lstmgen.core.evaluate.score_text),
+    and the pieces of the text the vocabulary could not hold, as /generate lists them (`unknown`, `unknown_total`)."""
     from ..core.evaluate import score_text
 
     checked_text(served, text)
@@ -358,4 +361,6 @@ def text_scores(served: ServedModel, text) -> dict:
                      "total_nats": round(result.total_nats, 6), "tokens": result.tokens, "loss": round(result.loss, 6),
                      "bits_per_char": round(result.bits_per_char, 6), "perplexity": round(result.perplexity, 4),
                      "comparison": result.comparison}
+    # Each piece once (at most 20) and how many there were, as /generate lists a prompt's.
+    out["unknown"], out["unknown_total"] = unique_pieces(result.unknown), len(result.unknown)
     return out

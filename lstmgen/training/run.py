@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -12,8 +14,8 @@ import torch.distributed as dist
 
 from ..core.data import DATA_ENV, Corpus, load_text, read_corpus
 from ..core.files import BEST_FOLDER, METRICS_FILE, read_json
-from ..core.records import (NEW_MODEL_HELD_OUT, NEW_MODEL_SIZE, NEW_MODEL_SIZES, PRESETS, ModelRecord, new_model,
-                            new_model_batch_size, prepare)
+from ..core.records import (NEW_MODEL_HELD_OUT, NEW_MODEL_SIZE, NEW_MODEL_SIZES, NEW_MODEL_TRAINING, PRESETS,
+                            ModelRecord, new_model, new_model_batch_size, prepare)
 from ..core.settings import setting
 from .folder import finalize, record_continuation
 from .trainer import Trainer, resolve_device
@@ -133,6 +135,26 @@ def train(record: ModelRecord, text: str, out_dir: str | Path, device: str = "au
     notify({"status": "writing the model folder", **trainer.progress()})
     folder = finalize(out_dir, record, data, config, notes=notes, command=command)
     return Trained(folder, model.num_parameters(), data.tokenizer.vocab_size, read_json(folder / METRICS_FILE, {}))
+
+
+def steps_per_second(size: str = NEW_MODEL_SIZE, vocab_size: int = 65, seconds: float = 0.5,
+                     device: str = "cpu") -> float:
+    """How many training steps a second a new model of `size` makes here, now: the Trainer's own step (the
+    recipe's batch and window, autocast as it decides) on random tokens of a `vocab_size` vocabulary (a text's
+    letters are ~65), timed for `seconds` after one warm-up step. The random state is left as it was."""
+    config = replace(NEW_MODEL_TRAINING, device=device, progress=False)
+    with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as out:
+        torch.manual_seed(0)
+        ids = torch.randint(vocab_size, (config.batch_size * (config.seq_len + 2),)).tolist()
+        trainer = Trainer(NEW_MODEL_SIZES[size].build(vocab_size), ids, ids[:64], out, config)
+        inputs, targets = trainer.rows[:, : config.seq_len], trainer.rows[:, 1 : config.seq_len + 1]
+        trainer.model.train()
+        trainer.train_window(inputs, targets)
+        steps, started = 0, time.perf_counter()
+        while steps == 0 or time.perf_counter() - started < seconds:
+            trainer.train_window(inputs, targets)
+            steps += 1
+        return steps / (time.perf_counter() - started)
 
 
 def _start(device: str) -> tuple[str, bool]:
