@@ -234,8 +234,8 @@ def push_to_account(folder: str | Path, name: str, token: str | None, timeout_s:
             if status == 401:
                 outcome["error"] = f"your sign-in cannot create {name}: sign in again"
             elif status == 403:  # the sign-in lets this app write only to repos it created (contribute-repos)
-                outcome["error"] = (f"{name} is already on your account and this app may write only to models it "
-                                    "created itself: choose a new name")
+                outcome["error"] = (f"your sign-in does not let this app write to {name}: choose a new name (it "
+                                    "writes only to models it created), or sign in again and allow it to")
             elif status == 409:
                 outcome["error"] = f"{name} already exists and cannot be written to: choose another name"
             else:

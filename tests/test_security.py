@@ -449,14 +449,26 @@ def test_nothing_of_a_visitor_outlives_its_models_hour(tmp_path, monkeypatch):
     from lstmgen.core.operator_settings import TrainingLimits
     from lstmgen.serve import studio
 
+    import gc
+    import weakref
+
+    from lstmgen.serve import service
+
     gone = []
-    runs = studio.Studio(limits=TrainingLimits(keep_s=1.5), root=tmp_path / "visitors", sweep_every_s=0.2,
-                         on_evict=gone.append)
+    runs = studio.Studio(limits=TrainingLimits(keep_s=2.5), root=tmp_path / "visitors", sweep_every_s=0.2,
+                         on_evict=gone.append, load=lambda folder: service.load_source(folder, use_hub=False))
     *_, done = runs.train(VISITOR_TEXT, "char", "tiny", 10, client="a")
     key = done["model"]
     assert runs.get(key) is not None and any((tmp_path / "visitors").iterdir())
-    time.sleep(2.5)  # the sweeper deletes it, without anyone asking
+    # What the server keeps about the model (its cells table, the whole-text graphs) is kept on the model itself.
+    served = runs.get(key).served
+    service.best_cells(served), service.text_scores(served, VISITOR_TEXT[:500])
+    kept = [weakref.ref(served), weakref.ref(served.int8), weakref.ref(served.loaded.model)]
+    del served
+    time.sleep(3.5)  # the sweeper deletes it, without anyone asking
     assert gone == [key] and runs.get(key) is None and not any((tmp_path / "visitors").iterdir())
+    gc.collect()
+    assert [ref() for ref in kept] == [None, None, None]  # and nothing of it is left in memory
     # Gradio's copy of the model's zip (the download) goes with it.
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     copy = tmp_path / "gradio" / "0123abcd" / f"{key}.zip"
@@ -806,8 +818,8 @@ def test_sign_in_asks_only_to_create_repos_and_a_repo_it_did_not_create_gets_a_s
                               timeout=120).stdout.strip()
     finally:
         stand_in.server.shutdown()
-    assert said == ("my-old-model is already on your account and this app may write only to models it created "
-                    "itself: choose a new name")
+    assert said == ("your sign-in does not let this app write to my-old-model: choose a new name (it writes only "
+                    "to models it created), or sign in again and allow it to")
 
 
 class StatusHub:

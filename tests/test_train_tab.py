@@ -383,7 +383,7 @@ def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_tok
     assert set(hub.authorizations) == {"hf_write_token"}  # the visitor's own token, and only it
 
     refused = push("my-lstm", "hf_read_token")
-    assert "cannot create or write to my-lstm" in refused["error"]
+    assert "your sign-in does not let this app write to my-lstm" in refused["error"]
     assert "sign in with Hugging Face first" in push("my-lstm", "")["error"]
 
 

@@ -103,10 +103,9 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None) -> gr.Bl
             demo.load(fn, inputs, outputs, api_visibility="private", concurrency_id="next_tokens", show_progress="hidden")
     # Each request decodes on one core; a few at a time keep latency low, the queue holds the rest.
     demo.queue(default_concurrency_limit=4, max_size=64)
-    # A page's arrival asks each tab's next-piece candidates at once; every other group takes the common share.
-    shares = {group: limits.client_requests for group in ("generate", "inside", "train")}
-    shares["next_tokens"] = max(limits.client_requests, len(served_models) + 1)
-    share_the_queue(demo, shares, limits.unread_keep_s)
+    # Every group takes the common share, but a page's arrival asks each tab's opening text at once.
+    share_the_queue(demo, limits.client_requests, {"next_tokens": max(limits.client_requests, len(served_models) + 1)},
+                    limits.unread_keep_s)
     refuse_malformed_calls(demo)
     demo.lstmgen_app = app
     return demo

@@ -23,9 +23,9 @@ class Ticket:
     answered_at: float | None = None
 
 
-def share_the_queue(demo: gr.Blocks, shares: dict[str, int], unread_keep_s: float) -> None:
-    """No client holds more than `shares[group]` requests in a concurrency group (waiting, running, or answered
-    and not yet read): one more is refused at once, before it enters Gradio's queue, so one client cannot fill
+def share_the_queue(demo: gr.Blocks, share: int, shares: dict[str, int], unread_keep_s: float) -> None:
+    """No client holds more than `share` requests in a concurrency group (`shares[group]` where given: waiting,
+    running, or answered and not yet read): one more is refused at once, before it enters Gradio's queue, so one client cannot fill
     the queue all visitors share (Gradio's queue has no per-client bound). A client is client_key's: a signed-in
     user, else an address. An answer nobody reads within `unread_keep_s` is dropped (Gradio would keep it for its
     2,000 most recent sessions)."""
@@ -61,11 +61,9 @@ def share_the_queue(demo: gr.Blocks, shares: dict[str, int], unread_keep_s: floa
             group = route_utils.get_fn(demo, None, body).concurrency_id
         except Exception:  # no such function: Gradio's own push answers that
             return await push(body=body, request=request, username=username)
-        share, client = shares.get(group), client_key(request)
-        if share is None:
-            return await push(body=body, request=request, username=username)
-        if held(client, group) >= share:
-            return False, (f"you already have {share} requests of this kind waiting, running or not yet read: "
+        mine, client = shares.get(group, share), client_key(request)
+        if held(client, group) >= mine:
+            return False, (f"you already have {mine} requests of this kind waiting, running or not yet read: "
                            "wait for one to finish, then try again"), "queue_full"
         entering[client, group] += 1
         try:

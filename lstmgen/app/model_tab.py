@@ -62,6 +62,8 @@ def model_tab(app: App, served: ServedModel):
     kind = served.loaded.tokenizer.kind
     labels = words.side_labels(served)
     anchors = {side: f"{name}-{side}-part" for side in ("float32", "int8")}
+    table_headers = ["#", f"full model's {one}", "its chance (creativity 1)", f"compressed copy's {one}",
+                     "its chance (creativity 1) "]  # a column name once each: the second ends in a space
 
     def next_pieces(prompt, allow_special, after=()):
         # At creativity 1, like the colours and the table: the model's own chances (words.PROBABILITIES_AT).
@@ -82,31 +84,36 @@ def model_tab(app: App, served: ServedModel):
         return [text_html(labels[side], shown["prompt"], *shown[side], shown["parted"], colour, anchors[side])
                 for side in ("float32", "int8")]
 
-    def views(prompt, result, colour, allow_special, arrival=False):
-        """Everything a run shows: both texts with their figures, the note, and once it is done the table and
-        what each copy expects after the full model's text."""
+    def views(prompt, result, colour, arrival=False):
+        """Both texts as a run has written them so far, with their figures and the note (and the texts, kept to
+        colour them again)."""
         summary = result.summary()
         shown = {"prompt": prompt, "parted": result.parted_at(),
                  "float32": (result.float.pieces, result.float.probabilities),
                  "int8": (result.int8.pieces, result.int8.probabilities)}
         texts = rendered(shown, colour)
-        row = [texts[0], words.stats(summary["float32"], many), texts[1], words.stats(summary["int8"], many),
-               words.fidelity_note(summary, words.units(served), anchors["float32"], arrival)]
-        if not result.done:
-            return (*row, gr.skip(), shown, gr.skip(), gr.skip(), gr.skip())
-        table = [[i + 1, visible(f), round(pf, 4), visible(q), round(pq, 4)]  # spaces shown, as in the candidates
-                 for i, (f, pf, q, pq) in enumerate(zip(result.float.pieces, result.float.probabilities,
-                                                        result.int8.pieces, result.int8.probabilities))]
+        return (texts[0], words.stats(summary["float32"], many), texts[1], words.stats(summary["int8"], many),
+                words.fidelity_note(summary, words.units(served), anchors["float32"], arrival), shown)
+
+    def finished(prompt, result, allow_special):
+        """What a finished run adds: the table of each piece's chance, and what each copy expects once the full
+        model's text is written (the panel then follows the text)."""
+        table = pd.DataFrame([[i + 1, visible(f), round(pf, 4), visible(q), round(pq, 4)]  # spaces shown too
+                              for i, (f, pf, q, pq) in enumerate(zip(result.float.pieces, result.float.probabilities,
+                                                                     result.int8.pieces, result.int8.probabilities))],
+                             columns=table_headers)
         _, after = next_pieces(prompt, allow_special, result.float.ids)
-        return (*row, table, shown, *words.candidate_labels(after, one, kind, after_text=True))
+        return (table, *words.candidate_labels(after, one, kind, after_text=True))
 
     def on_generate(prompt, temperature, length, top_k, top_p, seed, allow_special, min_p, colour):
         seed = seed.strip() if isinstance(seed, str) else seed  # "" (or blanks) = random
         request = app.validated(name, prompt, temperature=temperature, length=length, top_k=top_k, top_p=top_p,
                                 seed=seed or None, allow_special=allow_special, min_p=min_p)
-        for result in service.side_by_side(request):  # Stop can be pressed until the last update
-            yield (*views(prompt, result, colour, request.sampling.allow_special),
-                   gr.update(interactive=not result.done))
+        for result in service.side_by_side(request):  # Stop can be pressed until the run is done
+            yield (*views(prompt, result, colour), *(gr.skip(),) * 4, gr.update(interactive=True))
+        # The texts are all on the page first; the table and what comes next follow, in one update.
+        yield (*(gr.skip(),) * 6, *finished(prompt, result, request.sampling.allow_special),
+               gr.update(interactive=False))
 
     arrival: dict = {}
     arrival_lock = threading.Lock()
@@ -118,7 +125,8 @@ def model_tab(app: App, served: ServedModel):
             if "views" not in arrival:
                 request = app.validated(name, record.examples[0], length=record.length, seed=ARRIVAL_SEED)
                 *_, result = service.side_by_side(request, stream_every_s=float("inf"))
-                arrival["views"] = views(request.prompt, result, False, False, arrival=True)
+                arrival["views"] = (*views(request.prompt, result, False, arrival=True),
+                                    *finished(request.prompt, result, False))
         return arrival["views"]
 
     def on_colour(shown, colour):
@@ -147,9 +155,7 @@ def model_tab(app: App, served: ServedModel):
     fidelity = gr.Markdown(elem_id=f"{name}-fidelity")
     float_next, int8_next, next_note, add = _next_panel(name, labels, one)
     with gr.Accordion(f"How sure it was of each {one} (table)", open=False):
-        table = gr.Dataframe(headers=["#", f"full model's {one}", "its chance (creativity 1)",
-                                      f"compressed copy's {one}", "its chance (creativity 1)"], interactive=False,
-                             elem_id=f"{name}-table")
+        table = gr.Dataframe(headers=table_headers, interactive=False, elem_id=f"{name}-table")
     shown = gr.State(None)  # the texts on the page, to colour them again
     inside_panel(app, gr.State(name), shown, prompt, one, prefix=name)
     with gr.Accordion("About this model", open=False):
@@ -159,7 +165,7 @@ def model_tab(app: App, served: ServedModel):
                     height=260)
 
     next_outputs = [float_next, int8_next, next_note]
-    run_outputs = [*texts, fidelity, table, shown, *next_outputs]
+    run_outputs = [*texts, fidelity, shown, table, *next_outputs]
     add.click(on_add, [prompt, allow_special], prompt, api_visibility="private", concurrency_id="next_tokens")
     # Also when the prompt changes (typing, an example, the button above): only the last pending update runs.
     prompt.change(on_predict, [prompt, allow_special], next_outputs, api_visibility="private",
