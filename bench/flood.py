@@ -6,7 +6,7 @@ Starts `python app.py --no-hub` on loopback, with X-Forwarded-For naming the cli
 (LSTMGEN_TRUSTED_PROXIES=1). The visitor asks /generate for 200 characters of the char model, both copies, one
 call after another, `rounds` times idle and then during each flood; each flood is one client (one address)
 sending /cells, /score or /generate (1,000 characters) on 10,000 characters of text, or all three, from 8
-threads at once, each sending its next call as soon as its last is answered or refused: at most `requests`
+threads at once, each sending its next call as soon as its last is answered (a second after a refusal): at most `requests`
 calls and `seconds` seconds. Prints a table and writes bench/flood.md: the visitor's median (p50) and p95
 latency, idle and under each flood, their ratio, and how many of the visitor's calls were refused; and how
 many of the flood's calls the server took and refused.
@@ -74,7 +74,7 @@ def flooding(url: str, calls: list, stop: threading.Event, budget: int, tally: d
             with lock:
                 tally["taken" if status == 200 else "refused"] += 1
             if status != 200:
-                time.sleep(0.2)
+                time.sleep(1.0)  # refused at once: try again in a second (the flood stays on, within its budget)
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(8)]
     for thread in threads:

@@ -169,8 +169,9 @@ class App:
     def next_tokens(self, model: str, prompt: str = "", k: int = 10, temperature: float = 1.0) -> dict:
         """The k most likely next tokens for the prompt under the float32 model and its int8 copy, sorted by
         probability, the KL divergence between the two next-token distributions, and whether their top
-        choice is the same: {"float32": [{"token", "probability"}, ...], "int8": [...], "kl_nats", "same_top1"}.
-        Spaces and line breaks in tokens are shown as ␣ and ↵; special tokens are masked, as in generation.
+        choice is the same: {"float32": [{"token", "text", "probability"}, ...], "int8": [...], "kl_nats",
+        "same_top1"}. "token" shows spaces and line breaks as ␣ and ↵; "text" is the piece as it would be written
+        after the prompt (cased on a word model); special tokens are masked, as in generation.
         Every argument is checked on the server.
 
         Args:

@@ -15,7 +15,8 @@ from .limits import call_only_listed_tools, keep_session_state_small, refuse_mal
 from .model_tab import model_tab
 from .train_tab import forget_download, train_tab
 
-INSIDE_AT_ONCE = 2  # looking inside takes a core for up to a few seconds: two at a time leave cores to generation
+CHEAP_GROUPS = ("next_tokens", "train-expect")  # requests of a few milliseconds each (the rest cost up to seconds)
+INSIDE_AT_ONCE = 1  # looking inside takes a core for up to a few seconds: one at a time leaves a core to generation
 
 # Coloured text reads as running text: no padded box around each piece, and lines break only at spaces (the
 # whitespace between the pieces' elements is no place to break: a word is never cut in two, on a phone too).
@@ -103,9 +104,13 @@ def build_demo(served_models: dict[str, ServedModel], studio_root=None) -> gr.Bl
             demo.load(fn, inputs, outputs, api_visibility="private", concurrency_id="next_tokens", show_progress="hidden")
     # Each request decodes on one core; a few at a time keep latency low, the queue holds the rest.
     demo.queue(default_concurrency_limit=4, max_size=64)
-    # Every group takes the common share, but a page's arrival asks each tab's opening text at once.
-    share_the_queue(demo, limits.client_requests, {"next_tokens": max(limits.client_requests, len(served_models) + 1)},
-                    limits.unread_keep_s)
+    # Each client's share of the queue: one costly request at a time (generating and looking inside count as one:
+    # either takes a core), a few cheap ones (a page's arrival asks each tab's opening text at once, and a slider
+    # asks for the forecast as it moves), and a training plus one more request, which reaches the studio to be told
+    # why it is refused ("a training of yours is already running or waiting").
+    cheap = max(limits.client_requests, len(served_models) + 2)
+    shares = {group: cheap for group in CHEAP_GROUPS} | {"train": limits.client_requests + 1}
+    share_the_queue(demo, limits.client_requests, shares, limits.unread_keep_s, pooled=("generate", "inside"))
     refuse_malformed_calls(demo)
     demo.lstmgen_app = app
     return demo

@@ -23,9 +23,10 @@ class Ticket:
     answered_at: float | None = None
 
 
-def share_the_queue(demo: gr.Blocks, share: int, shares: dict[str, int], unread_keep_s: float) -> None:
+def share_the_queue(demo: gr.Blocks, share: int, shares: dict[str, int], unread_keep_s: float,
+                    pooled: tuple[str, ...] = ()) -> None:
     """No client holds more than `share` requests in a concurrency group (`shares[group]` where given: waiting,
-    running, or answered and not yet read): one more is refused at once, before it enters Gradio's queue, so one client cannot fill
+    running, or answered and not yet read), the groups in `pooled` counting as one: one more is refused at once, before it enters Gradio's queue, so one client cannot fill
     the queue all visitors share (Gradio's queue has no per-client bound). A client is client_key's: a signed-in
     user, else an address. An answer nobody reads within `unread_keep_s` is dropped (Gradio would keep it for its
     2,000 most recent sessions)."""
@@ -61,10 +62,12 @@ def share_the_queue(demo: gr.Blocks, share: int, shares: dict[str, int], unread_
             group = route_utils.get_fn(demo, None, body).concurrency_id
         except Exception:  # no such function: Gradio's own push answers that
             return await push(body=body, request=request, username=username)
+        group = pooled[0] if group in pooled else group
         mine, client = shares.get(group, share), client_key(request)
         if held(client, group) >= mine:
-            return False, (f"you already have {mine} requests of this kind waiting, running or not yet read: "
-                           "wait for one to finish, then try again"), "queue_full"
+            held_now = "a request" if mine == 1 else f"{mine} requests"
+            return False, (f"you already have {held_now} of this kind waiting, running or not yet read: wait for "
+                           "it to finish, then try again"), "queue_full"
         entering[client, group] += 1
         try:
             answer = await push(body=body, request=request, username=username)

@@ -60,9 +60,8 @@ class ServerLimits:
     """What one client of a public server may hold at once, and how the server tells clients apart. A client is
     a signed-in Hugging Face user, else an address (docs/deploy.md: what an anonymous client can cost)."""
 
-    client_requests: int = setting(2, "requests one client may have waiting, running or unread in each group of "
-                                      "endpoints (generating, looking inside, training); one more is refused at once", low=1,
-                                   env="LSTMGEN_CLIENT_REQUESTS")
+    client_requests: int = setting(1, "costly requests one client may have waiting, running or unread: generating or "
+                                      "looking inside (together), and training; one more is refused at once", low=1, env="LSTMGEN_CLIENT_REQUESTS")
     unread_keep_s: float = setting(60.0, "seconds a finished request's answer waits to be read before it is dropped",
                                    low=1.0, env="LSTMGEN_UNREAD_KEEP_S")
     trusted_proxies: int = setting(-1, "proxies in front of the app that append the client's address to "
