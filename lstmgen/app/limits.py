@@ -1,7 +1,8 @@
 """What Gradio lacks for a public server: a client's share of the queue, small sessions, listed MCP tools only.
 
-Also: a malformed call is refused in one line. Each reaches into Gradio (6.31, the version requirements.txt pins) where it has no setting for it; the tests in
-tests/test_security.py hold each to its promise over HTTP, so an upgrade that moves these internals fails there.
+Also: a malformed call is refused in one line. Each reaches into Gradio (6.31, the version requirements.txt
+pins) where it has no setting for it; the tests in tests/test_security.py hold each to its promise over HTTP, so
+an upgrade that moves these internals fails there.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ class Ticket:
 def share_the_queue(demo: gr.Blocks, share: int, shares: dict[str, int], unread_keep_s: float,
                     pooled: tuple[str, ...] = ()) -> None:
     """No client holds more than `share` requests in a concurrency group (`shares[group]` where given: waiting,
-    running, or answered and not yet read), the groups in `pooled` counting as one: one more is refused at once, before it enters Gradio's queue, so one client cannot fill
-    the queue all visitors share (Gradio's queue has no per-client bound). A client is client_key's: a signed-in
+    running, or answered and not yet read), the groups in `pooled` counting as one: one more is refused at once,
+    before it enters Gradio's queue, so one client cannot fill the queue all visitors share (Gradio's queue has no
+    per-client bound). A client is client_key's: a signed-in
     user, else an address. An answer nobody reads within `unread_keep_s` is dropped (Gradio would keep it for its
     2,000 most recent sessions)."""
     from gradio import route_utils
 
-    queue, push = demo._queue, demo._queue.push
+    queue, push, remove = demo._queue, demo._queue.push, demo._queue.remove_from_queue
     tickets: dict[str, Ticket] = {}  # by event id
     entering: collections.Counter = collections.Counter()  # pushes under way (push may yield before it queues)
 
@@ -47,10 +49,12 @@ def share_the_queue(demo: gr.Blocks, share: int, shares: dict[str, int], unread_
 
     def held(client: str, group: str) -> int:
         now = time.monotonic()
+        live = {e._id for q in queue.event_queue_per_concurrency_id.values() for e in q.queue}
+        live |= {e._id for job in queue.active_jobs if job for e in job}
         for event_id, ticket in list(tickets.items()):
             if event_id not in queue.pending_event_ids_session.get(ticket.session, ()):
-                del tickets[event_id]  # read (or cancelled): it holds nothing any more
-            elif event_id not in queue.event_ids_to_events:  # answered, not read
+                del tickets[event_id]  # read: it holds nothing any more
+            elif event_id not in live:  # answered (or stopped), not read
                 ticket.answered_at = ticket.answered_at or now
                 if now - ticket.answered_at > unread_keep_s:
                     forget_unread(event_id, ticket.session)
@@ -79,7 +83,11 @@ def share_the_queue(demo: gr.Blocks, share: int, shares: dict[str, int], unread_
             tickets[answer[1]] = Ticket(client, group, body.session_hash)
         return answer
 
-    queue.push = fair_push
+    async def remove_from_queue(event_id: str):  # a visitor's Stop: the stopped request holds nothing any more
+        tickets.pop(event_id, None)
+        return await remove(event_id)
+
+    queue.push, queue.remove_from_queue = fair_push, remove_from_queue
 
 
 def keep_session_state_small(demo: gr.Blocks) -> None:

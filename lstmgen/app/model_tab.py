@@ -109,8 +109,11 @@ def model_tab(app: App, served: ServedModel):
         seed = seed.strip() if isinstance(seed, str) else seed  # "" (or blanks) = random
         request = app.validated(name, prompt, temperature=temperature, length=length, top_k=top_k, top_p=top_p,
                                 seed=seed or None, allow_special=allow_special, min_p=min_p)
-        for result in service.side_by_side(request):  # Stop can be pressed until the run is done
-            yield (*views(prompt, result, colour), *(gr.skip(),) * 4, gr.update(interactive=True))
+        # Stop can be pressed until the run is done. Only the first update enables it: a later one still on its way
+        # when Stop is pressed would enable it again after its own click had greyed it.
+        for i, result in enumerate(service.side_by_side(request)):
+            stop_button = gr.update(interactive=True) if i == 0 else gr.skip()
+            yield (*views(prompt, result, colour), *(gr.skip(),) * 4, stop_button)
         # The texts are all on the page first; the table and what comes next follow, in one update.
         yield (*(gr.skip(),) * 6, *finished(prompt, result, request.sampling.allow_special),
                gr.update(interactive=False))
