@@ -29,9 +29,8 @@ def share_the_queue(demo: gr.Blocks, share: int, shares: dict[str, int], unread_
     """No client holds more than `share` requests in a concurrency group (`shares[group]` where given: waiting,
     running, or answered and not yet read), the groups in `pooled` counting as one: one more is refused at once,
     before it enters Gradio's queue, so one client cannot fill the queue all visitors share (Gradio's queue has no
-    per-client bound). A client is client_key's: a signed-in
-    user, else an address. An answer nobody reads within `unread_keep_s` is dropped (Gradio would keep it for its
-    2,000 most recent sessions)."""
+    per-client bound). A client is client_key's: a signed-in user, else an address. An answer nobody reads within
+    `unread_keep_s` is dropped (Gradio would keep it for its 2,000 most recent sessions)."""
     from gradio import route_utils
 
     queue, push, remove = demo._queue, demo._queue.push, demo._queue.remove_from_queue
