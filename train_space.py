@@ -1,97 +1,17 @@
-"""Train a model and (optionally) publish it to the Hugging Face Hub: flags in, lstmgen.training.run does the rest.
+"""The Space's training entry: `python train_space.py FLAGS` is `lstmgen-train FLAGS` (lstmgen/training/command.py).
 
     python train_space.py --preset char-shakespeare [--epochs N ...] [--resume] [--push-to-hub OWNER/NAME]
-    python train_space.py --tokenizer word --dataset stanfordnlp/imdb --text-column text --split train
     python train_space.py --tokenizer char --data my_text.txt --time-budget 600
-    python train_space.py --preset char-shakespeare --finalize-only --bundle   # ship the best checkpoint
     torchrun --nproc-per-node 2 train_space.py --preset word-harrypotter   # DistributedDataParallel
 
-A preset (lstmgen/core/records.py) brings its corpus, split and settings; a new model takes any text (`--data`
-files, or a `--dataset`: a Hub id or a local folder laid out like one) with the app's recipe for new models.
-Any flag overrides them. The output folder holds the training state (resumable) and, when training ends,
-`model/`: what is pushed, and what `python app.py --model OUT/model` serves.
+`python train_space.py -h` lists every flag.
 """
 
-from __future__ import annotations
-
-import argparse
-import shlex
 import sys
-from dataclasses import replace
-from pathlib import Path
+from functools import partial
 
-import torch
-
-from lstmgen import hub
 from lstmgen.__main__ import run_politely
-from lstmgen.core.config import TrainConfig
-from lstmgen.core.model import ModelConfig
-from lstmgen.core.settings import SettingError, add_flags, checked, given
-from lstmgen.training import run
-from lstmgen.training.folder import bundle
-from lstmgen.training.trainer import CHECKPOINT_FILE
-
-
-def parse_args(argv=None) -> tuple[run.TrainCommand, argparse.Namespace]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flags(parser, run.TrainCommand, "what to train, and the run")
-    add_flags(parser, ModelConfig, "model (a preset's or the new-model recipe's values unless given)")
-    add_flags(parser, TrainConfig, "training (a preset's or the new-model recipe's values unless given)")
-    args = parser.parse_args(argv)
-    try:
-        command = checked(run.TrainCommand, **given(args, run.TrainCommand))
-    except SettingError as error:
-        parser.error(str(error))
-    if (command.preset is None) == (command.tokenizer is None):
-        parser.error("give --preset NAME, or --tokenizer char|word|subword for a new model")
-    if command.tokenizer and (command.data is None) == (command.dataset is None):
-        parser.error("a new model needs its text: --data FILE_OR_FOLDER or --dataset ID_OR_FOLDER")
-    return command, args
-
-
-def main(argv=None) -> int:
-    command, args = parse_args(argv)
-    for settings in (ModelConfig, TrainConfig):  # the flags' values against their declared limits
-        checked(settings, **given(args, settings))
-    record = command.record()
-    record = replace(record, model=replace(record.model, **given(args, ModelConfig)),
-                     train=replace(record.train, **given(args, TrainConfig)))
-    if record.train.lr_schedule == "budget" and not record.train.time_budget_s:
-        raise SettingError("--lr-schedule budget fits the rate to the time budget: give --time-budget SECONDS, "
-                           "or another --lr-schedule with --epochs")
-    token = hub.require_token() if command.push_to_hub else None  # fail before any training; never printed
-    if record.train.threads:
-        torch.set_num_threads(record.train.threads)
-    out = Path(command.out or f"runs/{record.long_name}")
-    said = "`python train_space.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])) + "`"
-
-    def report(update: dict) -> None:  # what a person at the terminal reads before the progress bars
-        if update["status"] != "starting":
-            return
-        if update["resumed"]:
-            print(f"resumed from {out / CHECKPOINT_FILE}: epoch {update['epoch']}, step {update['step']}", flush=True)
-        print(f"{record.long_name}: {update['parameters']:,} parameters, vocabulary {update['vocab_size']:,}, "
-              f"{update['train_tokens']:,} training tokens, bf16 autocast {'on' if update['bf16'] else 'off'}", flush=True)
-
-    try:
-        trained = run.train(record, command.text(record), out, record.train.device,
-                            fit_batch_to_text=bool(command.tokenizer) and args.batch_size is None,
-                            init_from=hub.resolve(command.init_from, use_hub=False) if command.init_from else None,
-                            resume=command.resume, finalize_only=command.finalize_only, on_progress=report,
-                            notes=command.notes, command=said)
-    except run.NothingToKeep as nothing:
-        print(f"{nothing}: run again with --resume (the checkpoint is kept), or give a larger --time-budget",
-              file=sys.stderr)
-        return 0 if nothing.out_of_time else 2
-    if trained is None:  # another process of a torchrun: the first one writes the model
-        return 0
-    print(f"model folder: {trained.folder}")
-    if command.bundle:
-        print(f"bundled as {bundle(trained.folder, record.long_name)}")
-    if command.push_to_hub:
-        print(f"pushed to {hub.push(trained.folder, command.push_to_hub, token)}")
-    return 0
-
+from lstmgen.training.command import main
 
 if __name__ == "__main__":
-    sys.exit(run_politely(main))
+    sys.exit(run_politely(partial(main, program="python train_space.py")))

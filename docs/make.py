@@ -33,7 +33,7 @@ def folder_map() -> str:
         for module in sorted((package / name).glob("*.py")):
             if module.name != "__init__.py":
                 lines.append(f"| `lstmgen/{name}/{module.name}` | {first_line(module)} |")
-    for path in ("lstmgen/hub.py", "lstmgen/__main__.py", "app.py", "train_space.py"):
+    for path in ("lstmgen/hub.py", "lstmgen/use.py", "lstmgen/__main__.py", "app.py", "train_space.py"):
         lines.append(f"| `{path}` | {first_line(ROOT / path)} |")
     return "\n".join(lines)
 

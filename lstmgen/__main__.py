@@ -1,4 +1,4 @@
-"""Command line for people without the UI.
+"""Command line for people without the UI: `lstmgen` once installed, `python -m lstmgen` in a checkout.
 
     python -m lstmgen generate --model char-shakespeare --prompt "ROMEO:" --temperature 0.8 --length 300 [--int8] [--seed N]
     python -m lstmgen evaluate --model char-shakespeare --split val [--int8] [--data DIR]
@@ -208,5 +208,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> int:
+    """The `lstmgen` command (an installed console script): `python -m lstmgen`."""
+    return run_politely(main)
+
+
+def train_console() -> int:
+    """The `lstmgen-train` command (an installed console script): lstmgen.training.command, as train_space.py runs it."""
+    from .training.command import main as train
+
+    return run_politely(train)
+
+
 if __name__ == "__main__":
-    sys.exit(run_politely(main))
+    sys.exit(console())

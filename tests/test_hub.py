@@ -8,8 +8,6 @@ huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is importe
 talks to a (local, fake) Hub runs in a child process with its own environment.
 """
 
-import hashlib
-import http.server
 import json
 import os
 import pickle
@@ -20,11 +18,11 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 import torch
 
+from app_support import StandInHub
 from lstmgen.hub import ModelLoadError, load_model_folder
 from lstmgen.core.model import LSTMLanguageModel
 from lstmgen.core.tokenizers import CharTokenizer
@@ -69,108 +67,12 @@ def pickled_weights(path: Path, marker: Path, model: LSTMLanguageModel) -> None:
     torch.save({"state_dict": model.state_dict(), "payload": UnpickleMarker(marker)}, path)
 
 
-# --------------------------------------------------------------------------- a fake Hub on 127.0.0.1
-
-
-def git_blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-class FakeHub:
-    """The part of the Hub's HTTP API that snapshot_download uses (read from huggingface_hub 2.4.0):
-
-    GET  /api/models/{repo}/revision/{rev}   repo info: "sha" (the commit) and "siblings"
-    GET  /api/models/{repo}/tree/{commit}    the file listing (path, size, git oid, LFS sha256)
-    HEAD /{repo}/resolve/{commit}/{file}     X-Repo-Commit, ETag / X-Linked-Etag, Content-Length
-    GET  /{repo}/resolve/{commit}/{file}     the bytes
-    Every request is logged in `requests` as (method, path).
-    """
-
-    def __init__(self):
-        self.repos: dict[str, tuple[str, dict[str, bytes]]] = {}
-        self.requests: list[tuple[str, str]] = []
-        hub = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_HEAD(self):
-                hub.answer(self, body=False)
-
-            def do_GET(self):
-                hub.answer(self, body=True)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def add_repo(self, repo_id: str, folder: Path) -> str:
-        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-        commit = hashlib.sha1(repo_id.encode() + b"".join(files.values())).hexdigest()
-        self.repos[repo_id] = (commit, files)
-        return commit
-
-    def requested_files(self) -> list[str]:
-        return [unquote(urlsplit(path).path).rsplit("/", 1)[-1] for _, path in self.requests if "/resolve/" in path]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    @staticmethod
-    def is_lfs(name: str) -> bool:
-        return name.endswith((".safetensors", ".bin"))
-
-    def answer(self, handler, body: bool):
-        self.requests.append((handler.command, handler.path))
-        parts = unquote(urlsplit(handler.path).path).strip("/").split("/")
-        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] in ("revision", "tree"):
-            repo_id, what = "/".join(parts[2:4]), parts[4]
-            if repo_id not in self.repos:
-                return self.send(handler, 404, b"{}", {"X-Error-Code": "RepoNotFound"}, body)
-            commit, files = self.repos[repo_id]
-            if what == "revision":
-                info = {"id": repo_id, "modelId": repo_id, "sha": commit, "private": False,
-                        "siblings": [{"rfilename": name} for name in files]}
-                return self.send(handler, 200, json.dumps(info).encode(), {"Content-Type": "application/json"}, body)
-            tree = []
-            for name, data in files.items():
-                entry = {"type": "file", "path": name, "size": len(data), "oid": git_blob_id(data)}
-                if self.is_lfs(name):
-                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
-                tree.append(entry)
-            return self.send(handler, 200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, body)
-        if len(parts) >= 5 and parts[2] == "resolve":
-            repo_id, name = "/".join(parts[:2]), "/".join(parts[4:])
-            if repo_id not in self.repos:
-                return self.send(handler, 404, b"", {"X-Error-Code": "RepoNotFound"}, body)
-            commit, files = self.repos[repo_id]
-            if name not in files:
-                return self.send(handler, 404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, body)
-            data = files[name]
-            headers = {"X-Repo-Commit": commit, "ETag": f'"{git_blob_id(data)}"'}
-            if self.is_lfs(name):
-                headers.update({"X-Linked-Etag": f'"{hashlib.sha256(data).hexdigest()}"', "X-Linked-Size": str(len(data))})
-            return self.send(handler, 200, data, headers, body)
-        return self.send(handler, 404, b"", {}, body)
-
-    @staticmethod
-    def send(handler, status: int, data: bytes, headers: dict, body: bool):
-        handler.send_response(status)
-        for key, value in headers.items():
-            handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        if body:
-            handler.wfile.write(data)
+# --------------------------------------------------------------------------- a stand-in Hub on 127.0.0.1
 
 
 @pytest.fixture
 def fake_hub():
-    hub = FakeHub()
+    hub = StandInHub()
     yield hub
     hub.close()
 
@@ -212,13 +114,21 @@ args = json.loads(sys.argv[1])
 if args.get("pretrained"):
     import lstmgen.core.files
     lstmgen.core.files.PRETRAINED_DIR = Path(args["pretrained"])
+name = args["name"]
+if args.get("revision"):  # a preset's record, pinned to this revision (as the shipped records are)
+    from dataclasses import replace
+    from lstmgen.core.records import PRESETS
+    name = replace(PRESETS[name], revision=args["revision"])
 started = time.perf_counter()
-loaded = hub.resolve(args["name"])
+loaded = hub.resolve(name)
 elapsed = time.perf_counter() - started
 with torch.no_grad():
     logits = loaded.model(torch.tensor([args["probe"]]))[0].tolist()
+from lstmgen.serve.service import where_from
 print(json.dumps({"source": loaded.source, "folder": str(loaded.folder), "fallback_reason": loaded.fallback_reason,
-                  "preset": loaded.preset, "elapsed": elapsed, "logits": logits}))
+                  "preset": loaded.preset, "elapsed": elapsed, "logits": logits, "origin": loaded.origin,
+                  "repo": loaded.repo, "revision": loaded.revision, "commit": loaded.commit,
+                  "panel": where_from(loaded)}))
 """
 
 
@@ -231,8 +141,11 @@ def child_env(hf_home: Path, **overrides) -> dict:
     return env
 
 
-def resolve_in_child(name: str, env: dict, pretrained: Path | None = None, timeout: float = 90) -> dict:
-    args = json.dumps({"name": name, "pretrained": str(pretrained) if pretrained else None, "probe": PROBE})
+def resolve_in_child(name: str, env: dict, pretrained: Path | None = None, timeout: float = 90,
+                     revision: str | None = None) -> dict:
+    """resolve(name) in a child process; with `revision`, `name` is a preset whose record pins that revision."""
+    args = json.dumps({"name": name, "pretrained": str(pretrained) if pretrained else None, "probe": PROBE,
+                       "revision": revision})
     result = subprocess.run([sys.executable, "-c", RESOLVE, args], env=env, cwd=PROJECT, capture_output=True,
                             text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -269,7 +182,7 @@ def test_resolve_pulls_a_repo_over_http_through_the_hub_cache_and_never_fetches_
     assert Path(loaded["folder"]) == snapshot
     assert (hf_home / "hub" / "models--someone--tiny" / "refs" / "main").read_text() == commit
     # The client was told about the pickle (the repo info and the file listing name it)...
-    assert "pytorch_model.bin" in fake_hub.repos["someone/tiny"][1]
+    assert "pytorch_model.bin" in fake_hub.files("someone/tiny")
     assert [path for _, path in fake_hub.requests if path.startswith("/api/models/someone/tiny/")]
     # ...the safe files were downloaded, and no .bin/.pt was ever requested or written.
     requested = fake_hub.requested_files()
@@ -332,9 +245,95 @@ def test_a_repo_already_in_the_cache_loads_offline(tmp_path):
 
     loaded = resolve_in_child("owner/name", child_env(hf_home, HF_HUB_OFFLINE="1"))
 
-    assert loaded["source"] == f"Hub owner/name@{commit[:12]}"
+    assert loaded["source"] == f"Hub owner/name@{commit[:12]} (this machine's Hub cache)"
+    assert loaded["origin"] == "cache" and loaded["commit"] == commit
     assert Path(loaded["folder"]) == storage / "snapshots" / commit
     assert torch.equal(torch.tensor(loaded["logits"]), torch.tensor(logits_of(original)))
+
+
+# --------------------------------------------------------------------------- pinned revisions
+
+
+def test_a_pinned_revision_is_served_after_main_has_moved_on(tmp_path, fake_hub):
+    """"owner/name@revision" (in --model, LSTMGEN_REPO_<NAME> or a record) is that commit or tag, not main."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    pinned_model, latest_model = save_tiny_model(first, seed=1), save_tiny_model(second, seed=2)
+    pinned = fake_hub.add_repo("someone/tiny", first)
+    latest = fake_hub.add_repo("someone/tiny", second)
+    fake_hub.repos["someone/tiny"]["tags"]["v1"] = pinned
+
+    cases = {"someone/tiny": (latest, None), f"someone/tiny@{pinned}": (pinned, pinned),
+             "someone/tiny@v1": (pinned, "v1")}
+    for name, (commit, revision) in cases.items():
+        env = child_env(tmp_path / f"hf_home_{len(name)}", HF_ENDPOINT=fake_hub.url, HF_HUB_OFFLINE="0")
+        loaded = resolve_in_child(name, env)
+        expected = pinned_model if commit == pinned else latest_model
+        assert torch.equal(torch.tensor(loaded["logits"]), torch.tensor(logits_of(expected))), name
+        assert loaded["source"] == f"Hub someone/tiny@{commit[:12]}" and loaded["origin"] == "hub", name
+        assert (loaded["commit"], loaded["revision"]) == (commit, revision), name
+        assert loaded["panel"] == ("Downloaded from the Hugging Face Hub repo someone/tiny"
+                                   + (f" (revision {revision})" if revision else "") + " when the app started.")
+
+    # A shipped model's repo named by the operator, with its revision.
+    env = child_env(tmp_path / "hf_home_operator", HF_ENDPOINT=fake_hub.url, HF_HUB_OFFLINE="0",
+                    LSTMGEN_REPO_CHAR_SHAKESPEARE="someone/tiny@v1")
+    loaded = resolve_in_child(PRESET, env)
+    assert loaded["commit"] == pinned and torch.equal(torch.tensor(loaded["logits"]), torch.tensor(logits_of(pinned_model)))
+
+
+def test_a_pinned_revision_in_the_cache_is_served_without_asking_the_hub(tmp_path, fake_hub, bundled):
+    """Once downloaded, a pinned revision is read from the cache first: a Hub that never answers costs nothing
+    (not even a connection); an unpinned repo asks the Hub first, and then serves the cache."""
+    pretrained, _ = bundled
+    repo = tmp_path / "repo"
+    original = save_tiny_model(repo, seed=3)
+    commit = fake_hub.add_repo("someone/tiny", repo)
+    hf_home = tmp_path / "hf_home"
+    resolve_in_child("someone/tiny", child_env(hf_home, HF_ENDPOINT=fake_hub.url, HF_HUB_OFFLINE="0"))  # main
+
+    hole = BlackHole()
+    try:
+        env = child_env(hf_home, HF_ENDPOINT=hole.url, HF_HUB_OFFLINE="0", LSTMGEN_HUB_TIMEOUT="2",
+                        LSTMGEN_REPO_CHAR_SHAKESPEARE=f"someone/tiny@{commit}")
+        pinned = resolve_in_child(PRESET, env, pretrained=pretrained)
+        assert not hole.connections  # the Hub was not asked at all
+        env["LSTMGEN_REPO_CHAR_SHAKESPEARE"] = "someone/tiny"
+        unpinned = resolve_in_child(PRESET, env, pretrained=pretrained)
+        assert hole.connections  # main may have moved on: the Hub was asked first
+    finally:
+        hole.close()
+    for loaded in (pinned, unpinned):
+        assert loaded["origin"] == "cache" and loaded["commit"] == commit, loaded["fallback_reason"]
+        assert loaded["source"] == f"Hub someone/tiny@{commit[:12]} (this machine's Hub cache)"
+        assert torch.equal(torch.tensor(loaded["logits"]), torch.tensor(logits_of(original)))
+    assert pinned["elapsed"] < 1.5 and unpinned["elapsed"] >= 2  # the cache at once; the Hub's time-out first
+    assert pinned["panel"] == (f"Read from this server's copy of the Hugging Face Hub repo someone/tiny (revision "
+                               f"{commit}), saved on an earlier start: the same files, without asking the Hub.")
+
+
+def test_a_shipped_models_push_is_tagged_with_the_revision_its_record_pins(tmp_path, fake_hub):
+    """hub.push tags a shipped model's upload with weights_revision() of its folder; a record pinning that tag
+    is served those weights after main has moved on."""
+    from lstmgen.core.records import weights_revision
+
+    shipped, newer = tmp_path / "shipped", tmp_path / "newer"
+    shipped_model = save_tiny_model(shipped, seed=4)
+    save_tiny_model(newer, seed=5)
+    env = child_env(tmp_path / "hf_home", HF_ENDPOINT=fake_hub.url, HF_HUB_OFFLINE="0")
+    code = ("import sys; from lstmgen import hub; hub.push(sys.argv[1], 'lstmgen/char-shakespeare', "
+            "'hf_write_token')")
+    for folder in (shipped, newer):
+        pushed = subprocess.run([sys.executable, "-c", code, str(folder)], env=env, cwd=PROJECT, capture_output=True,
+                                text=True, timeout=120)
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+    tags = fake_hub.repos["lstmgen/char-shakespeare"]["tags"]
+    assert set(tags) == {weights_revision(shipped), weights_revision(newer)}
+    assert fake_hub.files("lstmgen/char-shakespeare", tags[weights_revision(shipped)])["model.safetensors"] == \
+        (shipped / "model.safetensors").read_bytes()
+
+    loaded = resolve_in_child(PRESET, env, revision=weights_revision(shipped))
+    assert loaded["revision"] == weights_revision(shipped) and loaded["commit"] == tags[weights_revision(shipped)]
+    assert torch.equal(torch.tensor(loaded["logits"]), torch.tensor(logits_of(shipped_model)))
 
 
 # --------------------------------------------------------------------------- a Hub that does not answer
@@ -410,3 +409,131 @@ def test_a_damaged_folder_is_refused_with_the_file_at_fault_named(tmp_path, dama
     with pytest.raises(ModelLoadError) as refused:
         load_model_folder(folder)
     assert str(folder / offending) in str(refused.value)
+
+
+# --------------------------------------------------------------------------- published cards
+
+PUBLISH = r"""
+import json, shutil, sys
+from pathlib import Path
+from lstmgen.core.data import DatasetText
+from lstmgen.serve.studio import Studio, publish
+
+args = json.loads(sys.argv[1])
+text = Path(args["text_file"]).read_text()
+studio = Studio(root=args["root"], sweep_every_s=0)
+answers = {}
+for name, dataset, license in args["publish"]:
+    # What the Train tab gives the studio: pasted text, or the reading of a Hub dataset (read_hub_dataset's answer).
+    source = (lambda: DatasetText(text, dataset, args["commit"], "train", "text")) if dataset else text
+    updates = list(studio.train(source, "char", "tiny", 2, client="tester"))
+    key, folder = updates[-1]["model"], studio.folder(updates[-1]["model"])
+    shutil.copytree(folder, Path(args["copies"]) / name)  # the studio deletes its folders when the process ends
+    url = publish(folder, name, "hf_write_token", **({"license": license} if license else {}))
+    answers[name] = {"key": key, "url": url}
+print(json.dumps(answers))
+"""
+
+
+def test_a_visitors_published_card_tells_the_truth(tmp_path, fake_hub):
+    """Two visitors' models, published to the stand-in Hub as the Train tab publishes them: one trained on a
+    Hub dataset with a license chosen, one on pasted text with the default. Each card is read as the Hub
+    received it: its title and model-index name are the repo's name, its key is nowhere, `datasets:` holds
+    only the Hub dataset (with the commit read), the license is the publisher's, and it says what the model
+    cannot do and what each figure was measured on."""
+    from huggingface_hub import ModelCard
+
+    text_file = tmp_path / "text.txt"
+    text_file.write_text((PROJECT / "data" / "tinyshakespeare.txt").read_text()[:40_000])
+    commit = "c0ffee" * 6 + "c0ff"
+    args = {"text_file": str(text_file), "root": str(tmp_path / "studio"), "copies": str(tmp_path / "copies"),
+            "commit": commit, "publish": [["plays-lstm", "someone/plays", "cc-by-4.0"], ["my-lstm", None, None]]}
+    env = child_env(tmp_path / "hf_home", HF_ENDPOINT=fake_hub.url, HF_HUB_OFFLINE="0", LSTMGEN_TRAIN_MIN_SECONDS="1")
+    done = subprocess.run([sys.executable, "-c", PUBLISH, json.dumps(args)], env=env, cwd=PROJECT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+
+    for name, dataset, license in args["publish"]:
+        repo_id, key = f"visitor/{name}", answers[name]["key"]
+        assert answers[name]["url"].endswith(repo_id)
+        uploaded = fake_hub.files(repo_id)
+        folder = tmp_path / "copies" / name
+        # Nothing in the repo or the folder holds the key, the only way to the model on the server.
+        for files in (uploaded, {p.name: p.read_bytes() for p in folder.iterdir()}):
+            assert not [file for file, data in files.items() if key.encode() in data or key[6:].encode() in data]
+        # The files are the folder's, the card written for the repo.
+        assert {f: d for f, d in uploaded.items() if f != "README.md"} == \
+            {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "README.md"}
+        config = json.loads(uploaded["config.json"])
+        assert config["hidden_size"] == 128 and config["vocab_size"] == len(set(text_file.read_text()[:36_000]))
+
+        card = uploaded["README.md"].decode()
+        data = ModelCard(card).data
+        assert data.model_name == name and card.split("\n---\n", 1)[1].lstrip().startswith(f"# {name}\n")
+        assert f'"{repo_id}"' in card  # the usage example loads this repo
+        assert data.license == (license or "other")
+        if license is None:
+            assert "The publisher chose no standard license (`other`)" in card
+        if dataset:
+            assert data.datasets == [dataset]
+            assert data.eval_results[0].dataset_type == dataset and data.eval_results[0].dataset_revision == commit
+            assert f"read at commit `{commit}`" in card
+        else:
+            assert data.datasets is None and "not on the Hugging Face Hub" in card
+        assert "## Intended uses and limitations" in card and "A small LSTM" in card
+        # Each figure with the text it was measured on, as metrics.json holds it.
+        final = json.loads(uploaded["metrics.json"])["final"]
+        for key_, label in (("val_float", "validation text (the last 10%) · as stored"),
+                            ("val_int8", "validation text (the last 10%) · int8 copy")):
+            figure = final[key_]
+            assert f"| {label} | {figure['tokens']:,} | {figure['loss']:.4f} | {figure['perplexity']:.2f} |" in card
+
+
+def test_a_publish_with_a_license_outside_the_list_is_refused_before_the_hub_is_asked(tmp_path):
+    from lstmgen.hub import PublishError
+    from lstmgen.serve.studio import LICENSES, publish
+
+    assert LICENSES[0] == "other"  # the default
+    with pytest.raises(PublishError, match="choose a license among other, mit"):
+        publish(tmp_path, "my-lstm", "hf_write_token", license="mine-all-mine")
+
+
+# --------------------------------------------------------------------------- the Space on the Hub
+
+
+def test_the_space_front_matter_names_its_models_data_license_and_gradio_as_pinned():
+    """The README's front matter is what the Hub reads for the Space: the shipped models' repos, the Hub
+    dataset their text is, tags and hardware; MIT, with the LICENSE file; the Gradio version requirements.txt
+    pins."""
+    import re
+
+    import yaml
+
+    from lstmgen.core.records import PRESETS
+
+    front = yaml.safe_load((PROJECT / "README.md").read_text().split("---\n")[1])
+    assert front["models"] == [record.repo_id for record in PRESETS.values()]
+    assert front["datasets"] == sorted({r.corpus.hub_dataset for r in PRESETS.values() if r.corpus.hub_dataset})
+    assert front["tags"] and front["suggested_hardware"] == "zero-a10g"
+    assert front["license"] == "mit" and (PROJECT / "LICENSE").read_text().startswith("MIT License")
+    assert all(record.license == "mit" for record in PRESETS.values())  # the cards say the project's license
+    pinned = re.search(r"^gradio\[[a-z,]+\]==([\d.]+)", (PROJECT / "requirements.txt").read_text(), re.MULTILINE)
+    assert pinned and pinned.group(1) == front["sdk_version"]
+
+
+@pytest.mark.parametrize("name, refusal", [
+    ("someone-else/my-lstm", "give only the repo's name"), ("my lstm", "give the repo a name"),
+    ("-lstm", "give the repo a name"), ("my--lstm", "give the repo a name"), ("lstm.git", "give the repo a name"),
+    ("x" * 97, "give the repo a name"), ("café", "give the repo a name"), ("", "give the repo a name")])
+def test_a_repo_name_is_checked_as_the_hub_checks_it_and_only_a_name_is_taken(name, refusal):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from lstmgen.hub import PublishError, check_repo_name
+
+    with pytest.raises(PublishError, match=refusal):
+        check_repo_name(name)
+    if "/" not in name:  # huggingface_hub refuses it too
+        with pytest.raises(HFValidationError):
+            validate_repo_id(name)
+    assert check_repo_name(" my-lstm_2.0 ") == "my-lstm_2.0"

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "lstmgen"
 # The flow: a module may import its own folder and the layers before it, never one after.
-LAYERS = ("core", "engine", "inside", "hub", "training", "serve", "app", "__main__")
+LAYERS = ("core", "engine", "inside", "hub", "use", "training", "serve", "app", "__main__")
 
 
 def module_name(path: Path) -> str:

@@ -9,7 +9,7 @@ from lstmgen.core.evaluate import HELD_OUT_SLICE_TOKENS, evaluate
 from lstmgen.engine.generate import generate
 from lstmgen.core.files import PRETRAINED_DIR
 from lstmgen.hub import resolve
-from lstmgen.core.records import PRESETS, prepare
+from lstmgen.core.records import PRESETS, prepare, weights_revision
 from lstmgen.engine.ort import OrtModel
 
 from conftest import corpus_or_skip
@@ -33,9 +33,20 @@ def test_shipped_model_loads_strictly_through_the_resolver(name):
     loaded = shipped(name)
     assert loaded.source.startswith("bundled")
     assert loaded.metrics["preset"] == name
-    for required in ("config.json", "model.safetensors", "tokenizer.json", "metrics.json", "loss_curve.png", "README.md"):
+    for required in ("config.json", "model.safetensors", "lstmgen_tokenizer.json", "metrics.json", "loss_curve.png",
+                     "README.md"):
         assert (loaded.folder / required).is_file(), required
+    # The `tokenizers` library's file where its format says the tokenizer exactly (tests/test_tokenizers.py).
+    assert (loaded.folder / "tokenizer.json").is_file() == (loaded.tokenizer.kind in ("char", "word"))
     assert (loaded.folder / "model.safetensors").stat().st_size <= 25e6
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_each_shipped_record_pins_the_hub_revision_of_its_bundled_weights(name):
+    """The Space serves the Hub commit tagged with the bundled weights' hash (lstmgen.hub.push tags it), so the
+    Hub and the bundled fallback serve the same model; new weights without a new pin fail here."""
+    record = PRESETS[name]
+    assert record.hub_ref == (f"lstmgen/{name}", weights_revision(record.bundled_folder))
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

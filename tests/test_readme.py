@@ -50,7 +50,8 @@ NOT_RUN = {
     "out=$(mktemp -d)": "packs the commit for an upload to the Hub (the next line uploads it)",
 }
 # Python blocks that do not talk to the app, and the test that runs them.
-PYTHON_RUN_ELSEWHERE = {"docs/code.md": "tests/test_layout.py::test_the_code_docs_python_example_runs"}
+PYTHON_RUN_ELSEWHERE = {"docs/code.md": "tests/test_layout.py::test_the_code_docs_python_example_runs",
+                        "README.md": "tests/test_package.py::test_the_readmes_python_lines_run"}
 
 
 @dataclass

@@ -195,9 +195,9 @@ def test_an_anonymous_visitor_cannot_publish_and_the_owners_token_is_never_used(
     assert error is None and any(u and "Done" in str(u[0]) for u in updates), (error, updates[-1:])
     hub.requests.clear()
     # The repo name of one of the app's own models, on the owner's account; then a plain name.
-    _, error = ui_call(url, "on_publish", [None, "owner/char-shakespeare"], session, "10.0.1.1")
+    _, error = ui_call(url, "on_publish", [None, "owner/char-shakespeare", "other"], session, "10.0.1.1")
     assert error and "sign in with Hugging Face first" in error
-    _, error = ui_call(url, "on_publish", [None, "my-lstm"], session, "10.0.1.1")
+    _, error = ui_call(url, "on_publish", [None, "my-lstm", "other"], session, "10.0.1.1")
     assert error and "sign in with Hugging Face first" in error
     assert hub.requests == [] and not hub.saw_owner_token()
 
@@ -211,10 +211,10 @@ def test_a_signed_in_visitor_publishes_only_to_their_own_account_with_their_own_
     hub.bodies.clear()
     cookies = signed_in(VISITOR_TOKEN)
     # Another account's repo, by its full id: refused before anything reaches the Hub.
-    _, error = ui_call(url, "on_publish", [None, "owner/char-shakespeare"], mallory, "10.0.1.2", cookies)
+    _, error = ui_call(url, "on_publish", [None, "owner/char-shakespeare", "other"], mallory, "10.0.1.2", cookies)
     assert error and "give only the repo's name" in error and hub.requests == []
     # A plain name: the repo is created on the visitor's own account, with the visitor's own token only.
-    _, error = ui_call(url, "on_publish", [None, "my-lstm"], mallory, "10.0.1.2", cookies)
+    _, error = ui_call(url, "on_publish", [None, "my-lstm", "other"], mallory, "10.0.1.2", cookies)
     assert error and "refused the upload (HTTP 404)" in error  # the stand-in Hub knows no repos
     assert hub.requests and all(auth == f"Bearer {VISITOR_TOKEN}" for _, _, auth in hub.requests), hub.requests
     assert hub.requests[0][1].startswith("/api/whoami")
@@ -224,7 +224,7 @@ def test_a_signed_in_visitor_publishes_only_to_their_own_account_with_their_own_
     # A second visitor, signed in with the same cookie or not, has no model in their session to publish.
     for their_cookies in (None, cookies):
         hub.requests.clear()
-        _, error = ui_call(url, "on_publish", [None, "my-lstm"], eve, "10.0.1.3", their_cookies)
+        _, error = ui_call(url, "on_publish", [None, "my-lstm", "other"], eve, "10.0.1.3", their_cookies)
         assert error and "train a model first" in error and hub.requests == []
 
 
@@ -572,7 +572,7 @@ def test_another_website_cannot_act_as_a_signed_in_visitor(space, hub):
         "Origin": evil, "Host": SPACE_HOST, "Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 403 and not any(h.startswith("access-control-allow") for h in preflight.headers)
     # … and the calls themselves, sent anyway (a form post needs no preflight), are refused.
-    for handler, data in (("on_publish", [None, "totally-my-model"]), ("on_train", [None, VISITOR_TEXT, "", "text",
+    for handler, data in (("on_publish", [None, "totally-my-model", "other"]), ("on_train", [None, VISITOR_TEXT, "", "text",
                                                                                    "char", "tiny", 2]),
                           ("_check_login_status", [])):
         _, error = ui_call(url, handler, data, session, "10.0.7.20", cookies, origin=evil)
@@ -587,7 +587,7 @@ def test_another_website_cannot_act_as_a_signed_in_visitor(space, hub):
     # The Space's own page, with the visitor's cookie, works as before.
     updates, error = ui_call(url, "_check_login_status", [], session, "10.0.7.20", cookies, origin=f"https://{SPACE_HOST}")
     assert error is None, error
-    _, error = ui_call(url, "on_publish", [None, "my-lstm"], session, "10.0.7.20", cookies, origin=f"https://{SPACE_HOST}")
+    _, error = ui_call(url, "on_publish", [None, "my-lstm", "other"], session, "10.0.7.20", cookies, origin=f"https://{SPACE_HOST}")
     assert error and "refused the upload (HTTP 404)" in error and hub.requests  # it reached the (stand-in) Hub
 
 

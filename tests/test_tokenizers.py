@@ -1,4 +1,8 @@
-"""Every tokenizer round-trips text, handles what its vocabulary lacks, and reloads from its saved state."""
+"""Every tokenizer round-trips text, handles what its vocabulary lacks, and reloads from its saved state.
+
+The char and word tokenizers save a tokenizer.json that the `tokenizers` library reads and encodes to the
+same ids; lstmgen's own part (the kind, the start, the casing, the compact GPT-2 vocabulary) is in a file of
+its own name; folders saved before that still load."""
 
 import json
 import shutil
@@ -10,7 +14,13 @@ from lstmgen.core.data import cut
 from lstmgen.core.files import PRETRAINED_DIR
 from lstmgen.core.records import PRESETS
 from lstmgen.core.english import basic_english, basic_english_cased, casing_table
-from lstmgen.core.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer, load_tokenizer
+from lstmgen.core.tokenizers import (LSTMGEN_TOKENIZER_FILE, CharTokenizer, SubwordTokenizer, WordTokenizer,
+                                     load_tokenizer)
+
+SHAKESPEARE = PRESETS["char-shakespeare"].corpus
+# Text no training split holds, with what each tokenizer has no id for: accents, an emoji, a form feed and a
+# no-break space (whitespace to str.split(), so a word boundary), markup basic_english drops.
+ODD_TEXT = ' Zoë said "hi"; <br />x:y (a) b! c? d\'s\u00a0e\x1cf\u2028g 🦓 —\tend.\n'
 
 
 # The first case is torchtext's documented example; the others exercise each of its rules.
@@ -196,7 +206,92 @@ def test_a_subword_tokenizer_file_cannot_point_outside_its_folder(tmp_path, gpt2
     tokenizer = SubwordTokenizer.build("hello world", gpt2_ranks)
     tokenizer.save(tmp_path / "model")
     shutil.copyfile(gpt2_ranks, tmp_path / "gpt2.tiktoken")  # a real ranks file, just outside the folder
-    state = json.loads((tmp_path / "model" / "tokenizer.json").read_text())
-    (tmp_path / "model" / "tokenizer.json").write_text(json.dumps({**state, "ranks_file": ranks_file}))
+    state = json.loads((tmp_path / "model" / LSTMGEN_TOKENIZER_FILE).read_text())
+    (tmp_path / "model" / LSTMGEN_TOKENIZER_FILE).write_text(json.dumps({**state, "ranks_file": ranks_file}))
     with pytest.raises(ValueError, match="outside the model folder"):
         load_tokenizer(tmp_path / "model")
+    # A folder of the format before (lstmgen's state as tokenizer.json) is held to the same rule.
+    (tmp_path / "model" / LSTMGEN_TOKENIZER_FILE).rename(tmp_path / "model" / "tokenizer.json")
+    with pytest.raises(ValueError, match="outside the model folder"):
+        load_tokenizer(tmp_path / "model")
+
+
+# --------------------------------------------------------------------------- files other tools read
+
+
+def held_out_shakespeare() -> tuple[str, str]:
+    """(the training part, the held-out part) of Tiny Shakespeare, as the shipped models cut it."""
+    train, held_out = cut(corpus_or_skip(PRESETS["char-shakespeare"]), SHAKESPEARE.cuts)
+    return train, held_out
+
+
+def test_the_tokenizers_library_reads_the_char_file_and_encodes_held_out_text_to_the_same_ids(tmp_path):
+    from tokenizers import Tokenizer as LibraryTokenizer
+
+    train, held_out = held_out_shakespeare()
+    tokenizer = CharTokenizer.build(train[:20_000])  # a smaller alphabet: the held-out text has characters it lacks
+    tokenizer.save(tmp_path)
+    library = LibraryTokenizer.from_file(str(tmp_path / "tokenizer.json"))
+
+    for text in (held_out, ODD_TEXT):
+        ours = tokenizer.encode(text)
+        assert library.encode(text).ids == ours.ids
+    assert ours.unknown  # the odd text had characters to drop, and both dropped them
+    assert library.get_vocab_size() == tokenizer.vocab_size
+    assert library.decode(tokenizer.encode(held_out[:500]).ids) == tokenizer.decode(tokenizer.encode(held_out[:500]).ids)
+    assert load_tokenizer(tmp_path).state() == tokenizer.state()
+
+
+def test_the_tokenizers_library_reads_the_word_file_and_encodes_held_out_text_to_the_same_ids(tmp_path):
+    from tokenizers import Tokenizer as LibraryTokenizer
+
+    train, held_out = held_out_shakespeare()
+    tokenizer = WordTokenizer.build(basic_english(train), min_freq=3, cased_tokens=basic_english_cased(train))
+    tokenizer.save(tmp_path)
+    library = LibraryTokenizer.from_file(str(tmp_path / "tokenizer.json"))
+
+    for text in (held_out, ODD_TEXT):
+        ours = tokenizer.encode(text)
+        assert library.encode(text).ids == ours.ids
+        assert library.encode(text).tokens == [tokenizer.words[i] for i in ours.ids]
+    assert len(ours.ids) > 10 and ours.unknown  # words outside the vocabulary: <unk> in both
+    own = json.loads((tmp_path / LSTMGEN_TOKENIZER_FILE).read_text())
+    assert own["casing"] == tokenizer.casing and "words" not in own  # the vocabulary is said once, in tokenizer.json
+    assert load_tokenizer(tmp_path).state() == tokenizer.state()
+
+
+@pytest.mark.parametrize("name", ["char-shakespeare", "word-harrypotter"])
+def test_the_shipped_char_and_word_files_load_in_the_tokenizers_library_with_the_same_ids(name):
+    from tokenizers import Tokenizer as LibraryTokenizer
+
+    folder = PRETRAINED_DIR / name
+    tokenizer = load_tokenizer(folder)
+    library = LibraryTokenizer.from_file(str(folder / "tokenizer.json"))
+    text = held_out_shakespeare()[1] + ODD_TEXT
+    assert library.encode(text).ids == tokenizer.encode(text).ids
+
+
+def test_the_subword_tokenizer_keeps_its_compact_vocabulary_in_lstmgens_own_file(gpt2_ranks, tmp_path):
+    """The `tokenizers` format cannot say "GPT-2 BPE, these ids kept, the others spelled in bytes": no
+    tokenizer.json is written for it, so no tool mistakes the file for one it can read."""
+    tokenizer = SubwordTokenizer.build("ROMEO: What say you, my lord?\n", gpt2_ranks)
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer.state()))  # from before: replaced
+    tokenizer.save(tmp_path)
+    assert not (tmp_path / "tokenizer.json").exists()
+    assert json.loads((tmp_path / LSTMGEN_TOKENIZER_FILE).read_text())["gpt2_ids"] == tokenizer.gpt2_ids
+    assert load_tokenizer(tmp_path).state() == tokenizer.state()
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "subword"])
+def test_a_folder_saved_before_lstmgens_own_file_still_loads(kind, gpt2_ranks, tmp_path):
+    """Before, tokenizer.json held lstmgen's own state (what state() returns) and nothing else."""
+    text = "ROMEO: What say you, my lord? Harry looked at the castle.\n" * 3
+    tokenizer = {"char": lambda: CharTokenizer.build(text),
+                 "word": lambda: WordTokenizer.build(basic_english(text), min_freq=1,
+                                                     cased_tokens=basic_english_cased(text)),
+                 "subword": lambda: SubwordTokenizer.build(text, gpt2_ranks)}[kind]()
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer.state(), ensure_ascii=False))
+    shutil.copyfile(gpt2_ranks, tmp_path / "gpt2.tiktoken")
+    reloaded = load_tokenizer(tmp_path)
+    assert reloaded.state() == tokenizer.state()
+    assert reloaded.encode(text).ids == tokenizer.encode(text).ids

@@ -124,7 +124,7 @@ def test_a_run_writes_a_complete_model_folder_that_loads_strictly(trained):
     front = yaml.safe_load(card.split("---\n")[1])
     assert front["library_name"] == "lstmgen"
     assert {"lstm", "text-generation", "char"} <= set(front["tags"])
-    assert front["datasets"] == ["tiny_shakespeare"]
+    assert front["datasets"] == ["karpathy/tiny_shakespeare"]
     evaluation = front["model-index"][0]["results"][0]
     assert evaluation["dataset"]["split"] == "validation"
     assert evaluation["metrics"] == [{"type": "loss", "value": round(metrics["final"]["val_float"]["loss"], 4)}]
@@ -515,3 +515,58 @@ def test_a_new_model_without_a_time_budget_is_refused_before_training(tmp_path, 
                                "--time-budget", "0", "--out", out], child_env(tmp_path / "hf_home")))
     assert "--time-budget" in line and "--lr-schedule" in line
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- a Hub dataset's revision
+
+DATASET_RECORD = r"""
+import json, sys
+from lstmgen.core.data import CorpusError
+from lstmgen.training.run import TrainCommand
+answers = {}
+for revision in (None, "v1", "no-such-tag"):
+    try:
+        corpus = TrainCommand(tokenizer="char", dataset="someone/plays", dataset_revision=revision).record().corpus
+        answers[str(revision)] = corpus.dataset_revision
+    except CorpusError as error:
+        answers[str(revision)] = f"refused: {error}"
+print(json.dumps(answers))
+"""
+
+
+def test_a_hub_datasets_revision_is_resolved_to_the_commit_that_is_read_and_recorded(tmp_path):
+    """`--dataset-revision` (a tag here) and no revision (main) each become the commit they name before the text
+    is read: the text is read at that commit (read_corpus passes it to `datasets`), and metrics.json and the card
+    keep it (record.to_metrics, tests/test_hub.py for the card). A revision the Hub does not have is refused."""
+    from app_support import StandInHub
+
+    from lstmgen.core.data import Corpus
+    from lstmgen.core.records import new_model
+
+    hub = StandInHub()
+    try:
+        first = hub.commit("datasets/someone/plays", {"train.txt": b"ROMEO: one\n"})
+        latest = hub.commit("datasets/someone/plays", {"train.txt": b"ROMEO: two\n"})
+        hub.repos["datasets/someone/plays"]["tags"]["v1"] = first
+        env = child_env(tmp_path / "hf_home", HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
+        done = subprocess.run([sys.executable, "-c", DATASET_RECORD], env=env, cwd=PROJECT, capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        hub.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answers["None"] == latest and answers["v1"] == first
+    assert answers["no-such-tag"].startswith("refused: cannot find revision 'no-such-tag' of the dataset someone/plays")
+
+    corpus = Corpus(name="someone/plays", dataset="someone/plays", dataset_revision=first)
+    kept = new_model("plays", "char", corpus).to_metrics()
+    assert kept["dataset"] == {"id": "someone/plays", "revision": first, "split": "train", "text_column": "text"}
+
+
+def test_a_dataset_revision_for_a_local_folder_is_refused_in_one_line(tmp_path):
+    folder = tmp_path / "plays"
+    folder.mkdir()
+    result = run(["train_space.py", "--tokenizer", "char", "--dataset", folder, "--dataset-revision", "v1",
+                  "--time-budget", "5"], child_env(tmp_path / "hf_home"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--dataset-revision is for a Hub dataset" in result.stderr

@@ -121,7 +121,8 @@ def test_the_model_folder_is_what_train_space_writes_and_loads_anywhere(client, 
                          capture_output=True, text=True, cwd=PROJECT, timeout=120)
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == direct + "\n"  # the text as generated (it may end in line breaks), then one
-    # And `python app.py --model FOLDER` serves it under its name, with the same text for the same seed.
+    # And `python app.py --model FOLDER` serves it under the folder's name (the key is the server's alone), with the
+    # same text for the same seed.
     from gradio_client import Client
 
     from app_support import free_port, wait_until_serving
@@ -133,7 +134,7 @@ def test_the_model_folder_is_what_train_space_writes_and_loads_anywhere(client, 
     try:
         wait_until_serving(f"http://127.0.0.1:{port}/", server)
         again = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
-            name, "ROMEO:", 0.8, 40, 0, 1.0, 5, False, api_name="/generate")
+            "yours-char", "ROMEO:", 0.8, 40, 0, 1.0, 5, False, api_name="/generate")  # its folder's name: no key
         assert again["float32"]["text"] == served["float32"]["text"]
     finally:
         server.terminate()

@@ -193,13 +193,13 @@ def _try_trained(app: App, trained) -> None:
 
 def _publish_row(app: App, trained) -> None:
     """Publishing the trained model to the visitor's own Hub account, with the visitor's own sign-in."""
-    def on_publish(key, name, oauth_token: gr.OAuthToken | None):
+    def on_publish(key, name, license, oauth_token: gr.OAuthToken | None):
         folder = app.studio.folder(key)
         if folder is None:
             raise gr.Error(words.NOTHING_TO_PUBLISH, print_exception=False)
         token = hub.publishing_token(oauth_token.token if oauth_token is not None else None)
         try:
-            return f"Published: {hub.push_to_account(folder, name, token)}"
+            return f"Published: {studio_lib.publish(folder, name, token, license)}"
         except hub.PublishError as error:
             refused("a publish", error)
             raise gr.Error(str(error), print_exception=False) from None
@@ -211,7 +211,10 @@ def _publish_row(app: App, trained) -> None:
         gr.Markdown(words.publish_how(on_space, hub.SERVER_TOKEN_ENV), elem_id="train-publish-how")
         repo = gr.Textbox(label="Name of the new repo on your account", placeholder="my-lstm", scale=2,
                           max_lines=1, max_length=96)
+        # The card says the license: the visitor's choice ("other": none chosen, and the card says so).
+        license = gr.Dropdown(list(studio_lib.LICENSES), value="other", label="License for others who use it",
+                              info="“other” means you chose none: others should ask you first", elem_id="train-license")
         publish = gr.Button("Publish to my account", elem_id="train-publish")
     published = gr.Markdown(elem_id="train-published")
 
-    publish.click(on_publish, [trained, repo], published, api_visibility="private")
+    publish.click(on_publish, [trained, repo, license], published, api_visibility="private")

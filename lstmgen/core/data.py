@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,8 @@ class Corpus:
     dataset: str | None = None  # or: a Hub dataset id, or a local folder laid out as the Hub lays one out
     text_column: str = "text"
     dataset_split: str = "train"
+    dataset_revision: str | None = None  # a Hub dataset's revision to read; once read, the commit it was read at
+    hub_dataset: str | None = None  # local files that are a Hub dataset's text: its id, for the model card
     # Where the text is cut, as fractions: (0.9,) = the first 90% trains, the rest validates;
     # (0.7, 0.85) = 70% train, 15% validation, 15% test.
     cuts: tuple[float, ...] = (0.9,)
@@ -82,19 +83,20 @@ def corpus_files(corpus: Corpus, data: str | Path | None = None) -> list[Path]:
 
 
 def load_text(files: str | Path | list[str | Path] | None = None, dataset: str | None = None, split: str = "train",
-              text_column: str = "text", cache_dir: str | None = None) -> str:
+              text_column: str = "text", cache_dir: str | None = None, revision: str | None = None) -> str:
     """The text of local files (in the order given; a folder gives its .txt files), or of a dataset's text
     column, through `datasets`.
 
     `dataset` is a Hub id (e.g. stanfordnlp/imdb) or a local folder laid out as the Hub lays out a
-    dataset (`plain_text/train-00000-of-00001.parquet`, …): `datasets` reads both the same way."""
+    dataset (`plain_text/train-00000-of-00001.parquet`, …): `datasets` reads both the same way. `revision`:
+    a Hub dataset's commit, branch or tag (see hub_dataset_commit)."""
     from datasets import load_dataset
 
     if (files is None) == (dataset is None):
         raise ValueError("give either local files or a dataset")
     if dataset is not None:
         try:
-            rows = load_dataset(str(dataset), split=split, cache_dir=cache_dir)
+            rows = load_dataset(str(dataset), split=split, cache_dir=cache_dir, revision=revision)
         except Exception as error:  # datasets raises many types: missing split, offline, not found
             raise CorpusError(f"cannot load dataset {dataset!r} split {split!r}: "
                               f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
@@ -121,17 +123,23 @@ def load_text(files: str | Path | list[str | Path] | None = None, dataset: str |
     return "".join(rows["text"])
 
 
-# A Hub dataset id as the Hub spells it: "name" or "owner/name", letters, digits, "-", "_", "." (no "--" or "..",
-# no leading or trailing "-" or "."), at most 96 characters a part.
-_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-HUB_DATASET_ID = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
+def is_hub_id(repo_id: str) -> bool:
+    """"name" or "owner/name" as the Hub allows it (huggingface_hub's validate_repo_id: ASCII letters, digits, "-",
+    "_", "."; no "--" or ".."; not starting or ending with "-" or "."; at most 96 characters)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
 
 
 def check_hub_dataset_id(dataset_id) -> str:
     """A visitor's dataset id, refused unless it is a Hub id and nothing else: never a path, nor a name
     that `datasets` would read from this server's disk (it looks for a local folder first)."""
     dataset_id = dataset_id.strip() if isinstance(dataset_id, str) else ""
-    if not HUB_DATASET_ID.fullmatch(dataset_id) or "--" in dataset_id or ".." in dataset_id:
+    if not is_hub_id(dataset_id):
         raise CorpusError("give a Hugging Face dataset id, like stanfordnlp/imdb (letters, digits, '-', '_' and '.', "
                           "with at most one '/')")
     from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES  # "text", "csv", …: readers of local files
@@ -142,11 +150,44 @@ def check_hub_dataset_id(dataset_id) -> str:
     return dataset_id
 
 
+@dataclass(frozen=True)
+class DatasetText:
+    """A Hub dataset's text, and exactly what was read: the dataset, the commit, the split and the column."""
+
+    text: str
+    dataset: str
+    commit: str | None
+    split: str
+    text_column: str
+
+
+def hub_dataset_commit(dataset: str, revision: str | None = None) -> str | None:
+    """The commit a Hub dataset's `revision` (default its main branch) is at now, so that the text is read at
+    that commit and the commit recorded; None for a local folder, or a Hub that cannot be asked without a
+    revision pinned (then `datasets` reads what its cache holds)."""
+    if Path(dataset).expanduser().exists() or not is_hub_id(dataset):
+        if revision:
+            raise CorpusError(f"--dataset-revision is for a Hub dataset; {dataset} is a local folder")
+        return None
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().dataset_info(dataset, revision=revision).sha
+    except Exception as error:  # not found, offline, gated: say which
+        if revision is None:
+            log.warning("the commit of dataset %r is not known (%s): it is read without one", dataset,
+                        type(error).__name__)
+            return None
+        raise CorpusError(f"cannot find revision {revision!r} of the dataset {dataset}: {type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else ''}") from None
+
+
 def read_hub_dataset(dataset_id: str, text_column: str = "text", split: str = "train", max_bytes: int = 10_000_000,
-                     timeout_s: float = 60.0) -> str:
+                     timeout_s: float = 60.0) -> DatasetText:
     """A visitor's Hub dataset, read as a stranger would: anonymously (never this server's token), streamed row
     by row (nothing is downloaded whole or cached), and stopped at `max_bytes` of text or `timeout_s` seconds,
-    each with a clear CorpusError. Dataset scripts are refused by `datasets` itself (5.x).
+    each with a clear CorpusError. Dataset scripts are refused by `datasets` itself (5.x). The answer names the
+    commit read.
 
     The reading runs in a child process that is killed at the time limit: a Hub (or anything posing as one) that
     sends a byte now and then keeps a read inside `datasets` from ever returning, and a thread cannot be stopped."""
@@ -170,19 +211,22 @@ def read_hub_dataset(dataset_id: str, text_column: str = "text", split: str = "t
         log.warning("reading dataset %r: %s", dataset_id, child.stderr.strip().splitlines()[-1][:200])
     if "error" in result:
         raise CorpusError(result["error"])
-    return result["text"]
+    return DatasetText(result["text"], dataset_id, result.get("commit"), split, text_column)
 
 
 def _read_in_child() -> None:
-    """read_hub_dataset's child: the job as JSON on stdin, {"text"} or {"error"} as one JSON line on stdout."""
+    """read_hub_dataset's child: the job as JSON on stdin, {"text", "commit"} or {"error"} as one JSON line on
+    stdout."""
     job = json.loads(sys.stdin.read())
     dataset_id, split = job["dataset_id"], job["split"]
-    from datasets import load_dataset
+    from datasets import load_dataset_builder
 
     try:
         with tempfile.TemporaryDirectory(prefix="lstmgen-dataset-") as cache:
-            rows = load_dataset(dataset_id, split=split, streaming=True, token=False, cache_dir=cache)
-            result = dataset_text(rows, dataset_id, job["text_column"], job["max_bytes"])
+            # load_dataset(streaming=True) in two steps: the builder knows the commit it resolved (its hash).
+            builder = load_dataset_builder(dataset_id, token=False, cache_dir=cache)
+            rows = builder.as_streaming_dataset(split=split)
+            result = {**dataset_text(rows, dataset_id, job["text_column"], job["max_bytes"]), "commit": builder.hash}
     except Exception as error:  # datasets raises many types: not found, gated, offline, bad split
         print(f"dataset {dataset_id!r} could not be read: {type(error).__name__}: "
               f"{str(error).splitlines()[0][:200] if str(error) else ''}", file=sys.stderr)
@@ -212,9 +256,10 @@ def dataset_text(rows, dataset_id: str, text_column: str, max_bytes: int) -> dic
 
 
 def read_corpus(corpus: Corpus, data: str | Path | None = None) -> str:
-    """The corpus's text: its dataset, or its files found in the data folders."""
+    """The corpus's text: its dataset (at its revision), or its files found in the data folders."""
     if corpus.dataset:
-        return load_text(dataset=corpus.dataset, split=corpus.dataset_split, text_column=corpus.text_column)
+        return load_text(dataset=corpus.dataset, split=corpus.dataset_split, text_column=corpus.text_column,
+                         revision=corpus.dataset_revision)
     return load_text(corpus_files(corpus, data))
 
 

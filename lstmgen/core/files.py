@@ -1,8 +1,8 @@
 """What a model folder holds, where things live, and writes that never leave a half-written file.
 
 A model folder is exactly what train_space.py writes, the app loads and the Hub stores:
-config.json, model.safetensors, tokenizer.json (+ gpt2.tiktoken for subword), metrics.json,
-loss_curve.png and README.md (the model card).
+config.json, model.safetensors, lstmgen_tokenizer.json and, for char and word, tokenizer.json in the `tokenizers`
+library's format (+ gpt2.tiktoken for subword), metrics.json, loss_curve.png and README.md (the model card).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ with the projects we measure against, so they are fixed:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from .config import TrainConfig
 from .data import Corpus, cut
 from . import files
-from .files import GPT2_RANKS_FILE, PRETRAINED_DIR
+from .files import GPT2_RANKS_FILE, PRETRAINED_DIR, WEIGHTS_FILE
 from .model import ModelConfig
 from .operator_settings import operator_settings
 from .tokenizers import CharTokenizer, SubwordTokenizer, Tokenizer, WordTokenizer, basic_english, basic_english_cased
@@ -48,30 +49,65 @@ class ModelRecord:
     # Vocabulary ids the training split never uses are predicted like its ids used at most this often (0: off).
     smooth_unseen_max_count: int = 0
     folder: Path | None = None  # weights in a folder of their own (else the bundled folder, or the Hub)
-    repo: str | None = None  # Hub repo id (default: LSTMGEN_HUB_OWNER/long_name)
+    repo: str | None = None  # Hub repo "owner/name", or "owner/name@revision" (default: LSTMGEN_HUB_OWNER/long_name)
+    # The Hub revision served (a commit, or a tag): a shipped model pins the one holding its bundled weights.
+    revision: str | None = None
+    license: str = "other"  # the model card's license: the publisher's choice ("other": none chosen)
+
+    @property
+    def hub_ref(self) -> tuple[str, str | None]:
+        """(repo id, revision) the weights are read from: LSTMGEN_REPO_<NAME>, else `repo`, else the owner's repo
+        at the pinned `revision`. A repo named without "@revision" is read at its main branch."""
+        settings = operator_settings()
+        named = settings.repo(self.long_name) or self.repo
+        if named:
+            return split_revision(named)
+        return f"{settings.hub_owner}/{self.long_name}", self.revision
 
     @property
     def repo_id(self) -> str:
-        settings = operator_settings()
-        return settings.repo(self.long_name) or self.repo or f"{settings.hub_owner}/{self.long_name}"
+        return self.hub_ref[0]
 
     @property
     def bundled_folder(self) -> Path:
         return files.PRETRAINED_DIR / self.long_name  # read at call time, so tests can point it elsewhere
 
     def to_metrics(self) -> dict:
-        """What a model folder's metrics.json keeps of its record, so the app can serve it as it was meant."""
-        return {"name": self.name, "long_name": self.long_name, "title": self.title, "examples": list(self.examples),
-                "card_prompt": self.card_prompt, "length": self.length, "corpus": self.corpus.name,
-                "note": self.corpus.note}
+        """What a model folder's metrics.json keeps of its record, so the app can serve it as it was meant, and
+        where its text came from (a Hub dataset with the commit read)."""
+        corpus = self.corpus
+        kept = {"name": self.name, "long_name": self.long_name, "title": self.title, "examples": list(self.examples),
+                "card_prompt": self.card_prompt, "length": self.length, "corpus": corpus.name, "note": corpus.note,
+                "license": self.license}
+        if corpus.dataset_revision:  # read from the Hub: which dataset, and at which commit
+            kept["dataset"] = {"id": corpus.dataset, "revision": corpus.dataset_revision,
+                               "split": corpus.dataset_split, "text_column": corpus.text_column}
+        if corpus.hub_dataset:
+            kept["hub_dataset"] = corpus.hub_dataset
+        return kept
 
 
+def split_revision(repo: str) -> tuple[str, str | None]:
+    """"owner/name@revision" -> ("owner/name", "revision"); "owner/name" -> ("owner/name", None)."""
+    repo_id, _, revision = repo.strip().partition("@")
+    return repo_id, revision or None
+
+
+def weights_revision(folder: str | Path) -> str:
+    """The Hub tag of a model folder's weights, named after their SHA-256: what a shipped record pins, and what
+    lstmgen.hub.push tags a shipped model's upload with."""
+    return "weights-" + hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()[:12]
+
+
+# The same text as the Hub's karpathy/tiny_shakespeare, whose train split is our first 90%.
 SHAKESPEARE = Corpus(
     name="tiny_shakespeare", files=("tinyshakespeare.txt",), cuts=(0.9,), cut_by="chars",
-    note="Tiny Shakespeare (1.1 M characters), first 90% for training, last 10% for validation")
+    note="Tiny Shakespeare (1.1 M characters), first 90% for training, last 10% for validation",
+    hub_dataset="karpathy/tiny_shakespeare")
 
 # Shakespeare's figures are measured on one stream through the validation text, Harry Potter's on
 # 128 streams of 50 steps (the reference's protocol): `eval_batch_size` and `eval_seq_len`.
+# Each `revision` is weights_revision() of the bundled folder: the Hub serves the commit tagged with these weights.
 RECORDS = {r.name: r for r in [
     ModelRecord(
         name="char", long_name="char-shakespeare", title="Shakespeare · letters",
@@ -84,7 +120,7 @@ RECORDS = {r.name: r for r in [
                           average_after=15, average_decay=0.998),
         examples=("ROMEO:", "JULIET:\nO Romeo, Romeo! wherefore art thou", "KING RICHARD III:\nNow is the winter of",
                   "First Citizen:\n"),
-        card_prompt="ROMEO:", length=300),
+        card_prompt="ROMEO:", length=300, revision="weights-2653cd12d123", license="mit"),
     ModelRecord(
         name="subword", long_name="subword-shakespeare", title="Shakespeare · word pieces",
         corpus=replace(SHAKESPEARE, note="Tiny Shakespeare as GPT-2 BPE tokens (compact vocabulary), 90% / 10% split"),
@@ -96,7 +132,7 @@ RECORDS = {r.name: r for r in [
                           lr_patience=0, early_stop=3, eval_batch_size=1, average_after=6, average_decay=0.998),
         examples=("ROMEO:\nBut soft, what light", "HAMLET:\nTo be, or not to be", "DUKE VINCENTIO:\n",
                   "LADY MACBETH:\n"),
-        card_prompt="ROMEO:", length=120),
+        card_prompt="ROMEO:", length=120, revision="weights-3613cc39f9c9", license="mit"),
     ModelRecord(
         name="word", long_name="word-harrypotter", title="Harry Potter · words",
         corpus=Corpus(
@@ -112,7 +148,8 @@ RECORDS = {r.name: r for r in [
                           lr_patience=0, early_stop=3, eval_batch_size=128, eval_seq_len=50, average_after=7,
                           average_decay=0.995),
         examples=("Harry looked at", "Hermione said that", "The castle was dark and", "Dumbledore smiled"),
-        card_prompt="Harry looked at", length=80, smooth_unseen_max_count=10),
+        card_prompt="Harry looked at", length=80, smooth_unseen_max_count=10, revision="weights-1bc803c6098d",
+        license="mit"),
 ]}
 # The same records under their long names (the presets of train_space.py and the Hub repos).
 PRESETS = {r.long_name: r for r in RECORDS.values()}
@@ -146,13 +183,14 @@ NEW_MODEL_MAX_WORDS = 20_000  # word vocabularies of large texts are capped, so 
 
 
 def new_model(name: str, tokenizer: str, corpus: Corpus, size: str = NEW_MODEL_SIZE, seconds: float | None = None,
-              min_freq: int = 1, title: str | None = None) -> ModelRecord:
+              min_freq: int = 1, title: str | None = None, repo: str | None = None,
+              license: str = "other") -> ModelRecord:
     """The record of a new model trained with the recipe above: `seconds` is its time budget (default the
     recipe's), `min_freq` the uses a word/subword token needs for an id of its own."""
     train = NEW_MODEL_TRAINING if seconds is None else replace(NEW_MODEL_TRAINING, time_budget_s=float(seconds))
     spec = TokenizerSpec(tokenizer, min_freq=min_freq, max_size=NEW_MODEL_MAX_WORDS if tokenizer == "word" else 0)
     return ModelRecord(name=name, long_name=name, title=title or name, corpus=corpus, tokenizer=spec,
-                       model=NEW_MODEL_SIZES[size], train=train, examples=("",), length=200)
+                       model=NEW_MODEL_SIZES[size], train=train, examples=("",), length=200, repo=repo, license=license)
 
 
 def new_model_batch_size(train: TrainConfig, train_tokens: int) -> int:
@@ -165,12 +203,16 @@ def record_from_metrics(metrics: dict, fallback_name: str, tokenizer_kind: str) 
     else plain defaults named after the folder."""
     kept = metrics.get("record") or {}
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kept.get("name") or fallback_name).strip("-") or "model"
+    dataset = kept.get("dataset") or {}
+    corpus = Corpus(name=kept.get("corpus") or "own text", note=kept.get("note") or "a model folder given at start",
+                    dataset=dataset.get("id"), dataset_revision=dataset.get("revision"),
+                    dataset_split=dataset.get("split") or "train", text_column=dataset.get("text_column") or "text",
+                    hub_dataset=kept.get("hub_dataset"))
     return ModelRecord(
-        name=name, long_name=kept.get("long_name") or name, title=kept.get("title") or name,
-        corpus=Corpus(name=kept.get("corpus") or "own text", note=kept.get("note") or "a model folder given at start"),
+        name=name, long_name=kept.get("long_name") or name, title=kept.get("title") or name, corpus=corpus,
         tokenizer=TokenizerSpec(tokenizer_kind),
         examples=tuple(kept.get("examples") or ("",)), card_prompt=kept.get("card_prompt") or "",
-        length=int(kept.get("length") or 200))
+        length=int(kept.get("length") or 200), license=kept.get("license") or "other")
 
 
 # --------------------------------------------------------------------------- tokenize and split

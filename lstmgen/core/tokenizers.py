@@ -1,14 +1,19 @@
 """Three tokenizers behind one interface: character, word (basic_english) and GPT-2 subword.
 
 Every tokenizer turns text into model ids and back, knows its vocabulary size, its
-special ids and the id generation starts from, and saves a JSON-able state next to
-the weights (`tokenizer.json`), so a checkpoint always carries its own tokenizer.
+special ids and the id generation starts from, and saves itself next to the weights, so a
+checkpoint always carries its own tokenizer. Where the `tokenizers` library's format says a
+tokenizer exactly (char, word), `tokenizer.json` is that format, so other tools read it;
+what it cannot say (the kind, the start id, the casing table, the compact GPT-2 vocabulary)
+is in lstmgen's own `lstmgen_tokenizer.json`. Folders from before, with lstmgen's state
+under `tokenizer.json`, still load.
 The word tokenizer's English (its words, sentence ends and casing) is lstmgen.core.english.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import shutil
 from collections import Counter
@@ -16,8 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .english import (  # basic_english_cased too: lstmgen.core.records imports it from here
-    EOS, OPENING, Sentences, basic_english, basic_english_cased, capitalize_first, casing_table, closes, split_opening)
+    _BASIC_ENGLISH, EOS, OPENING, Sentences, basic_english, basic_english_cased, capitalize_first, casing_table, closes,
+    split_opening)
 from .files import GPT2_RANKS_FILE, TOKENIZER_FILE
+
+LSTMGEN_TOKENIZER_FILE = "lstmgen_tokenizer.json"  # lstmgen's own part: `tokenizers` owns tokenizer.json
 
 # GPT-2's pre-tokenizer pattern and end-of-text id, as tiktoken's "gpt2" encoding defines them.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -66,10 +74,24 @@ class Tokenizer:
     def state(self) -> dict:
         raise NotImplementedError
 
+    # The state's key that `tokenizer.json` holds instead, where the `tokenizers` format says it (char, word).
+    vocabulary_key: str | None = None
+
+    def tokenizers_json(self) -> dict | None:
+        """This tokenizer in the `tokenizers` library's format, where it says it exactly (same ids for any
+        text); else None."""
+        return None
+
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / TOKENIZER_FILE).write_text(json.dumps(self.state(), ensure_ascii=False))
+        state, shared = self.state(), self.tokenizers_json()
+        if shared is None:
+            (folder / TOKENIZER_FILE).unlink(missing_ok=True)  # a file of the old format, from before
+        else:
+            (folder / TOKENIZER_FILE).write_text(json.dumps(shared, ensure_ascii=False, indent=1))
+            del state[self.vocabulary_key]  # said once, in tokenizer.json
+        (folder / LSTMGEN_TOKENIZER_FILE).write_text(json.dumps(state, ensure_ascii=False))
 
 
 class Detokenizer:
@@ -142,6 +164,16 @@ class CharTokenizer(Tokenizer):
 
     def state(self) -> dict:
         return {"kind": self.kind, "chars": self.chars, "start_char": self.start_char}
+
+    vocabulary_key = "chars"
+
+    def tokenizers_json(self) -> dict:
+        # Characters outside the vocabulary are removed, as encode() drops them; each one left is a token.
+        known = "".join(f"\\x{{{ord(c):x}}}" for c in self.chars)
+        return shared_tokenizer(
+            self.chars, normalizers=[_replace(f"[^{known}]", "", regex=True)],
+            pre_tokenizer={"type": "Split", "pattern": {"Regex": r"[\s\S]"}, "behavior": "Isolated", "invert": False},
+            decoder={"type": "Fuse"}, unk_token=self.chars[0])
 
 
 # --------------------------------------------------------------------------- word
@@ -243,6 +275,40 @@ class WordTokenizer(Tokenizer):
         if self.casing is not None:
             state["casing"] = self.casing
         return state
+
+    vocabulary_key = "words"
+
+    def tokenizers_json(self) -> dict:
+        # basic_english, rule for rule: lower case, its replacements, then a split at every whitespace that
+        # Python's str.split() splits at (all of them end up as one space).
+        steps = [{"type": "Lowercase"}]
+        for pattern, replacement in _BASIC_ENGLISH[:-1]:
+            steps.append(_replace(pattern.pattern.replace("\\", ""), replacement))
+        steps.append(_replace(f"[{python_spaces()}]+", " ", regex=True))
+        return shared_tokenizer(self.words, normalizers=steps, unk_token=self.UNK,
+                                pre_tokenizer={"type": "Split", "pattern": {"String": " "}, "behavior": "Removed",
+                                               "invert": False})
+
+
+def shared_tokenizer(vocabulary: list[str], normalizers: list[dict], pre_tokenizer: dict, unk_token: str,
+                     decoder: dict | None = None) -> dict:
+    """A `tokenizers` tokenizer.json: a normalizer sequence, a pre-tokenizer, and a word-level model whose ids
+    are the vocabulary's positions (written here as JSON: lstmgen itself does not need the library)."""
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+            "normalizer": {"type": "Sequence", "normalizers": normalizers}, "pre_tokenizer": pre_tokenizer,
+            "post_processor": None, "decoder": decoder,
+            "model": {"type": "WordLevel", "vocab": {token: i for i, token in enumerate(vocabulary)},
+                      "unk_token": unk_token}}
+
+
+@functools.cache
+def python_spaces() -> str:
+    """Every character str.isspace() holds, for a regex character class."""
+    return "".join(f"\\x{{{i:x}}}" for i in range(0x110000) if chr(i).isspace())
+
+
+def _replace(pattern: str, content: str, regex: bool = False) -> dict:
+    return {"type": "Replace", "pattern": {"Regex" if regex else "String": pattern}, "content": content}
 
 
 # --------------------------------------------------------------------------- subword
@@ -362,13 +428,20 @@ class SubwordTokenizer(Tokenizer):
 
 
 def load_tokenizer(folder: str | Path) -> Tokenizer:
+    """The tokenizer saved in `folder`: lstmgen_tokenizer.json (with tokenizer.json's vocabulary for char and
+    word), or a tokenizer.json of lstmgen's own from before."""
     folder = Path(folder)
-    path = folder / TOKENIZER_FILE
+    path = folder / LSTMGEN_TOKENIZER_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"missing tokenizer file: {path}")
+        path = folder / TOKENIZER_FILE  # a folder from before lstmgen_tokenizer.json
+    if not path.is_file():
+        raise FileNotFoundError(f"missing tokenizer file: {folder / LSTMGEN_TOKENIZER_FILE}")
     try:
         state = json.loads(path.read_text())
         kind = state["kind"]
+        if path.name == LSTMGEN_TOKENIZER_FILE and kind in ("char", "word"):
+            key = {"char": "chars", "word": "words"}[kind]
+            state[key] = shared_vocabulary(folder / TOKENIZER_FILE)
         if kind == "char":
             return CharTokenizer(state["chars"], state.get("start_char"))
         if kind == "word":
@@ -387,3 +460,23 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"invalid tokenizer file {path}: {error}") from error
     raise ValueError(f"invalid tokenizer file {path}: unknown kind {kind!r}")
+
+
+def shared_vocabulary(path: Path) -> list[str]:
+    """The tokens of a `tokenizers` tokenizer.json's word-level model, in id order (ids 0..n-1, each once)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing tokenizer file: {path}")
+    try:
+        vocab = json.loads(path.read_text())["model"]["vocab"]
+        tokens = sorted(vocab, key=vocab.get)
+        if [vocab[t] for t in tokens] != list(range(len(tokens))):
+            raise ValueError("its ids are not 0, 1, 2, ... each once")
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"invalid tokenizer file {path}: {error}") from None
+    return tokens
+
+
+def vocabulary_file(folder: str | Path) -> Path:
+    """The file that holds a saved tokenizer's vocabulary: tokenizer.json where there is one, else lstmgen's own."""
+    folder = Path(folder)
+    return folder / TOKENIZER_FILE if (folder / TOKENIZER_FILE).is_file() else folder / LSTMGEN_TOKENIZER_FILE

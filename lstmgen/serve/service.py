@@ -71,17 +71,32 @@ class ServedModel:
         base = {"name": self.name, "preset": self.record.long_name, "title": self.record.title}
         if self.loaded is None:
             return {**base, "loaded": False, "error": "this model could not be loaded on the server"}
-        final = self.loaded.metrics.get("final", {})
+        final, loaded = self.loaded.metrics.get("final", {}), self.loaded
         return {
-            **base, "loaded": True, "source": public_source(self.loaded.source),
-            "hub": ("Using the weights bundled with the app: the Hugging Face Hub could not be reached."
-                    if self.loaded.fallback_reason else None),
+            **base, "loaded": True, "source": public_source(loaded.source), "hub": where_from(loaded),
+            # The Hub repo and revision asked for (None: its main branch), and the commit served (None: not the Hub's).
+            "repo": loaded.repo, "revision": loaded.revision, "commit": loaded.commit,
             "parameters": self.loaded.model.num_parameters(), "vocab_size": self.loaded.tokenizer.vocab_size,
             "tokenizer": self.loaded.tokenizer.kind,
             "size_mb": {"float32": round(self.float_bytes / 1e6, 2), "int8": round(self.int8_bytes / 1e6, 2)},
             "figures": {key: {k: value[k] for k in ("loss", "perplexity", "bits_per_char") if k in value}
                         for key, value in final.items() if key != "size_bytes"},
         }
+
+
+def where_from(loaded: LoadedModel) -> str | None:
+    """Where the weights came from, in a sentence for the Model panel (None: a folder given at start)."""
+    revision = f" (revision {loaded.revision})" if loaded.revision else ""
+    if loaded.origin == "cache":
+        return (f"Read from this server's copy of the Hugging Face Hub repo {loaded.repo}{revision}, saved on an "
+                "earlier start: the same files, without asking the Hub.")
+    if loaded.origin == "hub":
+        return f"Downloaded from the Hugging Face Hub repo {loaded.repo}{revision} when the app started."
+    if loaded.origin == "bundled":
+        if loaded.fallback_reason:
+            return "Using the weights bundled with the app: the Hugging Face Hub could not be reached."
+        return "Using the weights bundled with the app (the Hugging Face Hub was not asked)."
+    return None
 
 
 def public_source(source: str) -> str:
@@ -114,7 +129,7 @@ def load_one(record: ModelRecord, hub_timeout_s: float | None = None, use_hub: b
 
 def load_source(source: str, hub_timeout_s: float | None = None, use_hub: bool = True) -> ServedModel:
     """A model given as a folder or Hub repo id (`--model`): its record comes from its metrics.json."""
-    fallback = Path(source.rstrip("/")).name
+    fallback = Path(source.rstrip("/")).name.split("@")[0]  # "owner/name@revision" -> "name"
     try:
         loaded = resolve(source, timeout_s=hub_timeout_s, use_hub=use_hub)
     except Exception as error:

@@ -32,9 +32,12 @@ from pathlib import Path
 from typing import Callable, Iterator, Union
 
 
-from ..core.data import Corpus
-from ..core.files import BEST_FOLDER
+from .. import hub
+from ..core.data import Corpus, DatasetText
+from ..core.files import BEST_FOLDER, METRICS_FILE, read_json
+from ..core.records import record_from_metrics
 from ..training import run
+from ..training.folder import model_card
 from ..training.gpu import compute_device, gpu_function, on_zerogpu
 from ..training.trainer import CHECKPOINT_FILE
 from ..core.records import NEW_MODEL_SIZE, NEW_MODEL_SIZES, NEW_MODEL_TRAINING, ModelRecord, new_model
@@ -56,6 +59,8 @@ class TrainingError(SettingError):
 SIZES = NEW_MODEL_SIZES
 TRAINING = replace(NEW_MODEL_TRAINING, checkpoint_every_s=1e9, progress=False)
 TOKENIZERS = ("char", "word", "subword")
+# The licenses a visitor picks for a published model (the Hub's ids); "other" says none was chosen.
+LICENSES = ("other", "mit", "apache-2.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc0-1.0", "openrail")
 
 
 @dataclass(frozen=True)
@@ -96,24 +101,33 @@ def parameter_count(size: str, vocab_size: int = 100) -> int:
     return SIZES[size].build(vocab_size).num_parameters()
 
 
-def visitor_record(name: str, tokenizer: str, size: str, seconds: float) -> ModelRecord:
-    corpus = Corpus(name="own text", note="your text: first 90% for training, last 10% for validation")
+def visitor_record(name: str, tokenizer: str, size: str, seconds: float, dataset: dict | None = None) -> ModelRecord:
+    """A visitor's model, named `name` (never its key: the name goes into its folder and card). `dataset`: where
+    a Hub dataset's text was read (DatasetText's fields but the text), for the card."""
+    split = "first 90% for training, last 10% for validation"
+    if dataset:
+        corpus = Corpus(name=dataset["dataset"], note=f"the dataset's text: {split}", dataset=dataset["dataset"],
+                        dataset_split=dataset["split"], text_column=dataset["text_column"],
+                        dataset_revision=dataset["commit"])
+    else:
+        corpus = Corpus(name="own text", note=f"your text: {split}")
     record = new_model(name, tokenizer, corpus, size, title=f"Yours · {tokenizer}")
     return replace(record, train=replace(TRAINING, time_budget_s=seconds))
 
 
-def _duration(run_dir, text, tokenizer, size, seconds) -> int:
+def _duration(run_dir, text, tokenizer, size, seconds, dataset=None) -> int:
     return int(float(seconds)) + 90  # the budget, plus tokenizing, the final validation and the model folder
 
 
 @gpu_function(duration=_duration)
-def run_training(run_dir: str, text: str, tokenizer: str, size: str, seconds: float) -> Iterator[dict]:
+def run_training(run_dir: str, text: str, tokenizer: str, size: str, seconds: float,
+                 dataset: dict | None = None) -> Iterator[dict]:
     """Train a visitor's model into run_dir through the one pipeline (lstmgen.training.run), yielding its progress
     at most once a second; the last update has status "done" (with the model folder) or "failed". On ZeroGPU
     this runs in a forked worker with a GPU: only what it yields and what it writes to run_dir come back."""
     run_dir = Path(run_dir)
     device = "cuda" if on_zerogpu() else compute_device()  # inside a GPU function the GPU is real
-    record = visitor_record(run_dir.name, tokenizer, size, seconds)
+    record = visitor_record(f"yours-{tokenizer}", tokenizer, size, seconds, dataset)
     updates: queue.Queue = queue.Queue()
     outcome: dict = {}
 
@@ -186,8 +200,18 @@ class VisitorModel:
 
 
 def new_key() -> str:
-    """A visitor model's name and key: 128 random bits (22 URL-safe characters)."""
+    """A visitor model's key: 128 random bits (22 URL-safe characters). The model itself never holds it."""
     return "yours-" + secrets.token_urlsafe(16)
+
+
+def publish(folder: str | Path, name: str, token: str | None, license: str = "other") -> str:
+    """Publish a visitor's model folder to `{the token's user}/{name}` with `license`, its card written for that
+    repo (lstmgen.hub.push_to_account says what can go wrong). Returns the repo's URL."""
+    if license not in LICENSES:
+        raise hub.PublishError(f"choose a license among {', '.join(LICENSES)}")
+    metrics = read_json(Path(folder) / METRICS_FILE, {})
+    record = replace(record_from_metrics(metrics, "model", metrics.get("kind", "char")), license=license)
+    return hub.push_to_account(folder, name, token, card=lambda repo_id: model_card(record, metrics, repo_id))
 
 
 class Studio:
@@ -256,13 +280,19 @@ class Studio:
                         break
                 ahead, wait = self.position(ticket)
                 yield {"status": "waiting", "place": ahead, "wait_s": wait, "done": False}
+            dataset = None
             if not isinstance(text, str):
                 yield {"status": "reading your text", "done": False}
-                text = check_request(self.limits, text=text()).text
+                read = text()
+                if isinstance(read, DatasetText):  # a Hub dataset: its card names it, and the commit read
+                    dataset = {"dataset": read.dataset, "commit": read.commit, "split": read.split,
+                               "text_column": read.text_column}
+                    read = read.text
+                text = check_request(self.limits, text=read).text
             key = new_key()
             ticket.run_dir = self.root / key
             ticket.run_dir.mkdir()
-            yield from self._run(ticket.run_dir, text, tokenizer, size, seconds)
+            yield from self._run(ticket.run_dir, text, tokenizer, size, seconds, dataset)
         finally:
             if ticket.run_dir is not None and ticket.run_dir.name not in self.models:
                 shutil.rmtree(ticket.run_dir, ignore_errors=True)
@@ -270,9 +300,9 @@ class Studio:
                 self.line.remove(ticket)
                 self.guard.notify_all()
 
-    def _run(self, run_dir: Path, text, tokenizer, size, seconds) -> Iterator[dict]:
+    def _run(self, run_dir: Path, text, tokenizer, size, seconds, dataset=None) -> Iterator[dict]:
         last = {}
-        for update in run_training(str(run_dir), text, tokenizer, size, seconds):
+        for update in run_training(str(run_dir), text, tokenizer, size, seconds, dataset):
             last = update
             if update["status"] == "done":
                 break
@@ -283,6 +313,8 @@ class Studio:
         (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         folder = Path(last.pop("folder"))
         served = self.load(str(folder)) if self.load else None
+        if served is not None:  # answers name the model as its holder calls it, by its key (held in memory only)
+            served.record = replace(served.record, name=run_dir.name)
         self.evict(room_for=1)
         with self.guard:
             self.models[run_dir.name] = VisitorModel(folder, time.time(), served)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -17,6 +17,7 @@ from ..core.files import BEST_FOLDER, CARD_FILE, CONFIG_FILE, LOSS_CURVE_FILE, M
     replace_folder, write_json_atomic
 from ..core.model import LSTMLanguageModel
 from ..engine.ort import OrtModel
+from ..core.records import PRESETS, split_revision
 from ..core.tokenizers import load_tokenizer
 
 MODEL_FOLDER = "model"
@@ -107,42 +108,107 @@ def plot_loss_curve(history: list[dict], path: Path, title: str, continued_after
     plt.close(fig)
 
 
-def model_card(record, metrics: dict) -> str:
+def published_repo(record) -> str | None:
+    """The Hub repo a model's card names: the record's own (`--push-to-hub`, a visitor's publish), a shipped
+    model's, or None for a folder that is not published."""
+    if record.repo:
+        return split_revision(record.repo)[0]
+    return record.repo_id if record.long_name in PRESETS else None
+
+
+def part_names(cuts: tuple[float, ...]) -> dict[str, str]:
+    """Which part of the text each split is: (0.7, 0.85) -> {"train": "the first 70%", "val": "the next 15%",
+    "test": "the last 15%"}."""
+    points = [0.0, *cuts, 1.0]
+    shares = [b - a for a, b in zip(points, points[1:])]
+    places = ["first"] + ["next"] * (len(shares) - 2) + ["last"]
+    return {split: f"the {place} {share:.0%}" for split, place, share in zip(("train", "val", "test"), places, shares)}
+
+
+def figure_label(key: str, parts: dict[str, str]) -> str:
+    """A figure's key in words, with the text it was measured on: "val_slice_int8" -> "validation text (the last
+    10%), its first tokens · int8 copy"."""
+    split, *rest = key.split("_")
+    text = f"{'test' if split == 'test' else 'validation'} text ({parts.get(split, 'held out')})"
+    if "slice" in rest:
+        text += ", its first tokens"
+    if "stream" in rest:
+        text += ", read as one stream"
+    return f"{text} · {'int8 copy' if 'int8' in rest else 'as stored'}"
+
+
+def data_words(corpus, hub_ids: list[str]) -> str:
+    """Where the text came from, in a sentence or two."""
+    if corpus.dataset_revision:
+        return (f"The Hub dataset [{corpus.dataset}](https://huggingface.co/datasets/{corpus.dataset}), split "
+                f"`{corpus.dataset_split}`, column `{corpus.text_column}`, read at commit `{corpus.dataset_revision}`.")
+    if hub_ids:
+        return (f"Local files holding the same text as the Hub dataset [{hub_ids[0]}]"
+                f"(https://huggingface.co/datasets/{hub_ids[0]}).")
+    return "A text that is not on the Hugging Face Hub, given by the person who trained the model."
+
+
+LICENSE_WORDS = {"other": "The publisher chose no standard license (`other`): ask them before reusing these weights."}
+
+
+def model_card(record, metrics: dict, repo_id: str | None = None) -> str:
+    """The model card (README.md). `repo_id`: the repo it is published to (default published_repo(record)); its
+    name is the card's title. The license is the record's, the publisher's choice."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    final = metrics["final"]
+    repo_id = repo_id or published_repo(record)
+    title = repo_id.split("/")[-1] if repo_id else record.long_name
+    record = replace(record, repo=repo_id or "path/to/this/model/folder")  # what the usage example loads
+    corpus, final = record.corpus, metrics["final"]
     split = "test" if "test_float" in final else "validation"
     headline = final["test_float"] if split == "test" else final["val_float"]
-    kind, dataset = record.tokenizer.kind, record.corpus.name
+    kind = record.tokenizer.kind
     metric_type, value = ("perplexity", headline["perplexity"]) if kind == "word" else ("loss", headline["loss"])
+    # Only real Hub ids: a dataset read from the Hub (at the commit read), or the Hub dataset local files are.
+    hub_ids = [corpus.dataset] if corpus.dataset_revision else [corpus.hub_dataset] if corpus.hub_dataset else []
     card_data = ModelCardData(
-        language="en", license="mit", library_name="lstmgen", pipeline_tag="text-generation",
-        tags=["lstm", "text-generation", kind, "lstmgen"], datasets=[dataset],
-        model_name=record.long_name,
-        eval_results=[EvalResult(task_type="text-generation", dataset_type=dataset,
-                                 dataset_name=dataset, dataset_split=split,
+        language="en", license=record.license, library_name="lstmgen", pipeline_tag="text-generation",
+        tags=["lstm", "text-generation", kind, "lstmgen"], datasets=hub_ids or None, model_name=title,
+        eval_results=[EvalResult(task_type="text-generation", dataset_type=hub_ids[0] if hub_ids else "text",
+                                 dataset_name=corpus.name, dataset_split=split,
+                                 dataset_revision=corpus.dataset_revision,
                                  metric_type=metric_type, metric_value=round(value, 4))],
     )
+    parts = part_names(corpus.cuts)
+
     def row(key, fig):
         bpc = "" if fig["bits_per_char"] is None else f"{fig['bits_per_char']:.4f}"
-        return (f"| {key} | {fig['loss']:.4f} | {fig['perplexity']:.2f} | {bpc} | "
-                f"{fig['batch_size']} × {fig['seq_len']} |")
+        return (f"| {figure_label(key, parts)} | {fig['tokens']:,} | {fig['loss']:.4f} | {fig['perplexity']:.2f} | "
+                f"{bpc} | {fig['batch_size']} × {fig['seq_len']} |")
 
     rows = "\n".join(row(key, fig) for key, fig in final.items() if key != "size_bytes")
     sizes = final["size_bytes"]
     prompt = record.card_prompt or record.examples[0]
     notes = metrics.get("notes", "")
+    unit = {"char": "letter by letter", "word": "word by word", "subword": "in pieces of words (GPT-2's)"}[kind]
+    unknown = {"char": "Characters it never saw in training are dropped from a prompt.",
+               "word": "Words outside its vocabulary read as `<unk>`, and its words are lower case, "
+                       "capitalised again as they were most often written in the training text.",
+               "subword": "Any text can be given: words it has no piece for are spelled in bytes."}[kind]
     content = f"""---
 {card_data.to_yaml()}
 ---
 
-# {record.long_name}
+# {title}
 
 An LSTM language model ({record.title}) trained with lstmgen:
 {metrics['parameters']:,} parameters, vocabulary {metrics['vocab_size']:,}, {metrics['kind']} tokens.
 
-| split / model | loss (nats/token) | perplexity | bits/char | streams × steps |
-|---|---|---|---|---|
+## Data
+
+{data_words(corpus, hub_ids)} {corpus.note[:1].upper() + corpus.note[1:]}.
+
+## Figures
+
+Each figure is measured on text the model did not learn from: the part of its text named in the first column.
+
+| measured on · model | tokens | loss (nats/token) | perplexity | bits/char | streams × steps |
+|---|---|---|---|---|---|
 {rows}
 
 Sizes in memory: float32 {sizes['float32_in_memory'] / 1e6:.1f} MB, int8 (dynamic quantization) {sizes['int8_in_memory'] / 1e6:.1f} MB.
@@ -150,13 +216,19 @@ The weights are stored as {metrics['stored_dtype']}; every figure above was meas
 
 ![loss curve]({LOSS_CURVE_FILE})
 
+## Intended uses and limitations
+
+A small LSTM ({metrics['parameters']:,} parameters) that continues a text {unit} in the manner of its training
+text, for learning how such models work and for play. It knows only that text: it does not answer questions,
+follow instructions or know facts, and what it writes is often ungrammatical, repetitive or nonsense, and may
+repeat the text's wording and biases. Do not use it where the truth of a text matters. {unknown}
+
 ## Use
 
 ```python
-from lstmgen.hub import resolve
-from lstmgen.engine.generate import generate
-loaded = resolve("{record.repo_id}")  # this repo, through the Hub cache (safetensors only)
-print(generate(loaded.model, loaded.tokenizer, {prompt!r}, 200, temperature=0.8, seed=0))
+import lstmgen
+model = lstmgen.load("{record.repo_id}")          # or a local folder; int8=True for the compressed copy
+print(model.generate({json.dumps(prompt)}, length=200, temperature=0.8))
 ```
 
 ## Training
@@ -168,6 +240,10 @@ print(generate(loaded.model, loaded.tokenizer, {prompt!r}, 200, temperature=0.8,
 ```
 
 {notes}
+
+## License
+
+{LICENSE_WORDS.get(record.license, f"`{record.license}`, chosen by the publisher.")}
 """
     return str(ModelCard(content))
 

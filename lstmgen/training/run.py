@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from ..core.data import DATA_ENV, Corpus, load_text, read_corpus
+from ..core.data import DATA_ENV, Corpus, hub_dataset_commit, load_text, read_corpus
 from ..core.files import BEST_FOLDER, METRICS_FILE, read_json
 from ..core.records import (NEW_MODEL_HELD_OUT, NEW_MODEL_SIZE, NEW_MODEL_SIZES, NEW_MODEL_TRAINING, PRESETS,
                             ModelRecord, new_model, new_model_batch_size, prepare)
@@ -45,6 +45,8 @@ class TrainCommand:
     data: str | None = setting(None, f"local text: a file, or a folder (a preset's files, or every .txt in it); "
                                      f"default ${DATA_ENV}, then the repository's data/")
     dataset: str | None = setting(None, "a Hub dataset id (e.g. stanfordnlp/imdb) or a local folder laid out like one")
+    dataset_revision: str | None = setting(None, "the Hub dataset's revision (commit, branch or tag; default its main "
+                                                 "branch): the commit read is recorded in metrics.json and the card")
     text_column: str = setting("text", "the dataset's text column")
     split: str = setting("train", "the dataset's split to train on")
     size: str = setting(NEW_MODEL_SIZE, "a new model: the app's model size (the model flags override it)",
@@ -58,25 +60,38 @@ class TrainCommand:
                                           "with a fresh optimizer: continues a model whose checkpoint did not survive")
     finalize_only: bool = setting(False, "no training: rebuild the model folder from the output folder's best checkpoint")
     bundle: bool = setting(False, "copy the model folder into lstmgen/pretrained/NAME")
-    push_to_hub: str | None = setting(None, "upload the model folder to this Hub repo (OWNER/NAME)")
+    push_to_hub: str | None = setting(None, "upload the model folder to this Hub repo (OWNER/NAME): the card names it")
+    license: str | None = setting(None, "the model card's license, a Hub license id (default: a preset's, else other: "
+                                        "none chosen)")
     notes: str = setting("", "text for the model card's notes (what was tried)")
 
     def record(self) -> ModelRecord:
-        """A preset's record, or a new model's: its text and tokenizer with the recipe for new models."""
+        """A preset's record, or a new model's: its text and tokenizer with the recipe for new models. A Hub
+        dataset's revision is resolved to its commit here, so the text read and the commit recorded agree."""
+        revision = hub_dataset_commit(self.dataset, self.dataset_revision) if self.dataset else None
         if self.preset:
-            return PRESETS[self.preset]
-        source = (self.dataset or self.data).rstrip("/")
-        corpus = Corpus(name=Path(source).name if self.data else self.dataset, dataset=self.dataset,
-                        text_column=self.text_column, dataset_split=self.split, cuts=(round(1 - self.held_out, 6),),
-                        note=f"{source}, first {1 - self.held_out:.0%} for training, last {self.held_out:.0%} for "
-                             "validation")
-        name = self.name or f"{self.tokenizer}-{Path(source).stem or 'text'}"
-        return new_model(name, self.tokenizer, corpus, self.size, min_freq=self.min_freq)
+            record = PRESETS[self.preset]
+            if self.dataset:
+                record = replace(record, corpus=replace(record.corpus, dataset=self.dataset, dataset_split=self.split,
+                                                        text_column=self.text_column, dataset_revision=revision,
+                                                        hub_dataset=None))
+        else:
+            source = (self.dataset or self.data).rstrip("/")
+            corpus = Corpus(name=Path(source).name if self.data else self.dataset, dataset=self.dataset,
+                            text_column=self.text_column, dataset_split=self.split, dataset_revision=revision,
+                            cuts=(round(1 - self.held_out, 6),),
+                            note=f"{source}, first {1 - self.held_out:.0%} for training, last {self.held_out:.0%} for "
+                                 "validation")
+            name = self.name or f"{self.tokenizer}-{Path(source).stem or 'text'}"
+            record = new_model(name, self.tokenizer, corpus, self.size, min_freq=self.min_freq)
+        if self.license:
+            record = replace(record, license=self.license)
+        return replace(record, repo=self.push_to_hub) if self.push_to_hub else record
 
     def text(self, record: ModelRecord) -> str:
-        if self.dataset and self.preset:
-            return load_text(dataset=self.dataset, split=self.split, text_column=self.text_column)
-        return read_corpus(record.corpus, self.data) if self.preset or self.dataset else load_text(self.data)
+        if self.dataset:
+            return read_corpus(record.corpus)  # the dataset, at the commit record() resolved
+        return read_corpus(record.corpus, self.data) if self.preset else load_text(self.data)
 
 
 @dataclass
