@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app_support import free_port, wait_until_serving
+from app_support import StandInHub, free_port, wait_until_serving
 from lstmgen.core.operator_settings import ServerLimits
 
 pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.*"),
@@ -426,7 +426,6 @@ def test_a_hub_datasets_text_stops_at_the_byte_limit_of_an_endless_stream():
 
 
 def test_a_datasets_text_is_read_in_the_visitors_turn(tmp_path):
-    from lstmgen.core.operator_settings import TrainingLimits
     from lstmgen.serve import studio
 
     runs = studio.Studio(root=tmp_path, sweep_every_s=0)
@@ -837,13 +836,8 @@ class StatusHub:
             def answer(self):
                 length = int(self.headers.get("content-length") or 0)
                 self.rfile.read(length)
-                status, body = next((v for k, v in answers.items() if k in self.path), (404, {"error": "not found"}))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                StandInHub.reply(self, *next((v for k, v in answers.items() if k in self.path),
+                                             (404, {"error": "not found"})))
 
             do_GET = do_POST = do_HEAD = do_PUT = answer
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app_support import build_model_folders, launch
+from app_support import StandInHub, build_model_folders, launch
 from lstmgen import hub as publish
 from lstmgen.app import build_demo, words
 from lstmgen.training.run import steps_per_second
@@ -281,76 +281,6 @@ def test_publishing_needs_a_sign_in_and_never_shows_the_token(tmp_path):
         publish.push_to_account(tmp_path, "someone-else/my-lstm", "hf_secret")
 
 
-class FakeHubForUploads:
-    """A local stand-in for the Hub's upload API (whoami, create repo, preupload, commit): a write token
-    may create repos and commit to them, a read token may not."""
-
-    TOKENS = {"hf_write_token": "write", "hf_read_token": "read"}
-
-    def __init__(self):
-        import base64
-        import http.server
-
-        self.commits: dict[str, dict[str, bytes]] = {}
-        self.authorizations: list[str] = []
-        hub = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def role(self):
-                token = self.headers.get("authorization", "").removeprefix("Bearer ")
-                hub.authorizations.append(token)
-                return hub.TOKENS.get(token)
-
-            def do_GET(self):
-                if self.path.startswith("/api/whoami"):
-                    role = self.role()
-                    if role is None:
-                        return self.reply(401, {"error": "Invalid credentials"})
-                    return self.reply(200, {"name": "visitor", "type": "user",
-                                            "auth": {"accessToken": {"role": role}}})
-                self.reply(404, {"error": "not here"})
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                role = self.role()
-                if role != "write":
-                    return self.reply(403 if role else 401, {"error": "You don't have the rights to write here"})
-                if self.path == "/api/validate-yaml":  # the model card's metadata
-                    return self.reply(200, {"errors": [], "warnings": []})
-                if self.path == "/api/repos/create":
-                    repo = json.loads(body)
-                    return self.reply(200, {"url": f"{hub.url}/{repo.get('organization') or 'visitor'}/{repo['name']}"})
-                if "/preupload/" in self.path:
-                    files = json.loads(body)["files"]
-                    return self.reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                                      for f in files]})
-                if "/commit/" in self.path:
-                    repo = self.path.split("/api/models/")[1].split("/commit/")[0]
-                    files = {}
-                    for line in body.decode().splitlines():
-                        item = json.loads(line)
-                        if item.get("key") == "file":
-                            files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-                    hub.commits[repo] = files
-                    return self.reply(200, {"commitUrl": f"{hub.url}/{repo}/commit/{'a' * 40}", "commitOid": "a" * 40})
-                self.reply(404, {"error": f"no {self.path}"})
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 PUSH = r"""
 import json, sys
 from lstmgen import hub as publish
@@ -363,7 +293,7 @@ except publish.PublishError as error:
 
 
 def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_token(trained, app_studio, tmp_path):
-    hub = FakeHubForUploads()
+    hub = StandInHub()  # its upload API: a write token may create repos and commit to them, a read token may not
     folder = app_studio.folder(trained[-1]["model"])
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("HF_")}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
@@ -378,7 +308,7 @@ def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_tok
 
     done = push("my-lstm", "hf_write_token")
     assert "url" in done and done["url"].endswith("visitor/my-lstm"), done
-    uploaded = hub.commits["visitor/my-lstm"]
+    uploaded = hub.files("visitor/my-lstm")
     assert uploaded["model.safetensors"] == (folder / "model.safetensors").read_bytes()
     assert {"config.json", "tokenizer.json", "metrics.json", "README.md"} <= set(uploaded)
     assert set(hub.authorizations) == {"hf_write_token"}  # the visitor's own token, and only it
@@ -386,6 +316,7 @@ def test_publishing_pushes_the_folder_to_the_visitors_own_account_with_their_tok
     refused = push("my-lstm", "hf_read_token")
     assert "your sign-in does not let this app write to my-lstm" in refused["error"]
     assert "sign in with Hugging Face first" in push("my-lstm", "")["error"]
+    hub.close()
 
 
 def test_the_trained_models_validation_figures_are_its_loss_on_the_held_out_text(trained, app_studio):

@@ -10,7 +10,7 @@ EOS = "<eos>"  # the word tokenizer's end of a line: a sentence starts after it
 # --------------------------------------------------------------------------- words
 
 # torchtext's `basic_english`, line for line (torchtext does not install with torch 2.13).
-_BASIC_ENGLISH = [
+BASIC_ENGLISH_RULES = [
     (re.compile(r"\'"), " '  "),
     (re.compile(r"\""), ""),
     (re.compile(r"\."), " . "),
@@ -29,13 +29,13 @@ _BASIC_ENGLISH = [
 def basic_english(line: str) -> list[str]:
     """Lower-case, split off . , ( ) ! ? and ', drop " ; : — exactly torchtext's basic_english."""
     line = line.lower()
-    for pattern, replacement in _BASIC_ENGLISH:
+    for pattern, replacement in BASIC_ENGLISH_RULES:
         line = pattern.sub(replacement, line)
     return line.split()
 
 
 # The same rules on text that is not lower-cased ("<BR />" is a break too).
-_BASIC_ENGLISH_CASED = [(re.compile(p.pattern, re.IGNORECASE), r) for p, r in _BASIC_ENGLISH]
+_BASIC_ENGLISH_CASED = [(re.compile(p.pattern, re.IGNORECASE), r) for p, r in BASIC_ENGLISH_RULES]
 
 
 def basic_english_cased(line: str) -> list[str]:

@@ -20,7 +20,8 @@ from . import files
 from .files import GPT2_RANKS_FILE, PRETRAINED_DIR, WEIGHTS_FILE
 from .model import ModelConfig
 from .operator_settings import operator_settings
-from .tokenizers import CharTokenizer, SubwordTokenizer, Tokenizer, WordTokenizer, basic_english, basic_english_cased
+from .english import basic_english, basic_english_cased
+from .tokenizers import CharTokenizer, SubwordTokenizer, Tokenizer, WordTokenizer
 
 # GPT-2's BPE ranks (byte-identical to OpenAI's r50k/gpt2 file), shipped with the subword model:
 # tiktoken.get_encoding("gpt2") would download them, and cannot offline.

@@ -20,9 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .english import (  # basic_english_cased too: lstmgen.core.records imports it from here
-    _BASIC_ENGLISH, EOS, OPENING, Sentences, basic_english, basic_english_cased, capitalize_first, casing_table, closes,
-    split_opening)
+from .english import (BASIC_ENGLISH_RULES, EOS, OPENING, Sentences, basic_english, capitalize_first, casing_table,
+                      closes, split_opening)
 from .files import GPT2_RANKS_FILE, TOKENIZER_FILE
 
 LSTMGEN_TOKENIZER_FILE = "lstmgen_tokenizer.json"  # lstmgen's own part: `tokenizers` owns tokenizer.json
@@ -282,7 +281,7 @@ class WordTokenizer(Tokenizer):
         # basic_english, rule for rule: lower case, its replacements, then a split at every whitespace that
         # Python's str.split() splits at (all of them end up as one space).
         steps = [{"type": "Lowercase"}]
-        for pattern, replacement in _BASIC_ENGLISH[:-1]:
+        for pattern, replacement in BASIC_ENGLISH_RULES[:-1]:
             steps.append(_replace(pattern.pattern.replace("\\", ""), replacement))
         steps.append(_replace(f"[{python_spaces()}]+", " ", regex=True))
         return shared_tokenizer(self.words, normalizers=steps, unk_token=self.UNK,
